@@ -1,0 +1,310 @@
+//! The plugin configuration: the public interface mesh teams write.
+//!
+//! Parsing is strict. Unknown keys and bad values are refused at load time with the exact
+//! field path (`providers[0].jwks.keys[1].n: ...`), because a silently ignored typo in a
+//! security filter is an outage or a hole found in production.
+
+mod source;
+
+use serde::Deserialize;
+use std::fmt;
+
+use crate::jwks::{Alg, JwkSet, KeySet};
+
+pub use source::to_json;
+
+/// A configuration error, naming the field it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError { field: field.into(), message: message.into() }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// Largest accepted `clock_skew_seconds`. Beyond ten minutes a "skew" is a broken clock, and
+/// a leeway that large quietly extends every token's life.
+pub const MAX_CLOCK_SKEW_SECONDS: u64 = 600;
+
+pub const DEFAULT_CLOCK_SKEW_SECONDS: u64 = 30;
+pub const DEFAULT_NEAR_EXPIRY_WARNING_SECONDS: u64 = 60;
+pub const DEFAULT_EXPIRES_IN_HEADER: &str = "x-token-expires-in";
+pub const DEFAULT_START_CLAIM: &str = "auth_time";
+pub const DEFAULT_REALM: &str = "tokenguard";
+
+/// A validated configuration, with keys already turned into verifiers.
+pub struct Config {
+    pub providers: Vec<Provider>,
+    pub token_source: TokenSource,
+    pub clock_skew_seconds: u64,
+    /// Always contains `exp`: a token that never expires has no lifecycle to guard.
+    pub required_claims: Vec<String>,
+    pub session: Option<SessionPolicy>,
+    pub near_expiry_warning_seconds: u64,
+    /// `None` when the operator disabled the header with `""`.
+    pub expires_in_header: Option<String>,
+    pub log_accepted: bool,
+    pub realm: String,
+}
+
+pub struct Provider {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<Alg>,
+    pub keys: KeySet,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// A header, lower-cased, and the prefix that must precede the token (matched without
+    /// regard to case, as HTTP auth schemes are).
+    Header { name: String, prefix: String },
+    Cookie { name: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionPolicy {
+    pub max_lifetime_seconds: u64,
+    pub start_claim: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    providers: Vec<RawProvider>,
+    #[serde(default)]
+    token_source: Option<RawTokenSource>,
+    #[serde(default)]
+    clock_skew_seconds: Option<u64>,
+    #[serde(default)]
+    required_claims: Option<Vec<String>>,
+    #[serde(default)]
+    session: Option<RawSession>,
+    #[serde(default)]
+    near_expiry_warning_seconds: Option<u64>,
+    #[serde(default)]
+    expires_in_header: Option<String>,
+    #[serde(default)]
+    audit: Option<RawAudit>,
+    #[serde(default)]
+    realm: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    issuer: String,
+    #[serde(default)]
+    audiences: Vec<String>,
+    algorithms: Vec<String>,
+    jwks: JwkSet,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokenSource {
+    #[serde(default)]
+    header: Option<String>,
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    cookie: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSession {
+    max_lifetime_seconds: u64,
+    #[serde(default)]
+    start_claim: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    #[serde(default)]
+    log_accepted: bool,
+}
+
+impl Config {
+    /// Parses the bytes Envoy hands the plugin: JSON text (a `StringValue`) or a
+    /// `google.protobuf.Struct` in protobuf encoding (plain YAML in Envoy's config).
+    pub fn from_plugin_bytes(bytes: &[u8]) -> Result<Config, ConfigError> {
+        Config::from_json(to_json(bytes)?)
+    }
+
+    pub fn from_json(value: serde_json::Value) -> Result<Config, ConfigError> {
+        let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { String::new() } else { path };
+            ConfigError::new(field, e.into_inner().to_string())
+        })?;
+        raw.validate()
+    }
+}
+
+impl RawConfig {
+    fn validate(self) -> Result<Config, ConfigError> {
+        if self.providers.is_empty() {
+            return Err(ConfigError::new("providers", "at least one provider is required"));
+        }
+        let mut providers = Vec::with_capacity(self.providers.len());
+        for (i, p) in self.providers.into_iter().enumerate() {
+            let here = format!("providers[{i}]");
+            if p.issuer.is_empty() {
+                return Err(ConfigError::new(format!("{here}.issuer"), "must not be empty"));
+            }
+            if providers.iter().any(|q: &Provider| q.issuer == p.issuer) {
+                return Err(ConfigError::new(format!("{here}.issuer"), "duplicate issuer"));
+            }
+            if p.algorithms.is_empty() {
+                return Err(ConfigError::new(format!("{here}.algorithms"), "list at least one algorithm"));
+            }
+            let mut algorithms = Vec::new();
+            for (j, name) in p.algorithms.iter().enumerate() {
+                let alg = Alg::parse(name).ok_or_else(|| {
+                    ConfigError::new(
+                        format!("{here}.algorithms[{j}]"),
+                        format!("unsupported algorithm {name:?} (supported: HS256/384/512, RS256/384/512, PS256/384/512, ES256, ES384, EdDSA)"),
+                    )
+                })?;
+                if !algorithms.contains(&alg) {
+                    algorithms.push(alg);
+                }
+            }
+            let keys = KeySet::build(&p.jwks, &algorithms, &format!("{here}.jwks"))
+                .map_err(|m| match m.split_once(": ") {
+                    Some((field, msg)) => ConfigError::new(field, msg),
+                    None => ConfigError::new(format!("{here}.jwks"), m),
+                })?;
+            for alg in &algorithms {
+                if !keys.entries.iter().any(|e| e.alg == *alg) {
+                    return Err(ConfigError::new(
+                        format!("{here}.algorithms"),
+                        format!("{} has no matching key in jwks", alg.as_str()),
+                    ));
+                }
+            }
+            providers.push(Provider { issuer: p.issuer, audiences: p.audiences, algorithms, keys });
+        }
+
+        let token_source = match self.token_source {
+            None => TokenSource::Header { name: "authorization".into(), prefix: "Bearer ".into() },
+            Some(RawTokenSource { header: Some(h), prefix, cookie: None }) => {
+                if h.is_empty() {
+                    return Err(ConfigError::new("token_source.header", "must not be empty"));
+                }
+                TokenSource::Header {
+                    name: h.to_ascii_lowercase(),
+                    prefix: prefix.unwrap_or_else(|| "Bearer ".into()),
+                }
+            }
+            Some(RawTokenSource { header: None, prefix: None, cookie: Some(c) }) => {
+                if c.is_empty() {
+                    return Err(ConfigError::new("token_source.cookie", "must not be empty"));
+                }
+                TokenSource::Cookie { name: c }
+            }
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "token_source",
+                    "set either \"header\" (with an optional \"prefix\") or \"cookie\"",
+                ))
+            }
+        };
+
+        let clock_skew_seconds = self.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS);
+        if clock_skew_seconds > MAX_CLOCK_SKEW_SECONDS {
+            return Err(ConfigError::new(
+                "clock_skew_seconds",
+                format!("must be at most {MAX_CLOCK_SKEW_SECONDS}"),
+            ));
+        }
+
+        let mut required_claims = self.required_claims.unwrap_or_default();
+        if let Some(j) = required_claims.iter().position(|c| c.is_empty()) {
+            return Err(ConfigError::new(format!("required_claims[{j}]"), "must not be empty"));
+        }
+        if !required_claims.iter().any(|c| c == "exp") {
+            required_claims.insert(0, "exp".into());
+        }
+
+        let session = match self.session {
+            None => None,
+            Some(s) => {
+                if s.max_lifetime_seconds == 0 {
+                    return Err(ConfigError::new("session.max_lifetime_seconds", "must be greater than 0"));
+                }
+                if s.max_lifetime_seconds > crate::token::MAX_NUMERIC_DATE {
+                    return Err(ConfigError::new("session.max_lifetime_seconds", "is too large"));
+                }
+                let start_claim = s.start_claim.unwrap_or_else(|| DEFAULT_START_CLAIM.into());
+                if start_claim.is_empty() {
+                    return Err(ConfigError::new("session.start_claim", "must not be empty"));
+                }
+                Some(SessionPolicy { max_lifetime_seconds: s.max_lifetime_seconds, start_claim })
+            }
+        };
+
+        let near_expiry_warning_seconds =
+            self.near_expiry_warning_seconds.unwrap_or(DEFAULT_NEAR_EXPIRY_WARNING_SECONDS);
+        if near_expiry_warning_seconds > crate::token::MAX_NUMERIC_DATE {
+            return Err(ConfigError::new("near_expiry_warning_seconds", "is too large"));
+        }
+
+        let expires_in_header = match self.expires_in_header {
+            None => Some(DEFAULT_EXPIRES_IN_HEADER.to_string()),
+            Some(h) if h.is_empty() => None,
+            Some(h) if valid_header_name(&h) => Some(h.to_ascii_lowercase()),
+            Some(_) => {
+                return Err(ConfigError::new("expires_in_header", "is not a valid HTTP header name"))
+            }
+        };
+
+        let realm = self.realm.unwrap_or_else(|| DEFAULT_REALM.into());
+        if realm.is_empty() || !realm.chars().all(|c| matches!(c, ' ' | '!' | '#'..='[' | ']'..='~')) {
+            return Err(ConfigError::new("realm", "must be non-empty printable ASCII without '\"' or '\\'"));
+        }
+
+        Ok(Config {
+            providers,
+            token_source,
+            clock_skew_seconds,
+            required_claims,
+            session,
+            near_expiry_warning_seconds,
+            expires_in_header,
+            log_accepted: self.audit.is_some_and(|a| a.log_accepted),
+            realm,
+        })
+    }
+}
+
+/// RFC 9110 token characters, and not a pseudo-header.
+fn valid_header_name(h: &str) -> bool {
+    !h.is_empty()
+        && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+impl Config {
+    pub fn provider(&self, issuer: &str) -> Option<&Provider> {
+        self.providers.iter().find(|p| p.issuer == issuer)
+    }
+}
+
+#[cfg(test)]
+mod tests;

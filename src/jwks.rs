@@ -1,0 +1,308 @@
+//! JSON Web Keys (RFC 7517/7518) turned into ready-to-use verifiers.
+//!
+//! Keys are parsed and paired with algorithms once, at configuration time, so a request
+//! never parses key material. A key is paired only with the algorithms its type permits
+//! (and its `alg`, when the JWK names one), which is what rules out key confusion such as an
+//! RSA public key used as an HMAC secret: an RSA JWK simply never yields an HS* verifier.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jwt_simple::prelude::*;
+use jwt_simple::JWTError;
+use serde::Deserialize;
+
+/// Signature algorithms tokenguard accepts. `none` is deliberately absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Alg {
+    HS256,
+    HS384,
+    HS512,
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
+}
+
+impl Alg {
+    pub const ALL: [Alg; 12] = [
+        Alg::HS256,
+        Alg::HS384,
+        Alg::HS512,
+        Alg::RS256,
+        Alg::RS384,
+        Alg::RS512,
+        Alg::PS256,
+        Alg::PS384,
+        Alg::PS512,
+        Alg::ES256,
+        Alg::ES384,
+        Alg::EdDSA,
+    ];
+
+    pub fn parse(name: &str) -> Option<Alg> {
+        Alg::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alg::HS256 => "HS256",
+            Alg::HS384 => "HS384",
+            Alg::HS512 => "HS512",
+            Alg::RS256 => "RS256",
+            Alg::RS384 => "RS384",
+            Alg::RS512 => "RS512",
+            Alg::PS256 => "PS256",
+            Alg::PS384 => "PS384",
+            Alg::PS512 => "PS512",
+            Alg::ES256 => "ES256",
+            Alg::ES384 => "ES384",
+            Alg::EdDSA => "EdDSA",
+        }
+    }
+}
+
+/// One JWK as it appears in a key set. Unknown members (`x5c`, `key_ops`, ...) are ignored,
+/// as RFC 7517 §4 asks.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Jwk {
+    pub kty: String,
+    #[serde(default)]
+    pub kid: Option<String>,
+    #[serde(default)]
+    pub alg: Option<String>,
+    #[serde(default, rename = "use")]
+    pub use_: Option<String>,
+    #[serde(default)]
+    pub crv: Option<String>,
+    #[serde(default)]
+    pub n: Option<String>,
+    #[serde(default)]
+    pub e: Option<String>,
+    #[serde(default)]
+    pub x: Option<String>,
+    #[serde(default)]
+    pub y: Option<String>,
+    #[serde(default)]
+    pub k: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct JwkSet {
+    pub keys: Vec<Jwk>,
+}
+
+/// A public key (or HMAC secret) bound to exactly one algorithm.
+pub enum Verifier {
+    HS256(HS256Key),
+    HS384(HS384Key),
+    HS512(HS512Key),
+    RS256(RS256PublicKey),
+    RS384(RS384PublicKey),
+    RS512(RS512PublicKey),
+    PS256(PS256PublicKey),
+    PS384(PS384PublicKey),
+    PS512(PS512PublicKey),
+    ES256(ES256PublicKey),
+    ES384(ES384PublicKey),
+    EdDSA(Ed25519PublicKey),
+}
+
+/// Why jwt-simple refused a token whose structure we had already checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureError {
+    /// The signature does not verify under this key.
+    Mismatch,
+    /// jwt-simple rejected the token for another reason (it re-parses the token).
+    Rejected,
+}
+
+impl Verifier {
+    /// Checks the signature only. Claims are validated by `crate::verify` with an explicit
+    /// leeway and RFC 7519's strict `exp` boundary, so jwt-simple's own time checks are
+    /// neutralised: its clock is pinned to the epoch with zero tolerance and future tokens
+    /// accepted, which makes every time comparison it does pass for any in-range timestamp.
+    pub fn verify(&self, token: &str) -> Result<(), SignatureError> {
+        let opts = || {
+            Some(VerificationOptions {
+                accept_future: true,
+                time_tolerance: Some(Duration::from_secs(0)),
+                artificial_time: Some(UnixTimeStamp::from_secs(0)),
+                max_token_length: Some(crate::token::MAX_TOKEN_BYTES),
+                ..Default::default()
+            })
+        };
+        let result = match self {
+            Verifier::HS256(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
+            Verifier::HS384(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
+            Verifier::HS512(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
+            Verifier::RS256(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
+            Verifier::RS384(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
+            Verifier::RS512(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
+            Verifier::PS256(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
+            Verifier::PS384(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
+            Verifier::PS512(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
+            Verifier::ES256(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
+            Verifier::ES384(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
+            Verifier::EdDSA(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
+        };
+        result.map_err(|e| match e.downcast_ref::<JWTError>() {
+            Some(JWTError::InvalidSignature) | Some(JWTError::InvalidAuthenticationTag) => {
+                SignatureError::Mismatch
+            }
+            _ => SignatureError::Rejected,
+        })
+    }
+}
+
+/// A verifier plus the `kid` it answers to.
+pub struct KeyEntry {
+    pub kid: Option<String>,
+    pub alg: Alg,
+    pub verifier: Verifier,
+}
+
+/// Every (key, algorithm) pair a provider may verify with.
+#[derive(Default)]
+pub struct KeySet {
+    pub entries: Vec<KeyEntry>,
+}
+
+/// How a token's header selects keys.
+pub enum KeyLookup<'a> {
+    /// Candidates to try, in key-set order.
+    Found(Vec<&'a KeyEntry>),
+    /// The `kid` names a key, but not one usable with the token's algorithm.
+    AlgorithmNotAllowedForKey,
+    /// The `kid` names no key in the set.
+    UnknownKid,
+    /// No `kid`, and no key supports the algorithm.
+    NoKeyForAlgorithm,
+}
+
+impl KeySet {
+    /// Builds verifiers for every JWK and every allowed algorithm it supports. `field` is the
+    /// configuration path used in error messages.
+    pub fn build(set: &JwkSet, allowed: &[Alg], field: &str) -> Result<KeySet, String> {
+        let mut entries = Vec::new();
+        for (i, jwk) in set.keys.iter().enumerate() {
+            let here = format!("{field}.keys[{i}]");
+            if let Some(u) = &jwk.use_ {
+                if u != "sig" {
+                    continue; // encryption keys are not ours to use (RFC 7517 §4.2)
+                }
+            }
+            let pinned = match &jwk.alg {
+                Some(name) => Some(
+                    Alg::parse(name).ok_or_else(|| format!("{here}.alg: unsupported algorithm {name:?}"))?,
+                ),
+                None => None,
+            };
+            // Keys of other types are skipped, not refused: a published key set commonly
+            // holds keys for algorithms this provider does not allow.
+            for &alg in allowed {
+                if pinned.is_some_and(|p| p != alg) || !supports(jwk, alg) {
+                    continue;
+                }
+                let verifier = make_verifier(jwk, alg).map_err(|m| format!("{here}: {m}"))?;
+                entries.push(KeyEntry { kid: jwk.kid.clone(), alg, verifier });
+            }
+        }
+        Ok(KeySet { entries })
+    }
+
+    pub fn lookup(&self, alg: Alg, kid: Option<&str>) -> KeyLookup<'_> {
+        match kid {
+            Some(kid) => {
+                let named: Vec<&KeyEntry> =
+                    self.entries.iter().filter(|e| e.kid.as_deref() == Some(kid)).collect();
+                if named.is_empty() {
+                    return KeyLookup::UnknownKid;
+                }
+                let usable: Vec<&KeyEntry> = named.into_iter().filter(|e| e.alg == alg).collect();
+                if usable.is_empty() {
+                    KeyLookup::AlgorithmNotAllowedForKey
+                } else {
+                    KeyLookup::Found(usable)
+                }
+            }
+            None => {
+                let usable: Vec<&KeyEntry> = self.entries.iter().filter(|e| e.alg == alg).collect();
+                if usable.is_empty() {
+                    KeyLookup::NoKeyForAlgorithm
+                } else {
+                    KeyLookup::Found(usable)
+                }
+            }
+        }
+    }
+}
+
+fn supports(jwk: &Jwk, alg: Alg) -> bool {
+    use Alg::*;
+    match (jwk.kty.as_str(), alg) {
+        ("oct", HS256 | HS384 | HS512) => true,
+        ("RSA", RS256 | RS384 | RS512 | PS256 | PS384 | PS512) => true,
+        ("EC", ES256) => jwk.crv.as_deref() == Some("P-256"),
+        ("EC", ES384) => jwk.crv.as_deref() == Some("P-384"),
+        ("OKP", EdDSA) => jwk.crv.as_deref() == Some("Ed25519"),
+        _ => false,
+    }
+}
+
+fn b64(member: &str, value: &Option<String>) -> Result<Vec<u8>, String> {
+    let v = value.as_deref().ok_or_else(|| format!("missing member {member:?}"))?;
+    URL_SAFE_NO_PAD
+        .decode(v.trim_end_matches('='))
+        .map_err(|_| format!("member {member:?} is not base64url"))
+}
+
+fn make_verifier(jwk: &Jwk, alg: Alg) -> Result<Verifier, String> {
+    let bad = |e: jwt_simple::Error| format!("invalid {} key for {}: {e}", jwk.kty, alg.as_str());
+    Ok(match alg {
+        Alg::HS256 | Alg::HS384 | Alg::HS512 => {
+            let k = b64("k", &jwk.k)?;
+            // RFC 7518 §3.2: an HMAC key must be at least as long as the hash output.
+            let min = match alg {
+                Alg::HS256 => 32,
+                Alg::HS384 => 48,
+                _ => 64,
+            };
+            if k.len() < min {
+                return Err(format!("{} needs a key of at least {min} bytes", alg.as_str()));
+            }
+            match alg {
+                Alg::HS256 => Verifier::HS256(HS256Key::from_bytes(&k)),
+                Alg::HS384 => Verifier::HS384(HS384Key::from_bytes(&k)),
+                _ => Verifier::HS512(HS512Key::from_bytes(&k)),
+            }
+        }
+        Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512 => {
+            let n = b64("n", &jwk.n)?;
+            let e = b64("e", &jwk.e)?;
+            match alg {
+                Alg::RS256 => Verifier::RS256(RS256PublicKey::from_components(&n, &e).map_err(bad)?),
+                Alg::RS384 => Verifier::RS384(RS384PublicKey::from_components(&n, &e).map_err(bad)?),
+                Alg::RS512 => Verifier::RS512(RS512PublicKey::from_components(&n, &e).map_err(bad)?),
+                Alg::PS256 => Verifier::PS256(PS256PublicKey::from_components(&n, &e).map_err(bad)?),
+                Alg::PS384 => Verifier::PS384(PS384PublicKey::from_components(&n, &e).map_err(bad)?),
+                _ => Verifier::PS512(PS512PublicKey::from_components(&n, &e).map_err(bad)?),
+            }
+        }
+        Alg::ES256 | Alg::ES384 => {
+            let mut point = vec![0x04];
+            point.extend(b64("x", &jwk.x)?);
+            point.extend(b64("y", &jwk.y)?);
+            if alg == Alg::ES256 {
+                Verifier::ES256(ES256PublicKey::from_bytes(&point).map_err(bad)?)
+            } else {
+                Verifier::ES384(ES384PublicKey::from_bytes(&point).map_err(bad)?)
+            }
+        }
+        Alg::EdDSA => Verifier::EdDSA(Ed25519PublicKey::from_bytes(&b64("x", &jwk.x)?).map_err(bad)?),
+    })
+}

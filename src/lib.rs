@@ -1,0 +1,26 @@
+//! tokenguard: a token-lifecycle filter for Envoy (proxy-wasm).
+//!
+//! The crate is a host-agnostic core (everything but `wasm`) plus a thin proxy-wasm layer
+//! compiled only for `wasm32`. The core never touches Envoy; it talks to its host through
+//! the traits in `host`, so it runs and is tested natively.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
+)]
+
+pub mod audit;
+pub mod config;
+pub mod gate;
+pub mod host;
+pub mod jwks;
+pub mod metrics;
+pub mod near_expiry;
+pub mod reject;
+pub mod token;
+pub mod verify;
+
+#[cfg(target_arch = "wasm32")]
+mod wasm;
+
+#[cfg(test)]
+mod testkit;

@@ -1,0 +1,55 @@
+//! The filter's counters. Names are public interface: Envoy exposes them (prefixed
+//! `wasmcustom.`) on `/stats` and `/stats/prometheus`, and dashboards depend on them.
+
+use crate::reject::RejectCode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Counter {
+    Accepted,
+    MissingToken,
+    Rejected(RejectCode),
+    NearExpiryWarning,
+}
+
+impl Counter {
+    /// Every counter, in `index` order, for hosts that define metrics up front.
+    pub fn all() -> Vec<Counter> {
+        let mut v = vec![Counter::Accepted, Counter::MissingToken];
+        v.extend(RejectCode::ALL.into_iter().map(Counter::Rejected));
+        v.push(Counter::NearExpiryWarning);
+        v
+    }
+
+    /// Position in `all()`.
+    pub fn index(self) -> usize {
+        match self {
+            Counter::Accepted => 0,
+            Counter::MissingToken => 1,
+            Counter::Rejected(code) => {
+                2 + RejectCode::ALL.iter().position(|c| *c == code).unwrap_or_default()
+            }
+            Counter::NearExpiryWarning => 2 + RejectCode::ALL.len(),
+        }
+    }
+
+    pub fn name(self) -> String {
+        match self {
+            Counter::Accepted => "tokenguard.requests.accepted".into(),
+            Counter::MissingToken => "tokenguard.requests.missing_token".into(),
+            Counter::Rejected(code) => format!("tokenguard.requests.rejected.{}", code.as_str()),
+            Counter::NearExpiryWarning => "tokenguard.near_expiry_warnings".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_matches_position_in_all() {
+        for (i, c) in Counter::all().into_iter().enumerate() {
+            assert_eq!(c.index(), i, "{c:?}");
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Rejection codes and their RFC 6750 rendering.
+//!
+//! The codes are public interface: clients, dashboards and the audit trail key on them, so
+//! they never change meaning. Descriptions are built only from fixed text and operator
+//! configuration, never from token contents, so nothing a client sends is echoed back.
+
+use std::fmt;
+
+/// Why a token was refused. `as_str` is the stable wire name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectCode {
+    MalformedToken,
+    InvalidSignature,
+    UnsupportedAlgorithm,
+    InvalidIssuer,
+    InvalidAudience,
+    MissingClaim,
+    TokenExpired,
+    TokenNotYetValid,
+    SessionExpired,
+    TokenRevoked,
+}
+
+impl RejectCode {
+    pub const ALL: [RejectCode; 10] = [
+        RejectCode::MalformedToken,
+        RejectCode::InvalidSignature,
+        RejectCode::UnsupportedAlgorithm,
+        RejectCode::InvalidIssuer,
+        RejectCode::InvalidAudience,
+        RejectCode::MissingClaim,
+        RejectCode::TokenExpired,
+        RejectCode::TokenNotYetValid,
+        RejectCode::SessionExpired,
+        RejectCode::TokenRevoked,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectCode::MalformedToken => "malformed_token",
+            RejectCode::InvalidSignature => "invalid_signature",
+            RejectCode::UnsupportedAlgorithm => "unsupported_algorithm",
+            RejectCode::InvalidIssuer => "invalid_issuer",
+            RejectCode::InvalidAudience => "invalid_audience",
+            RejectCode::MissingClaim => "missing_claim",
+            RejectCode::TokenExpired => "token_expired",
+            RejectCode::TokenNotYetValid => "token_not_yet_valid",
+            RejectCode::SessionExpired => "session_expired",
+            RejectCode::TokenRevoked => "token_revoked",
+        }
+    }
+}
+
+impl fmt::Display for RejectCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refused token: the code plus a human-readable reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: RejectCode,
+    pub description: String,
+}
+
+impl Rejection {
+    pub fn new(code: RejectCode, description: impl Into<String>) -> Self {
+        Rejection { code, description: description.into() }
+    }
+}
+
+/// The body code for a request that carried no bearer token at all. It is not an RFC 6750
+/// error (§3.1 says such a challenge carries no error attribute), only a body hint.
+pub const MISSING_TOKEN: &str = "missing_token";
+
+/// A complete local reply: what the glue hands to `send_http_response`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenyResponse {
+    pub status: u32,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// 401 for a request with no token: bare challenge, per RFC 6750 §3.1.
+pub fn missing_token_response(realm: &str) -> DenyResponse {
+    DenyResponse {
+        status: 401,
+        headers: vec![
+            ("www-authenticate".into(), format!("Bearer realm=\"{}\"", quoted(realm))),
+            ("content-type".into(), "application/json".into()),
+        ],
+        body: json_body(MISSING_TOKEN, "no bearer token in request"),
+    }
+}
+
+/// 401 for a refused token: `error="invalid_token"` in the challenge, our precise code in the body.
+pub fn invalid_token_response(realm: &str, rejection: &Rejection) -> DenyResponse {
+    let challenge = format!(
+        "Bearer realm=\"{}\", error=\"invalid_token\", error_description=\"{}\"",
+        quoted(realm),
+        quoted(&rejection.description)
+    );
+    DenyResponse {
+        status: 401,
+        headers: vec![
+            ("www-authenticate".into(), challenge),
+            ("content-type".into(), "application/json".into()),
+        ],
+        body: json_body(rejection.code.as_str(), &rejection.description),
+    }
+}
+
+fn json_body(code: &str, description: &str) -> String {
+    serde_json::json!({"error": code, "error_description": description}).to_string()
+}
+
+/// RFC 6750 §3 limits quoted attribute values to %x20-21 / %x23-5B / %x5D-7E: drop the rest
+/// rather than let a realm or description break the header.
+fn quoted(s: &str) -> String {
+    s.chars()
+        .filter(|c| matches!(*c, ' ' | '!' | '#'..='[' | ']'..='~'))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct_and_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for c in RejectCode::ALL {
+            assert!(seen.insert(c.as_str()));
+            assert!(c.as_str().chars().all(|ch| ch.is_ascii_lowercase() || ch == '_'));
+        }
+    }
+
+    #[test]
+    fn missing_token_has_no_error_attribute() {
+        let r = missing_token_response("tokenguard");
+        assert_eq!(r.status, 401);
+        assert_eq!(r.headers[0], ("www-authenticate".into(), "Bearer realm=\"tokenguard\"".into()));
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["error"], "missing_token");
+    }
+
+    #[test]
+    fn invalid_token_challenge_and_body() {
+        let rej = Rejection::new(RejectCode::TokenExpired, "token expired");
+        let r = invalid_token_response("tokenguard", &rej);
+        assert_eq!(
+            r.headers[0].1,
+            "Bearer realm=\"tokenguard\", error=\"invalid_token\", error_description=\"token expired\""
+        );
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["error"], "token_expired");
+        assert_eq!(body["error_description"], "token expired");
+    }
+
+    #[test]
+    fn quoting_drops_characters_outside_rfc6750() {
+        assert_eq!(quoted("a\"b\\c\nd"), "abcd");
+    }
+}

@@ -1,0 +1,78 @@
+//! Shared fixtures for the core's unit tests: the test issuer's keys and configs built on them.
+
+use serde_json::{json, Value};
+use std::sync::OnceLock;
+use tokenguard_harness::keys::raw_token;
+use tokenguard_harness::IssuerKeys;
+
+use crate::config::Config;
+
+pub const ISS: &str = "https://issuer.test";
+pub const NOW: u64 = 1_800_000_000;
+
+/// The demo issuer's committed keys: the same ones the e2e tests and `make run` use.
+pub fn keys() -> &'static IssuerKeys {
+    static KEYS: OnceLock<IssuerKeys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("envoy/demo/issuer-keys.json");
+        IssuerKeys::load(&path).expect("demo keys")
+    })
+}
+
+pub fn all_algorithms() -> Vec<&'static str> {
+    tokenguard_harness::keys::ALGORITHMS.to_vec()
+}
+
+/// A plugin configuration trusting the test issuer for every algorithm, merged with `extra`.
+pub fn config_json(extra: Value) -> Value {
+    let mut base = json!({
+        "providers": [{
+            "issuer": ISS,
+            "audiences": ["api"],
+            "algorithms": all_algorithms(),
+            "jwks": keys().filter_jwks(),
+        }],
+        "clock_skew_seconds": 0,
+        "required_claims": ["exp", "iat", "sub"],
+    });
+    if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    base
+}
+
+pub fn config(extra: Value) -> Config {
+    match Config::from_json(config_json(extra)) {
+        Ok(c) => c,
+        Err(e) => panic!("config: {e}"),
+    }
+}
+
+/// Standard claims valid at `NOW` for five minutes, with `over` applied (null removes).
+pub fn claims(over: Value) -> Value {
+    let mut c = json!({"iss": ISS, "sub": "alice", "aud": "api", "iat": NOW - 10, "exp": NOW + 300, "jti": "j1"});
+    if let (Some(b), Some(o)) = (c.as_object_mut(), over.as_object()) {
+        for (k, v) in o {
+            if v.is_null() {
+                b.remove(k);
+            } else {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    c
+}
+
+pub fn mint(alg: &str, over: Value) -> String {
+    keys().sign(alg, &claims(over), None).expect("sign")
+}
+
+pub fn mint_kid(alg: &str, over: Value, kid: &str) -> String {
+    keys().sign(alg, &claims(over), Some(kid)).expect("sign")
+}
+
+pub fn raw(header: &str, claims: &str) -> String {
+    raw_token(header, claims, &keys().hmac)
+}

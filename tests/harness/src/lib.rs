@@ -1,0 +1,10 @@
+//! Test harness for tokenguard: a real token issuer, an upstream that reports what it
+//! received, an Envoy launcher, and the end-to-end scenarios. Test code: it may panic.
+
+pub mod envoy;
+pub mod issuer;
+pub mod keys;
+pub mod upstream;
+pub mod http;
+
+pub use keys::IssuerKeys;
