@@ -12,14 +12,19 @@ use crate::reject::{self, DenyResponse, Rejection};
 use crate::token::Fingerprint;
 use crate::verify;
 
+/// Request facts only an audit record needs. Fetched lazily: each is a host call, and most
+/// requests emit no audit record.
+pub trait RequestMeta {
+    fn request_id(&self) -> Option<String>;
+    fn path(&self) -> Option<String>;
+}
+
 /// The request facts the gate looks at.
-#[derive(Debug, Default, Clone, Copy)]
 pub struct Request<'a> {
     /// The value of the configured token header, or the whole `cookie` header for a cookie
     /// source.
     pub credential_header: Option<&'a str>,
-    pub request_id: Option<&'a str>,
-    pub path: Option<&'a str>,
+    pub meta: &'a dyn RequestMeta,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,8 +68,8 @@ pub fn check_request(cfg: &Config, host: &impl Host, warnings: &impl WarnOnce, r
         return Verdict::Deny(reject::missing_token_response(&cfg.realm));
     };
     let with_request = |mut r: Record| {
-        r.request_id = req.request_id.map(str::to_owned);
-        r.path = req.path.map(str::to_owned);
+        r.request_id = req.meta.request_id();
+        r.path = req.meta.path();
         r
     };
     match verify::validate(cfg, token, now) {
@@ -110,3 +115,6 @@ fn rejected_record(rejection: &Rejection, token: &str, now: u64) -> Record {
 fn emit(host: &impl Host, record: Record) {
     host.log(record.event.level(), &record.line());
 }
+
+#[cfg(test)]
+mod tests;

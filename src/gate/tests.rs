@@ -1,0 +1,172 @@
+use serde_json::{json, Value};
+use std::cell::RefCell;
+
+use super::*;
+use crate::host::{Clock, Level, Log, Metrics};
+use crate::near_expiry::LocalWarnings;
+use crate::reject::RejectCode;
+use crate::testkit::*;
+
+/// An in-memory host: a settable clock, captured log lines and counters.
+#[derive(Default)]
+struct FakeHost {
+    now: std::cell::Cell<u64>,
+    lines: RefCell<Vec<(Level, String)>>,
+    counts: RefCell<Vec<Counter>>,
+}
+
+impl Clock for FakeHost {
+    fn now(&self) -> u64 {
+        self.now.get()
+    }
+}
+impl Log for FakeHost {
+    fn log(&self, level: Level, message: &str) {
+        self.lines.borrow_mut().push((level, message.to_string()));
+    }
+}
+impl Metrics for FakeHost {
+    fn count(&self, counter: Counter) {
+        self.counts.borrow_mut().push(counter);
+    }
+}
+
+impl FakeHost {
+    fn at(now: u64) -> FakeHost {
+        let h = FakeHost::default();
+        h.now.set(now);
+        h
+    }
+    fn audits(&self) -> Vec<(Level, Value)> {
+        self.lines
+            .borrow()
+            .iter()
+            .filter_map(|(l, m)| m.strip_prefix("audit ").map(|j| (*l, serde_json::from_str(j).unwrap())))
+            .collect()
+    }
+}
+
+fn bearer(t: &str) -> String {
+    format!("Bearer {t}")
+}
+
+struct Meta;
+impl RequestMeta for Meta {
+    fn request_id(&self) -> Option<String> {
+        Some("rid-1".into())
+    }
+    fn path(&self) -> Option<String> {
+        Some("/api".into())
+    }
+}
+
+fn run(cfg: &Config, host: &FakeHost, w: &LocalWarnings, header: Option<&str>) -> Verdict {
+    check_request(cfg, host, w, &Request { credential_header: header, meta: &Meta })
+}
+
+#[test]
+fn missing_or_foreign_credentials_get_a_bare_challenge() {
+    let cfg = config(json!({}));
+    let host = FakeHost::at(NOW);
+    let w = LocalWarnings::new(16);
+    for header in [None, Some("Basic dXNlcjpwYXNz"), Some("Bear")] {
+        let Verdict::Deny(r) = run(&cfg, &host, &w, header) else { panic!("forwarded {header:?}") };
+        assert_eq!(r.status, 401);
+        assert_eq!(r.headers[0].1, "Bearer realm=\"tokenguard\"");
+    }
+    assert_eq!(host.counts.borrow().as_slice(), &[Counter::MissingToken; 3]);
+    assert!(host.audits().is_empty());
+}
+
+#[test]
+fn a_valid_token_is_forwarded_with_seconds_left() {
+    let cfg = config(json!({}));
+    let host = FakeHost::at(NOW);
+    let w = LocalWarnings::new(16);
+    let t = mint("RS256", json!({"exp": NOW + 300}));
+    assert_eq!(run(&cfg, &host, &w, Some(&bearer(&t))), Verdict::Forward { expires_in: Some(300) });
+    // The scheme is case-insensitive (RFC 7235 §2.1).
+    assert_eq!(run(&cfg, &host, &w, Some(&format!("bEaReR {t}"))), Verdict::Forward { expires_in: Some(300) });
+    assert_eq!(host.counts.borrow().as_slice(), &[Counter::Accepted, Counter::Accepted]);
+    assert!(host.audits().is_empty(), "accepted tokens are not audited unless asked");
+    let quiet = config(json!({"expires_in_header": ""}));
+    assert_eq!(run(&quiet, &host, &w, Some(&bearer(&t))), Verdict::Forward { expires_in: None });
+}
+
+#[test]
+fn a_rejection_is_a_401_with_code_audit_line_and_counter() {
+    let cfg = config(json!({}));
+    let host = FakeHost::at(NOW);
+    let w = LocalWarnings::new(16);
+    let t = mint("ES256", json!({"exp": NOW - 1, "sub": "bob"}));
+    let Verdict::Deny(r) = run(&cfg, &host, &w, Some(&bearer(&t))) else { panic!("forwarded") };
+    assert_eq!(r.status, 401);
+    assert!(r.headers[0].1.contains("error=\"invalid_token\""));
+    assert_eq!(serde_json::from_str::<Value>(&r.body).unwrap()["error"], "token_expired");
+    assert_eq!(host.counts.borrow().as_slice(), &[Counter::Rejected(RejectCode::TokenExpired)]);
+    let audits = host.audits();
+    assert_eq!(audits.len(), 1);
+    let (level, a) = &audits[0];
+    assert_eq!(*level, Level::Info);
+    assert_eq!(a["event"], "token_rejected");
+    assert_eq!(a["reason"], "token_expired");
+    assert_eq!(a["token"], crate::token::Fingerprint::of(&t).short());
+    assert_eq!(a["request_id"], "rid-1");
+    assert_eq!(a["path"], "/api");
+    assert_eq!(a["ts"], NOW);
+    assert!(a["sub"].is_null(), "identities of refused tokens are not recorded");
+}
+
+#[test]
+fn near_expiry_warns_once_per_token() {
+    let cfg = config(json!({"near_expiry_warning_seconds": 10}));
+    let w = LocalWarnings::new(16);
+    let t = mint("EdDSA", json!({"exp": NOW + 60, "sub": "carol", "jti": "j-9"}));
+    for now in [NOW, NOW + 49] {
+        let host = FakeHost::at(now);
+        run(&cfg, &host, &w, Some(&bearer(&t)));
+        assert!(host.audits().is_empty(), "warned {}s before expiry", NOW + 60 - now);
+    }
+    let host = FakeHost::at(NOW + 50);
+    run(&cfg, &host, &w, Some(&bearer(&t)));
+    run(&cfg, &host, &w, Some(&bearer(&t)));
+    let audits = host.audits();
+    assert_eq!(audits.len(), 1);
+    let (level, a) = &audits[0];
+    assert_eq!(*level, Level::Warn);
+    assert_eq!((a["event"].as_str(), a["remaining_s"].as_u64()), (Some("near_expiry"), Some(10)));
+    assert_eq!((a["sub"].as_str(), a["jti"].as_str()), (Some("carol"), Some("j-9")));
+    assert_eq!(host.counts.borrow().iter().filter(|c| **c == Counter::NearExpiryWarning).count(), 1);
+}
+
+#[test]
+fn accepted_tokens_are_audited_on_request() {
+    let cfg = config(json!({"audit": {"log_accepted": true}}));
+    let host = FakeHost::at(NOW);
+    let t = mint("PS256", json!({}));
+    run(&cfg, &host, &LocalWarnings::new(4), Some(&bearer(&t)));
+    let audits = host.audits();
+    assert_eq!(audits[0].1["event"], "token_accepted");
+    assert_eq!(audits[0].1["sub"], "alice");
+    assert!(!host.lines.borrow()[0].1.contains(&t), "the token itself is never logged");
+}
+
+#[test]
+fn cookie_source() {
+    let cfg = config(json!({"token_source": {"cookie": "at"}}));
+    let host = FakeHost::at(NOW);
+    let t = mint("HS256", json!({}));
+    let cookie = format!("theme=dark; at={t}; other=1");
+    assert!(matches!(run(&cfg, &host, &LocalWarnings::new(4), Some(&cookie)), Verdict::Forward { .. }));
+    assert!(matches!(run(&cfg, &host, &LocalWarnings::new(4), Some("theme=dark")), Verdict::Deny(_)));
+    assert_eq!(credential_header_name(&cfg), "cookie");
+}
+
+#[test]
+fn extraction_handles_odd_headers() {
+    let src = TokenSource::Header { name: "authorization".into(), prefix: "Bearer ".into() };
+    assert_eq!(extract_token(&src, "Bearer  abc "), Some("abc"));
+    assert_eq!(extract_token(&src, "Bearer "), Some(""));
+    assert_eq!(extract_token(&src, "Béarer abc"), None); // multi-byte: no slicing panic
+    assert_eq!(extract_token(&src, ""), None);
+}

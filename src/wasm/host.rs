@@ -1,0 +1,54 @@
+//! The core's host traits, implemented with Envoy's host calls.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{LogLevel, MetricType};
+use std::time::UNIX_EPOCH;
+
+use crate::host::{Clock, Level, Log, Metrics};
+use crate::metrics::Counter;
+
+pub struct EnvoyHost<'a> {
+    pub metric_ids: &'a [u32],
+}
+
+impl Clock for EnvoyHost<'_> {
+    fn now(&self) -> u64 {
+        // A clock before 1970 or a failing host call is not something to serve traffic on;
+        // 0 makes every token look issued in the future, so requests fail closed.
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs())
+    }
+}
+
+impl Log for EnvoyHost<'_> {
+    fn log(&self, level: Level, message: &str) {
+        let level = match level {
+            Level::Info => LogLevel::Info,
+            Level::Warn => LogLevel::Warn,
+            Level::Error => LogLevel::Error,
+        };
+        let _ = hostcalls::log(level, message);
+    }
+}
+
+impl Metrics for EnvoyHost<'_> {
+    fn count(&self, counter: Counter) {
+        if let Some(id) = self.metric_ids.get(counter.index()) {
+            let _ = hostcalls::increment_metric(*id, 1);
+        }
+    }
+}
+
+pub fn log_error(message: &str) {
+    let _ = hostcalls::log(LogLevel::Error, message);
+}
+
+/// Defines every counter; on failure returns the name that could not be defined.
+pub fn define_counters(counters: &[Counter]) -> Result<Vec<u32>, String> {
+    counters
+        .iter()
+        .map(|c| hostcalls::define_metric(MetricType::Counter, &c.name()).map_err(|_| c.name()))
+        .collect()
+}
