@@ -9,7 +9,7 @@ use crate::host::Host;
 use crate::metrics::Counter;
 use crate::near_expiry::WarnOnce;
 use crate::reject::{self, DenyResponse, Rejection};
-use crate::token::Fingerprint;
+use crate::token::{Claims, Fingerprint};
 use crate::verify;
 
 /// Request facts only an audit record needs. Fetched lazily: each is a host call, and most
@@ -30,7 +30,9 @@ pub struct Request<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Let the request through; on the response, set the expires-in header to this value.
-    Forward { expires_in: Option<u64> },
+    Forward {
+        expires_in: Option<u64>,
+    },
     Deny(DenyResponse),
 }
 
@@ -72,44 +74,50 @@ pub fn check_request(cfg: &Config, host: &impl Host, warnings: &impl WarnOnce, r
         r.path = req.meta.path();
         r
     };
-    match verify::validate(cfg, token, now) {
-        Err(rejection) => {
-            host.count(Counter::Rejected(rejection.code));
-            emit(host, with_request(rejected_record(&rejection, token, now)));
-            Verdict::Deny(reject::invalid_token_response(&cfg.realm, &rejection))
+    let reject = |rejection: Rejection, verified: Option<&Claims>| {
+        host.count(Counter::Rejected(rejection.code));
+        let mut r = with_request(Record::new(Event::TokenRejected, now));
+        r.token = Some(Fingerprint::of(token).short());
+        r.reason = Some(rejection.code.as_str().to_owned());
+        // Identities only from a token whose signature verified.
+        if let Some(c) = verified {
+            r.sub = c.sub.clone();
+            r.jti = c.jti.clone();
+            r.exp = c.exp;
         }
-        Ok(valid) => {
-            let claims = &valid.auth.decoded.claims;
-            let life = valid.lifetime;
-            let record = |event| {
-                let mut r = Record::new(event, now);
-                r.token = Some(valid.fingerprint.short());
-                r.sub = claims.sub.clone();
-                r.jti = claims.jti.clone();
-                r.exp = Some(life.exp);
-                r.remaining_s = Some(life.remaining_s);
-                with_request(r)
-            };
-            host.count(Counter::Accepted);
-            if cfg.log_accepted {
-                emit(host, record(Event::TokenAccepted));
-            }
-            if life.remaining_s <= cfg.near_expiry_warning_seconds
-                && warnings.first_warning(&valid.fingerprint, life.exp, now)
-            {
-                host.count(Counter::NearExpiryWarning);
-                emit(host, record(Event::NearExpiry));
-            }
-            Verdict::Forward { expires_in: cfg.expires_in_header.as_ref().map(|_| life.remaining_s) }
-        }
+        emit(host, r);
+        Verdict::Deny(reject::invalid_token_response(&cfg.realm, &rejection))
+    };
+    let auth = match verify::authenticate(cfg, token) {
+        Ok(a) => a,
+        Err(rejection) => return reject(rejection, None),
+    };
+    let claims = &auth.decoded.claims;
+    let life = match verify::check_claims(cfg, auth.provider, claims, now) {
+        Ok(l) => l,
+        Err(rejection) => return reject(rejection, Some(claims)),
+    };
+    let fingerprint = Fingerprint::of(token);
+    let record = |event| {
+        let mut r = Record::new(event, now);
+        r.token = Some(fingerprint.short());
+        r.sub = claims.sub.clone();
+        r.jti = claims.jti.clone();
+        r.exp = Some(life.exp);
+        r.remaining_s = Some(life.remaining_s);
+        with_request(r)
+    };
+    host.count(Counter::Accepted);
+    if cfg.log_accepted {
+        emit(host, record(Event::TokenAccepted));
     }
-}
-
-fn rejected_record(rejection: &Rejection, token: &str, now: u64) -> Record {
-    let mut r = Record::new(Event::TokenRejected, now);
-    r.token = Some(Fingerprint::of(token).short());
-    r.reason = Some(rejection.code.as_str().to_owned());
-    r
+    if life.remaining_s <= cfg.near_expiry_warning_seconds
+        && warnings.first_warning(&fingerprint, life.exp, now)
+    {
+        host.count(Counter::NearExpiryWarning);
+        emit(host, record(Event::NearExpiry));
+    }
+    Verdict::Forward { expires_in: cfg.expires_in_header.as_ref().map(|_| life.remaining_s) }
 }
 
 fn emit(host: &impl Host, record: Record) {

@@ -256,9 +256,7 @@ fn supports(jwk: &Jwk, alg: Alg) -> bool {
 
 fn b64(member: &str, value: &Option<String>) -> Result<Vec<u8>, String> {
     let v = value.as_deref().ok_or_else(|| format!("missing member {member:?}"))?;
-    URL_SAFE_NO_PAD
-        .decode(v.trim_end_matches('='))
-        .map_err(|_| format!("member {member:?} is not base64url"))
+    URL_SAFE_NO_PAD.decode(v.trim_end_matches('=')).map_err(|_| format!("member {member:?} is not base64url"))
 }
 
 fn make_verifier(jwk: &Jwk, alg: Alg) -> Result<Verifier, String> {

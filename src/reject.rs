@@ -118,9 +118,7 @@ fn json_body(code: &str, description: &str) -> String {
 /// RFC 6750 §3 limits quoted attribute values to %x20-21 / %x23-5B / %x5D-7E: drop the rest
 /// rather than let a realm or description break the header.
 fn quoted(s: &str) -> String {
-    s.chars()
-        .filter(|c| matches!(*c, ' ' | '!' | '#'..='[' | ']'..='~'))
-        .collect()
+    s.chars().filter(|c| matches!(*c, ' ' | '!' | '#'..='[' | ']'..='~')).collect()
 }
 
 #[cfg(test)]

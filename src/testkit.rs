@@ -52,7 +52,8 @@ pub fn config(extra: Value) -> Config {
 
 /// Standard claims valid at `NOW` for five minutes, with `over` applied (null removes).
 pub fn claims(over: Value) -> Value {
-    let mut c = json!({"iss": ISS, "sub": "alice", "aud": "api", "iat": NOW - 10, "exp": NOW + 300, "jti": "j1"});
+    let mut c =
+        json!({"iss": ISS, "sub": "alice", "aud": "api", "iat": NOW - 10, "exp": NOW + 300, "jti": "j1"});
     if let (Some(b), Some(o)) = (c.as_object_mut(), over.as_object()) {
         for (k, v) in o {
             if v.is_null() {

@@ -73,8 +73,7 @@ pub fn decode(token: &str) -> Result<Decoded, Rejection> {
         return Err(malformed("token too long"));
     }
     let mut parts = token.split('.');
-    let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(malformed("token must have three dot-separated segments"));
     };
     if h.is_empty() || c.is_empty() || s.is_empty() {
@@ -92,22 +91,18 @@ pub fn decode(token: &str) -> Result<Decoded, Rejection> {
 }
 
 fn b64(segment: &str, what: &str) -> Result<Vec<u8>, Rejection> {
-    URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| malformed(&format!("{what} segment is not base64url")))
+    URL_SAFE_NO_PAD.decode(segment).map_err(|_| malformed(&format!("{what} segment is not base64url")))
 }
 
 fn json_object(bytes: &[u8], what: &str) -> Result<Map<String, Value>, Rejection> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let obj = StrictObject::deserialize(&mut de)
-        .and_then(|o| de.end().map(|_| o))
-        .map_err(|e| {
-            if e.to_string().starts_with(DUPLICATE) {
-                malformed(&format!("{what} has a duplicate member"))
-            } else {
-                malformed(&format!("{what} is not a JSON object"))
-            }
-        })?;
+    let obj = StrictObject::deserialize(&mut de).and_then(|o| de.end().map(|_| o)).map_err(|e| {
+        if e.to_string().starts_with(DUPLICATE) {
+            malformed(&format!("{what} has a duplicate member"))
+        } else {
+            malformed(&format!("{what} is not a JSON object"))
+        }
+    })?;
     Ok(obj.0)
 }
 

@@ -56,9 +56,8 @@ pub fn authenticate<'c>(cfg: &'c Config, token: &str) -> Result<Authenticated<'c
     let provider = cfg
         .provider(iss)
         .ok_or_else(|| Rejection::new(RejectCode::InvalidIssuer, "issuer is not trusted"))?;
-    let alg = Alg::parse(&decoded.header.alg)
-        .filter(|a| provider.algorithms.contains(a))
-        .ok_or_else(|| {
+    let alg =
+        Alg::parse(&decoded.header.alg).filter(|a| provider.algorithms.contains(a)).ok_or_else(|| {
             Rejection::new(RejectCode::UnsupportedAlgorithm, "algorithm is not allowed for this issuer")
         })?;
     let candidates = match provider.keys.lookup(alg, decoded.header.kid.as_deref()) {
@@ -102,16 +101,12 @@ pub fn check_claims(
     }
     for name in &cfg.required_claims {
         if !claims.has(name) {
-            return Err(Rejection::new(
-                RejectCode::MissingClaim,
-                format!("missing required claim: {name}"),
-            ));
+            return Err(Rejection::new(RejectCode::MissingClaim, format!("missing required claim: {name}")));
         }
     }
     // `exp` is always among the required claims, so this only guards the invariant.
-    let exp = claims
-        .exp
-        .ok_or_else(|| Rejection::new(RejectCode::MissingClaim, "missing required claim: exp"))?;
+    let exp =
+        claims.exp.ok_or_else(|| Rejection::new(RejectCode::MissingClaim, "missing required claim: exp"))?;
     let skew = cfg.clock_skew_seconds;
     let now_plus = now.saturating_add(skew);
     if claims.nbf.is_some_and(|nbf| now_plus < nbf) {

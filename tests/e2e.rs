@@ -31,7 +31,11 @@ fn tc1_token_expires_after_its_ttl() {
     let seen = s.upstream.received();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].path, "/tc1");
-    assert_eq!(seen[0].header("authorization"), Some(format!("Bearer {token}").as_str()), "forwarded unchanged");
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some(format!("Bearer {token}").as_str()),
+        "forwarded unchanged"
+    );
 
     sleep_until(issued + 6);
     let expired = s.get("/tc1", Some(&token));
@@ -51,7 +55,8 @@ fn tc2_near_expiry_warning_fires_once() {
         assert_eq!(s.get("/", Some(&due)).status, 200);
         assert_eq!(s.get("/", Some(&fresh)).status, 200);
     }
-    let warnings: Vec<Value> = s.audits_for(&due).into_iter().filter(|a| a["event"] == "near_expiry").collect();
+    let warnings: Vec<Value> =
+        s.audits_for(&due).into_iter().filter(|a| a["event"] == "near_expiry").collect();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     let w = &warnings[0];
     assert!(w["remaining_s"].as_u64().unwrap() <= 10);
@@ -87,7 +92,15 @@ fn every_rejection_code_reaches_the_client_and_nothing_reaches_the_upstream() {
     let cases: Vec<(&str, String)> = vec![
         ("malformed_token", "not.a.jwt".into()),
         ("invalid_signature", tampered),
-        ("unsupported_algorithm", raw_token(r#"{"alg":"none"}"#, &json!({"iss": "https://issuer.test", "sub": "a", "iat": n, "exp": n + 60, "aud": "api"}).to_string(), &hmac)),
+        (
+            "unsupported_algorithm",
+            raw_token(
+                r#"{"alg":"none"}"#,
+                &json!({"iss": "https://issuer.test", "sub": "a", "iat": n, "exp": n + 60, "aud": "api"})
+                    .to_string(),
+                &hmac,
+            ),
+        ),
         ("invalid_issuer", s.mint(MintRequest::new("HS256", 60).claim("iss", json!("https://evil.test")))),
         ("invalid_audience", s.mint(MintRequest::new("HS256", 60).claim("aud", json!("billing")))),
         ("missing_claim", s.mint(MintRequest::new("HS256", 60).claim("sub", Value::Null))),
@@ -100,7 +113,11 @@ fn every_rejection_code_reaches_the_client_and_nothing_reaches_the_upstream() {
         assert_eq!(r.status, 401, "{code}: {}", r.body);
         assert_eq!(error_code(&r), *code);
         let challenge = r.header("www-authenticate").unwrap();
-        assert!(challenge.starts_with("Bearer realm=\"tokenguard\", error=\"invalid_token\", error_description=\""), "{challenge}");
+        assert!(
+            challenge
+                .starts_with("Bearer realm=\"tokenguard\", error=\"invalid_token\", error_description=\""),
+            "{challenge}"
+        );
         assert_eq!(r.header("content-type"), Some("application/json"));
         assert!(r.header("x-token-expires-in").is_none());
     }
@@ -136,7 +153,10 @@ fn the_client_learns_how_long_its_token_has_left() {
 fn a_rejection_writes_one_audit_line_without_the_token() {
     let s = Stack::start(json!({}));
     let token = s.mint(MintRequest::new("ES384", -5).claim("sub", json!("dave")));
-    let r = s.client.get(&s.envoy.url("/audit?x=1"), &[("authorization", &format!("Bearer {token}")), ("x-request-id", "req-42")]);
+    let r = s.client.get(
+        &s.envoy.url("/audit?x=1"),
+        &[("authorization", &format!("Bearer {token}")), ("x-request-id", "req-42")],
+    );
     assert_eq!(r.status, 401);
     let records = s.audits_for(&token);
     assert_eq!(records.len(), 1, "{records:?}");
@@ -166,7 +186,12 @@ fn counters_are_visible_to_prometheus() {
     s.get("/", None);
     let prom = s.envoy.prometheus();
     let sample = |name: &str| -> Option<u64> {
-        prom.lines().find(|l| l.split_whitespace().next().map(|n| n.trim_end_matches("{}")) == Some(name))?.split_whitespace().nth(1)?.parse().ok()
+        prom.lines()
+            .find(|l| l.split_whitespace().next().map(|n| n.trim_end_matches("{}")) == Some(name))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
     };
     assert_eq!(sample("tokenguard_requests_accepted"), Some(3), "{prom}");
     assert_eq!(sample("tokenguard_requests_rejected_token_expired"), Some(2));
@@ -186,7 +211,12 @@ fn an_invalid_configuration_keeps_envoy_from_starting_and_names_the_field() {
         issuer_port: 9,
         concurrency: 2,
     });
-    assert!(log.contains("tokenguard: invalid configuration: providers[0].algorithms[1]: unsupported algorithm \"none\""), "{log}");
+    assert!(
+        log.contains(
+            "tokenguard: invalid configuration: providers[0].algorithms[1]: unsupported algorithm \"none\""
+        ),
+        "{log}"
+    );
     let log = Envoy::expect_refusal(&Options {
         plugin_config: plugin_config(&keys, &json!({"clock_skew": 30})),
         form: ConfigForm::Struct,
@@ -199,7 +229,8 @@ fn an_invalid_configuration_keeps_envoy_from_starting_and_names_the_field() {
 
 #[test]
 fn a_struct_configuration_written_as_yaml_works() {
-    let s = Stack::start_with(json!({"clock_skew_seconds": 5, "expires_in_header": "x-ttl"}), ConfigForm::Struct);
+    let s =
+        Stack::start_with(json!({"clock_skew_seconds": 5, "expires_in_header": "x-ttl"}), ConfigForm::Struct);
     let token = s.mint(MintRequest::new("RS384", 90));
     let r = s.get("/", Some(&token));
     assert_eq!(r.status, 200, "{}", r.body);

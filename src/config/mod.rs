@@ -72,8 +72,13 @@ pub struct Provider {
 pub enum TokenSource {
     /// A header, lower-cased, and the prefix that must precede the token (matched without
     /// regard to case, as HTTP auth schemes are).
-    Header { name: String, prefix: String },
-    Cookie { name: String },
+    Header {
+        name: String,
+        prefix: String,
+    },
+    Cookie {
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,11 +191,12 @@ impl RawConfig {
                     algorithms.push(alg);
                 }
             }
-            let keys = KeySet::build(&p.jwks, &algorithms, &format!("{here}.jwks"))
-                .map_err(|m| match m.split_once(": ") {
+            let keys = KeySet::build(&p.jwks, &algorithms, &format!("{here}.jwks")).map_err(|m| {
+                match m.split_once(": ") {
                     Some((field, msg)) => ConfigError::new(field, msg),
                     None => ConfigError::new(format!("{here}.jwks"), m),
-                })?;
+                }
+            })?;
             for alg in &algorithms {
                 if !keys.entries.iter().any(|e| e.alg == *alg) {
                     return Err(ConfigError::new(
@@ -270,9 +276,7 @@ impl RawConfig {
             None => Some(DEFAULT_EXPIRES_IN_HEADER.to_string()),
             Some(h) if h.is_empty() => None,
             Some(h) if valid_header_name(&h) => Some(h.to_ascii_lowercase()),
-            Some(_) => {
-                return Err(ConfigError::new("expires_in_header", "is not a valid HTTP header name"))
-            }
+            Some(_) => return Err(ConfigError::new("expires_in_header", "is not a valid HTTP header name")),
         };
 
         let realm = self.realm.unwrap_or_else(|| DEFAULT_REALM.into());
@@ -296,8 +300,7 @@ impl RawConfig {
 
 /// RFC 9110 token characters, and not a pseudo-header.
 fn valid_header_name(h: &str) -> bool {
-    !h.is_empty()
-        && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 impl Config {

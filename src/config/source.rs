@@ -73,10 +73,7 @@ mod tests {
 
     fn s(fields: Vec<(&str, Kind)>) -> Struct {
         Struct {
-            fields: fields
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), PValue { kind: Some(v) }))
-                .collect(),
+            fields: fields.into_iter().map(|(k, v)| (k.to_string(), PValue { kind: Some(v) })).collect(),
         }
     }
 

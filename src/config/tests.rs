@@ -12,10 +12,16 @@ fn err(extra: serde_json::Value) -> ConfigError {
 
 #[test]
 fn defaults() {
-    let c = Config::from_json(json!({"providers": [{"issuer": ISS, "algorithms": ["RS256"], "jwks": keys().public_jwks()}]})).unwrap();
+    let c = Config::from_json(
+        json!({"providers": [{"issuer": ISS, "algorithms": ["RS256"], "jwks": keys().public_jwks()}]}),
+    )
+    .unwrap();
     assert_eq!(c.clock_skew_seconds, DEFAULT_CLOCK_SKEW_SECONDS);
     assert_eq!(c.required_claims, vec!["exp"]);
-    assert_eq!(c.token_source, TokenSource::Header { name: "authorization".into(), prefix: "Bearer ".into() });
+    assert_eq!(
+        c.token_source,
+        TokenSource::Header { name: "authorization".into(), prefix: "Bearer ".into() }
+    );
     assert_eq!(c.expires_in_header.as_deref(), Some("x-token-expires-in"));
     assert_eq!(c.near_expiry_warning_seconds, DEFAULT_NEAR_EXPIRY_WARNING_SECONDS);
     assert!(c.session.is_none() && !c.log_accepted);
@@ -28,7 +34,9 @@ fn unknown_keys_are_named_with_their_path() {
     let e = err(json!({"session": {"max_lifetime_seconds": 1, "start": "x"}}));
     assert_eq!(e.field, "session.start");
     assert!(e.message.contains("unknown field `start`"), "{e}");
-    let e = err(json!({"providers": [{"issuer": ISS, "algorithms": ["RS256"], "jwks": keys().public_jwks(), "audience": "x"}]}));
+    let e = err(
+        json!({"providers": [{"issuer": ISS, "algorithms": ["RS256"], "jwks": keys().public_jwks(), "audience": "x"}]}),
+    );
     assert_eq!(e.field, "providers[0].audience");
 }
 
@@ -39,13 +47,34 @@ fn bad_values_name_the_field() {
         (json!({"clock_skew_seconds": "30"}), "clock_skew_seconds"),
         (json!({"clock_skew_seconds": 601}), "clock_skew_seconds"),
         (json!({"providers": []}), "providers"),
-        (json!({"providers": [{"issuer": "", "algorithms": ["RS256"], "jwks": keys().public_jwks()}]}), "providers[0].issuer"),
-        (json!({"providers": [{"issuer": ISS, "algorithms": ["none"], "jwks": keys().public_jwks()}]}), "providers[0].algorithms[0]"),
-        (json!({"providers": [{"issuer": ISS, "algorithms": ["RS256", "HS256"], "jwks": keys().public_jwks()}]}), "providers[0].algorithms"),
-        (json!({"providers": [{"issuer": ISS, "algorithms": ["RS256"], "jwks": {"keys": [{"kty": "RSA", "n": "***", "e": "AQAB"}]}}]}), "providers[0].jwks.keys[0]"),
-        (json!({"providers": [{"issuer": ISS, "algorithms": ["HS256"], "jwks": {"keys": [{"kty": "oct", "k": "c2hvcnQ"}]}}]}), "providers[0].jwks.keys[0]"),
-        (json!({"providers": [{"issuer": ISS, "algorithms": ["ES256"], "jwks": {"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB"}]}}]}), "providers[0].algorithms"),
-        (json!({"providers": [{"issuer": ISS, "algorithms": ["ES256"], "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": "AQAB", "y": "AQAB"}]}}]}), "providers[0].jwks.keys[0]"),
+        (
+            json!({"providers": [{"issuer": "", "algorithms": ["RS256"], "jwks": keys().public_jwks()}]}),
+            "providers[0].issuer",
+        ),
+        (
+            json!({"providers": [{"issuer": ISS, "algorithms": ["none"], "jwks": keys().public_jwks()}]}),
+            "providers[0].algorithms[0]",
+        ),
+        (
+            json!({"providers": [{"issuer": ISS, "algorithms": ["RS256", "HS256"], "jwks": keys().public_jwks()}]}),
+            "providers[0].algorithms",
+        ),
+        (
+            json!({"providers": [{"issuer": ISS, "algorithms": ["RS256"], "jwks": {"keys": [{"kty": "RSA", "n": "***", "e": "AQAB"}]}}]}),
+            "providers[0].jwks.keys[0]",
+        ),
+        (
+            json!({"providers": [{"issuer": ISS, "algorithms": ["HS256"], "jwks": {"keys": [{"kty": "oct", "k": "c2hvcnQ"}]}}]}),
+            "providers[0].jwks.keys[0]",
+        ),
+        (
+            json!({"providers": [{"issuer": ISS, "algorithms": ["ES256"], "jwks": {"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB"}]}}]}),
+            "providers[0].algorithms",
+        ),
+        (
+            json!({"providers": [{"issuer": ISS, "algorithms": ["ES256"], "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": "AQAB", "y": "AQAB"}]}}]}),
+            "providers[0].jwks.keys[0]",
+        ),
         (json!({"providers": [{"issuer": ISS, "algorithms": ["RS256"]}]}), "providers[0]"),
         (json!({"token_source": {"header": "authorization", "cookie": "session"}}), "token_source"),
         (json!({"token_source": {"cookie": ""}}), "token_source.cookie"),
@@ -63,7 +92,8 @@ fn bad_values_name_the_field() {
 
 #[test]
 fn error_messages_read_well() {
-    let e = err(json!({"providers": [{"issuer": ISS, "algorithms": ["none"], "jwks": keys().public_jwks()}]}));
+    let e =
+        err(json!({"providers": [{"issuer": ISS, "algorithms": ["none"], "jwks": keys().public_jwks()}]}));
     assert!(e.to_string().starts_with("providers[0].algorithms[0]: unsupported algorithm \"none\""), "{e}");
 }
 
@@ -78,8 +108,16 @@ fn exp_is_always_required_and_header_can_be_disabled() {
 fn a_jwk_alg_pins_the_key() {
     let mut jwks = keys().public_jwks();
     jwks["keys"][0]["alg"] = json!("PS256");
-    let c = config(json!({"providers": [{"issuer": ISS, "algorithms": ["PS256", "ES256"], "jwks": jwks.clone()}]}));
-    let rsa: Vec<_> = c.providers[0].keys.entries.iter().filter(|e| e.kid.as_deref() == Some("rsa-1")).map(|e| e.alg).collect();
+    let c = config(
+        json!({"providers": [{"issuer": ISS, "algorithms": ["PS256", "ES256"], "jwks": jwks.clone()}]}),
+    );
+    let rsa: Vec<_> = c.providers[0]
+        .keys
+        .entries
+        .iter()
+        .filter(|e| e.kid.as_deref() == Some("rsa-1"))
+        .map(|e| e.alg)
+        .collect();
     assert_eq!(rsa, vec![crate::jwks::Alg::PS256]);
     let e = err(json!({"providers": [{"issuer": ISS, "algorithms": ["RS256", "PS256"], "jwks": jwks}]}));
     assert_eq!(e.to_string(), "providers[0].algorithms: RS256 has no matching key in jwks");

@@ -86,7 +86,10 @@ fn a_valid_token_is_forwarded_with_seconds_left() {
     let t = mint("RS256", json!({"exp": NOW + 300}));
     assert_eq!(run(&cfg, &host, &w, Some(&bearer(&t))), Verdict::Forward { expires_in: Some(300) });
     // The scheme is case-insensitive (RFC 7235 §2.1).
-    assert_eq!(run(&cfg, &host, &w, Some(&format!("bEaReR {t}"))), Verdict::Forward { expires_in: Some(300) });
+    assert_eq!(
+        run(&cfg, &host, &w, Some(&format!("bEaReR {t}"))),
+        Verdict::Forward { expires_in: Some(300) }
+    );
     assert_eq!(host.counts.borrow().as_slice(), &[Counter::Accepted, Counter::Accepted]);
     assert!(host.audits().is_empty(), "accepted tokens are not audited unless asked");
     let quiet = config(json!({"expires_in_header": ""}));
@@ -114,7 +117,14 @@ fn a_rejection_is_a_401_with_code_audit_line_and_counter() {
     assert_eq!(a["request_id"], "rid-1");
     assert_eq!(a["path"], "/api");
     assert_eq!(a["ts"], NOW);
-    assert!(a["sub"].is_null(), "identities of refused tokens are not recorded");
+    // The signature verified, so the identity is trustworthy even though the token expired.
+    assert_eq!((a["sub"].as_str(), a["exp"].as_u64()), (Some("bob"), Some(NOW - 1)));
+
+    // A forged token's claims are never recorded.
+    let forged = t.replace('.', ".x");
+    run(&cfg, &host, &w, Some(&bearer(&forged)));
+    let a = &host.audits()[1].1;
+    assert!(a["sub"].is_null() && a["exp"].is_null(), "{a}");
 }
 
 #[test]

@@ -57,7 +57,10 @@ fn algorithm_allowlist_and_key_confusion() {
     let only_rs = config(json!({"providers": [{
         "issuer": ISS, "algorithms": ["RS256"], "jwks": keys().public_jwks()}]}));
     assert_eq!(code_at(&only_rs, &mint("HS256", json!({})), NOW), Err(UnsupportedAlgorithm));
-    assert_eq!(code_at(&only_rs, &mint("RS256", json!({})), NOW), Ok(Lifetime { exp: NOW + 300, remaining_s: 300, session_ends: None }));
+    assert_eq!(
+        code_at(&only_rs, &mint("RS256", json!({})), NOW),
+        Ok(Lifetime { exp: NOW + 300, remaining_s: 300, session_ends: None })
+    );
     assert_eq!(code(&raw(r#"{"alg":"none"}"#, &claims(json!({})).to_string())), Err(UnsupportedAlgorithm));
 
     // HS256 "signed" with the RSA public key's modulus as the secret: the RSA key never acts

@@ -68,7 +68,8 @@ impl HttpContext for Http {
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         if let (Some(seconds), Some(shared)) = (self.expires_in, self.shared.as_ref()) {
             if let Some(name) = &shared.cfg.expires_in_header {
-                let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(&seconds.to_string()));
+                let _ =
+                    hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(&seconds.to_string()));
             }
         }
         Action::Continue

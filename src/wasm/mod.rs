@@ -62,11 +62,8 @@ impl RootContext for Root {
                 return false;
             }
         };
-        self.shared = Some(Rc::new(Shared {
-            cfg,
-            metric_ids,
-            warnings: LocalWarnings::new(LOCAL_WARNINGS_CAPACITY),
-        }));
+        self.shared =
+            Some(Rc::new(Shared { cfg, metric_ids, warnings: LocalWarnings::new(LOCAL_WARNINGS_CAPACITY) }));
         true
     }
 

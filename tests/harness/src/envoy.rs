@@ -59,11 +59,13 @@ pub fn bootstrap(opts: &Options, wasm: &Path) -> Value {
             "value": opts.plugin_config,
         }),
     };
-    let cluster = |name: &str, port: u16| json!({
-        "name": name, "type": "STATIC", "connect_timeout": "1s",
-        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
-            "socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}
-    });
+    let cluster = |name: &str, port: u16| {
+        json!({
+            "name": name, "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+                "socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}
+        })
+    };
     json!({
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
         "static_resources": {
@@ -131,10 +133,13 @@ fn spawn(config: &Path, dir: &Path, concurrency: u32) -> (Child, PathBuf, PathBu
     // Logs go to stderr, captured in a file: `--log-path` buffers lines for seconds.
     let log_file = std::fs::File::create(&log_path).expect("log file");
     let child = Command::new(envoy_bin())
-        .arg("-c").arg(config)
-        .arg("--concurrency").arg(concurrency.to_string())
+        .arg("-c")
+        .arg(config)
+        .arg("--concurrency")
+        .arg(concurrency.to_string())
         .arg("--disable-hot-restart")
-        .arg("--admin-address-path").arg(&admin_path)
+        .arg("--admin-address-path")
+        .arg(&admin_path)
         .args(["-l", &std::env::var("TOKENGUARD_ENVOY_LOG_LEVEL").unwrap_or("info".into())])
         .stdout(Stdio::null())
         .stderr(Stdio::from(log_file))
@@ -186,8 +191,10 @@ impl Envoy {
             }
             let ready = client.try_get(&format!("http://127.0.0.1:{admin_port}/ready"), &[]);
             if ready.is_some_and(|r| r.status == 200) {
-                let l = client.get(&format!("http://127.0.0.1:{admin_port}/listeners?format=json"), &[]).json();
-                let port = l["listener_statuses"][0]["local_address"]["socket_address"]["port_value"].as_u64();
+                let l =
+                    client.get(&format!("http://127.0.0.1:{admin_port}/listeners?format=json"), &[]).json();
+                let port =
+                    l["listener_statuses"][0]["local_address"]["socket_address"]["port_value"].as_u64();
                 if let Some(port) = port {
                     break port as u16;
                 }
@@ -225,7 +232,16 @@ impl Envoy {
 
     /// A counter from `/stats?format=json`, by its full Envoy name.
     pub fn stat(&self, name: &str) -> Option<u64> {
-        let stats = Client::new().get(&format!("http://127.0.0.1:{}/stats?format=json&filter=^{}$", self.admin_port, name.replace('.', "\\.")), &[]).json();
+        let stats = Client::new()
+            .get(
+                &format!(
+                    "http://127.0.0.1:{}/stats?format=json&filter=^{}$",
+                    self.admin_port,
+                    name.replace('.', "\\.")
+                ),
+                &[],
+            )
+            .json();
         stats["stats"].as_array()?.iter().find(|s| s["name"] == name)?["value"].as_u64()
     }
 }

@@ -157,7 +157,10 @@ fn route(st: &State, req: &Request) -> Response {
             mint_response(st, &req)
         }
         // POST /mint {"alg": ..., "ttl": ..., "kid": ..., "claims": {...}}
-        ("POST", "/mint") => match serde_json::from_str::<Value>(&body).map_err(|e| e.to_string()).and_then(|v| MintRequest::from_json(&v)) {
+        ("POST", "/mint") => match serde_json::from_str::<Value>(&body)
+            .map_err(|e| e.to_string())
+            .and_then(|v| MintRequest::from_json(&v))
+        {
             Ok(req) => mint_response(st, &req),
             Err(e) => Response::text(400, &e),
         },

@@ -15,8 +15,8 @@ pub const KID_ED: &str = "ed-1";
 
 /// All algorithms the filter supports, as JOSE names.
 pub const ALGORITHMS: [&str; 12] = [
-    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
-    "ES384", "EdDSA",
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
+    "EdDSA",
 ];
 
 pub struct IssuerKeys {
@@ -152,15 +152,18 @@ fn to_jwt_claims(claims: &Value) -> Result<JWTClaims<serde_json::Map<String, Val
     let time = |v: Option<Value>| -> Result<Option<UnixTimeStamp>, String> {
         match v {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => v.as_u64().map(|s| Some(UnixTimeStamp::from_secs(s))).ok_or("time claims must be integers".into()),
+            Some(v) => v
+                .as_u64()
+                .map(|s| Some(UnixTimeStamp::from_secs(s)))
+                .ok_or("time claims must be integers".into()),
         }
     };
     let string = |v: Option<Value>| v.and_then(|v| v.as_str().map(str::to_owned));
     let audiences = match custom.remove("aud") {
         Some(Value::String(s)) => Some(Audiences::AsString(s)),
-        Some(Value::Array(a)) => Some(Audiences::AsSet(
-            a.into_iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
-        )),
+        Some(Value::Array(a)) => {
+            Some(Audiences::AsSet(a.into_iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()))
+        }
         _ => None,
     };
     Ok(JWTClaims {
@@ -192,10 +195,7 @@ pub fn raw_token(header: &str, claims: &str, secret: &[u8]) -> String {
 }
 
 pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// How tokenguard names a token in audit lines: the first 16 hex digits of its SHA-256.

@@ -2,11 +2,11 @@
 //! received, an Envoy launcher, and the end-to-end scenarios. Test code: it may panic.
 
 pub mod envoy;
+pub mod http;
 pub mod issuer;
 pub mod keys;
-pub mod upstream;
-pub mod http;
 pub mod server;
 pub mod stack;
+pub mod upstream;
 
 pub use keys::IssuerKeys;

@@ -42,9 +42,16 @@ impl Upstream {
         let server = Server::start(
             addr,
             Arc::new(move |req: &Request| {
-                let r = Received { method: req.method.clone(), path: req.target.clone(), headers: req.headers.clone() };
+                let r = Received {
+                    method: req.method.clone(),
+                    path: req.target.clone(),
+                    headers: req.headers.clone(),
+                };
                 if r.path == REPORT_PATH {
-                    let all = log.lock().map(|l| l.iter().map(Received::to_json).collect::<Vec<_>>()).unwrap_or_default();
+                    let all = log
+                        .lock()
+                        .map(|l| l.iter().map(Received::to_json).collect::<Vec<_>>())
+                        .unwrap_or_default();
                     return Response::json(200, &Value::Array(all));
                 }
                 let echo = json!({"received": r.to_json()});

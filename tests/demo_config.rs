@@ -1,0 +1,66 @@
+//! The configurations we tell people to copy must work as written.
+
+use serde_json::json;
+use std::time::Duration;
+
+use tokenguard_harness::envoy::{repo_root, wasm_path, Envoy};
+use tokenguard_harness::http::Client;
+use tokenguard_harness::issuer::{Issuer, MintRequest, DEFAULT_ISSUER};
+use tokenguard_harness::stack::demo_keys;
+use tokenguard_harness::upstream::Upstream;
+
+/// `envoy/envoy.yaml` as committed, with only its ports and the .wasm path moved so the
+/// test cannot collide with a running `make run`.
+#[test]
+fn the_committed_envoy_yaml_validates_tokens() {
+    let issuer = Issuer::start(demo_keys(), DEFAULT_ISSUER, "127.0.0.1:0");
+    let upstream = Upstream::start("127.0.0.1:0");
+    let text = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).unwrap();
+    let moved = text
+        .replace("port_value: 10000", "port_value: 0")
+        .replace("port_value: 9901", "port_value: 0")
+        .replace("port_value: 9101", &format!("port_value: {}", issuer.port))
+        .replace("port_value: 9102", &format!("port_value: {}", upstream.port))
+        .replace(
+            "filename: target/wasm32-wasip1/release/tokenguard.wasm",
+            &format!("filename: {}", wasm_path().display()),
+        );
+    assert_ne!(text, moved);
+    let dir = std::env::temp_dir().join(format!("tokenguard-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("envoy.yaml");
+    std::fs::write(&cfg, moved).unwrap();
+    let envoy = Envoy::start_file(&cfg, dir, 2).unwrap_or_else(|log| panic!("{log}"));
+
+    let c = Client::new();
+    let good = issuer.mint(&MintRequest::new("RS256", 300));
+    let r = c.get(&envoy.url("/hello"), &[("authorization", &format!("Bearer {good}"))]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.header("x-token-expires-in").is_some());
+    assert_eq!(upstream.received().len(), 1);
+
+    let expired = issuer.mint(&MintRequest::new("ES256", -60));
+    let r = c.get(&envoy.url("/hello"), &[("authorization", &format!("Bearer {expired}"))]);
+    assert_eq!((r.status, r.json()["error"].clone()), (401, json!("token_expired")));
+    // HS256 is not in the demo's allowlist.
+    let hs = issuer.mint(&MintRequest::new("HS256", 300));
+    let r = c.get(&envoy.url("/hello"), &[("authorization", &format!("Bearer {hs}"))]);
+    assert_eq!(r.json()["error"], "unsupported_algorithm");
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(envoy.audit_records().iter().any(|a| a["reason"] == "token_expired"));
+}
+
+/// The Istio manifest carries the same plugin configuration as envoy.yaml, key for key.
+#[test]
+fn the_istio_manifest_matches_envoy_yaml() {
+    let block = |file: &str, start: &str, end: &str| -> Vec<String> {
+        let text = std::fs::read_to_string(repo_root().join(file)).unwrap();
+        let from = text.find(start).unwrap_or_else(|| panic!("{file}: no {start}"));
+        let rest = &text[from..];
+        let to = rest.find(end).unwrap_or(rest.len());
+        rest[..to].lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
+    };
+    let envoy = block("envoy/envoy.yaml", "providers:", "- name: envoy.filters.http.router");
+    let istio = block("envoy/istio-wasmplugin.yaml", "providers:", "\n\n");
+    assert_eq!(envoy, istio);
+}
