@@ -17,13 +17,18 @@ pub enum Event {
     TokenAccepted,
     TokenRejected,
     NearExpiry,
+    TokenRevoked,
+    RegistryEvicted,
+    AdminDenied,
 }
 
 impl Event {
     pub fn level(self) -> Level {
         match self {
-            Event::TokenAccepted | Event::TokenRejected => Level::Info,
-            Event::NearExpiry => Level::Warn,
+            Event::TokenAccepted | Event::TokenRejected | Event::TokenRevoked | Event::RegistryEvicted => {
+                Level::Info
+            }
+            Event::NearExpiry | Event::AdminDenied => Level::Warn,
         }
     }
 }
@@ -39,6 +44,9 @@ pub struct Record {
     pub exp: Option<u64>,
     pub remaining_s: Option<u64>,
     pub reason: Option<String>,
+    /// For `token_revoked`: what was revoked (`{"jti": ...}`, `{"sub": ...}`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -56,6 +64,7 @@ impl Record {
             exp: None,
             remaining_s: None,
             reason: None,
+            target: None,
             request_id: None,
             path: None,
         }

@@ -1,15 +1,20 @@
-//! Per-request decision: find the token, validate it, warn near expiry, audit, count.
+//! Per-request decision: find the token, validate it against the registry and the
+//! revocations, warn near expiry, audit, count.
 //!
 //! This is everything the filter does on a request, independent of Envoy: the proxy-wasm
 //! layer only gathers the inputs and carries out the `Verdict`.
+
+use std::cell::RefCell;
 
 use crate::audit::{Event, Record};
 use crate::config::{Config, TokenSource};
 use crate::host::Host;
 use crate::metrics::Counter;
-use crate::near_expiry::WarnOnce;
-use crate::reject::{self, DenyResponse, Rejection};
-use crate::token::{Claims, Fingerprint};
+use crate::registry::record::{State, TokenRecord};
+use crate::registry::revocation::TokenFacts;
+use crate::registry::{Layout, Registry, RevocationCache};
+use crate::reject::{self, DenyResponse, RejectCode, Rejection};
+use crate::token::{self, Claims, Fingerprint};
 use crate::verify;
 
 /// Request facts only an audit record needs. Fetched lazily: each is a host call, and most
@@ -34,6 +39,17 @@ pub enum Verdict {
         expires_in: Option<u64>,
     },
     Deny(DenyResponse),
+}
+
+/// One worker's own state, next to the shared registry.
+#[derive(Default)]
+pub struct Worker {
+    pub revocations: RefCell<RevocationCache>,
+}
+
+/// The registry layout a configuration asks for.
+pub fn layout(cfg: &Config) -> Layout {
+    Layout::new(cfg.registry.capacity, cfg.registry.max_revocations, cfg.clock_skew_seconds)
 }
 
 /// The header a request's credential is read from.
@@ -62,13 +78,14 @@ pub fn extract_token<'a>(source: &TokenSource, header: &'a str) -> Option<&'a st
     }
 }
 
-pub fn check_request(cfg: &Config, host: &impl Host, warnings: &impl WarnOnce, req: &Request) -> Verdict {
+pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Request) -> Verdict {
     let now = host.now();
     let token = req.credential_header.and_then(|h| extract_token(&cfg.token_source, h));
     let Some(token) = token else {
         host.count(Counter::MissingToken);
         return Verdict::Deny(reject::missing_token_response(&cfg.realm));
     };
+    let fingerprint = Fingerprint::of(token);
     let with_request = |mut r: Record| {
         r.request_id = req.meta.request_id();
         r.path = req.meta.path();
@@ -77,7 +94,7 @@ pub fn check_request(cfg: &Config, host: &impl Host, warnings: &impl WarnOnce, r
     let reject = |rejection: Rejection, verified: Option<&Claims>| {
         host.count(Counter::Rejected(rejection.code));
         let mut r = with_request(Record::new(Event::TokenRejected, now));
-        r.token = Some(Fingerprint::of(token).short());
+        r.token = Some(fingerprint.short());
         r.reason = Some(rejection.code.as_str().to_owned());
         // Identities only from a token whose signature verified.
         if let Some(c) = verified {
@@ -88,16 +105,46 @@ pub fn check_request(cfg: &Config, host: &impl Host, warnings: &impl WarnOnce, r
         emit(host, r);
         Verdict::Deny(reject::invalid_token_response(&cfg.realm, &rejection))
     };
-    let auth = match verify::authenticate(cfg, token) {
+
+    let decoded = match token::decode(token) {
+        Ok(d) => d,
+        Err(rejection) => return reject(rejection, None),
+    };
+    let registry = Registry::new(host, layout(cfg));
+    let known = registry.lookup(&fingerprint.0);
+    // Same bytes (same SHA-256) verified under the same configuration: the signature holds.
+    let cached = known.as_ref().is_some_and(|r| r.config_gen == cfg.generation);
+    host.count(if cached { Counter::RegistryHit } else { Counter::SignatureVerified });
+    let auth = match verify::authenticate_decoded(cfg, token, decoded, cached) {
         Ok(a) => a,
         Err(rejection) => return reject(rejection, None),
     };
     let claims = &auth.decoded.claims;
+
+    let facts = TokenFacts {
+        fp: &fingerprint.0,
+        jti: claims.jti.as_deref(),
+        sub: claims.sub.as_deref(),
+        sid: claims.sid.as_deref(),
+        iat: claims.iat,
+    };
+    let revoked = known.as_ref().is_some_and(|r| r.state == State::Revoked);
+    match worker.revocations.try_borrow_mut().map(|mut c| c.check(&registry, &facts, now)) {
+        Ok(Ok(None)) if !revoked => {}
+        Ok(Ok(_)) => {
+            return reject(Rejection::new(RejectCode::TokenRevoked, "token has been revoked"), Some(claims))
+        }
+        Ok(Err(_)) | Err(_) => {
+            // The revocation set cannot be read: refusing is the only safe answer.
+            host.log(crate::host::Level::Error, "tokenguard: revocation state unreadable; refusing requests");
+            return Verdict::Deny(reject::unavailable_response("revocation state unavailable"));
+        }
+    }
+
     let life = match verify::check_claims(cfg, auth.provider, claims, now) {
         Ok(l) => l,
         Err(rejection) => return reject(rejection, Some(claims)),
     };
-    let fingerprint = Fingerprint::of(token);
     let record = |event| {
         let mut r = Record::new(event, now);
         r.token = Some(fingerprint.short());
@@ -111,16 +158,51 @@ pub fn check_request(cfg: &Config, host: &impl Host, warnings: &impl WarnOnce, r
     if cfg.log_accepted {
         emit(host, record(Event::TokenAccepted));
     }
-    if life.remaining_s <= cfg.near_expiry_warning_seconds
-        && warnings.first_warning(&fingerprint, life.exp, now)
-    {
-        host.count(Counter::NearExpiryWarning);
-        emit(host, record(Event::NearExpiry));
+
+    let due_warning = life.remaining_s <= cfg.near_expiry_warning_seconds;
+    let already_warned = known.as_ref().is_some_and(|r| r.state != State::Active);
+    let stale = known.as_ref().is_none_or(|r| {
+        r.config_gen != cfg.generation
+            || now.saturating_sub(r.last_seen) >= crate::registry::LAST_SEEN_GRANULARITY_S
+    });
+    if stale || (due_warning && !already_warned) {
+        let rec = TokenRecord {
+            fp: fingerprint.0,
+            exp: life.exp,
+            iat: claims.iat.unwrap_or(0),
+            first_seen: now,
+            last_seen: now,
+            state: State::Active,
+            config_gen: cfg.generation,
+            sub: claims.sub.clone().unwrap_or_default(),
+            jti: claims.jti.clone().unwrap_or_default(),
+            sid: claims.sid.clone().unwrap_or_default(),
+        };
+        match registry.remember(rec, due_warning, now) {
+            Ok(done) => {
+                if done.warned_now {
+                    host.count(Counter::NearExpiryWarning);
+                    emit(host, record(Event::NearExpiry));
+                }
+                for gone in done.evicted {
+                    host.count(Counter::RegistryEvicted);
+                    let mut r = Record::new(Event::RegistryEvicted, now);
+                    r.token = Some(Fingerprint(gone.fp).short());
+                    r.sub = Some(gone.sub).filter(|s| !s.is_empty());
+                    r.jti = Some(gone.jti).filter(|s| !s.is_empty());
+                    r.exp = Some(gone.exp);
+                    r.remaining_s = Some(gone.exp.saturating_sub(now));
+                    r.reason = Some("capacity".into());
+                    emit(host, r);
+                }
+            }
+            Err(_) => host.count(Counter::RegistryConflict),
+        }
     }
     Verdict::Forward { expires_in: cfg.expires_in_header.as_ref().map(|_| life.remaining_s) }
 }
 
-fn emit(host: &impl Host, record: Record) {
+pub(crate) fn emit(host: &impl Host, record: Record) {
     host.log(record.event.level(), &record.line());
 }
 

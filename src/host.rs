@@ -21,8 +21,31 @@ pub trait Log {
 
 pub trait Metrics {
     fn count(&self, counter: Counter);
+    /// The counter's current value, process-wide (for the stats endpoint).
+    fn value(&self, counter: Counter) -> Option<u64>;
+}
+
+/// Why a shared-data write did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteError {
+    /// Someone wrote the key since we read it: read again and retry.
+    CasMismatch,
+    /// The host refused the write for another reason.
+    Failed,
+}
+
+/// Envoy's process-wide key-value store (one per `vm_id`), shared by every worker.
+///
+/// The rules the core relies on, copied exactly by the test fake: every write gets a fresh
+/// CAS number; a write with `cas: None` is unconditional; a write with a stale CAS fails
+/// with `CasMismatch`; a write to a key that does not exist succeeds whatever its CAS; keys
+/// can never be deleted (an "empty" value is still a key).
+pub trait SharedData {
+    /// The value and its CAS, or `(None, None)` for a key never written.
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError>;
 }
 
 /// Everything a request handler needs from the host.
-pub trait Host: Clock + Log + Metrics {}
-impl<T: Clock + Log + Metrics> Host for T {}
+pub trait Host: Clock + Log + Metrics + SharedData {}
+impl<T: Clock + Log + Metrics + SharedData> Host for T {}

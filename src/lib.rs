@@ -8,13 +8,14 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
 )]
 
+pub mod admin;
 pub mod audit;
 pub mod config;
 pub mod gate;
 pub mod host;
 pub mod jwks;
 pub mod metrics;
-pub mod near_expiry;
+pub mod registry;
 pub mod reject;
 pub mod token;
 pub mod verify;

@@ -9,6 +9,15 @@ pub enum Counter {
     MissingToken,
     Rejected(RejectCode),
     NearExpiryWarning,
+    /// Signatures actually checked (a registry hit skips the check).
+    SignatureVerified,
+    /// Requests whose token the registry already knew as verified.
+    RegistryHit,
+    RegistryEvicted,
+    /// Registry writes abandoned after `MAX_CAS_ATTEMPTS` conflicts.
+    RegistryConflict,
+    RevocationAdded,
+    AdminDenied,
 }
 
 impl Counter {
@@ -16,7 +25,15 @@ impl Counter {
     pub fn all() -> Vec<Counter> {
         let mut v = vec![Counter::Accepted, Counter::MissingToken];
         v.extend(RejectCode::ALL.into_iter().map(Counter::Rejected));
-        v.push(Counter::NearExpiryWarning);
+        v.extend([
+            Counter::NearExpiryWarning,
+            Counter::SignatureVerified,
+            Counter::RegistryHit,
+            Counter::RegistryEvicted,
+            Counter::RegistryConflict,
+            Counter::RevocationAdded,
+            Counter::AdminDenied,
+        ]);
         v
     }
 
@@ -29,6 +46,12 @@ impl Counter {
                 2 + RejectCode::ALL.iter().position(|c| *c == code).unwrap_or_default()
             }
             Counter::NearExpiryWarning => 2 + RejectCode::ALL.len(),
+            Counter::SignatureVerified => 3 + RejectCode::ALL.len(),
+            Counter::RegistryHit => 4 + RejectCode::ALL.len(),
+            Counter::RegistryEvicted => 5 + RejectCode::ALL.len(),
+            Counter::RegistryConflict => 6 + RejectCode::ALL.len(),
+            Counter::RevocationAdded => 7 + RejectCode::ALL.len(),
+            Counter::AdminDenied => 8 + RejectCode::ALL.len(),
         }
     }
 
@@ -38,6 +61,12 @@ impl Counter {
             Counter::MissingToken => "tokenguard.requests.missing_token".into(),
             Counter::Rejected(code) => format!("tokenguard.requests.rejected.{}", code.as_str()),
             Counter::NearExpiryWarning => "tokenguard.near_expiry_warnings".into(),
+            Counter::SignatureVerified => "tokenguard.signature_verifications".into(),
+            Counter::RegistryHit => "tokenguard.registry.hits".into(),
+            Counter::RegistryEvicted => "tokenguard.registry.evictions".into(),
+            Counter::RegistryConflict => "tokenguard.registry.conflicts".into(),
+            Counter::RevocationAdded => "tokenguard.revocations.added".into(),
+            Counter::AdminDenied => "tokenguard.admin.denied".into(),
         }
     }
 }

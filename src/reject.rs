@@ -111,6 +111,15 @@ pub fn invalid_token_response(realm: &str, rejection: &Rejection) -> DenyRespons
     }
 }
 
+/// 503 when the filter cannot decide safely (its revocation state is unreadable).
+pub fn unavailable_response(description: &str) -> DenyResponse {
+    DenyResponse {
+        status: 503,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: json_body("temporarily_unavailable", description),
+    }
+}
+
 fn json_body(code: &str, description: &str) -> String {
     serde_json::json!({"error": code, "error_description": description}).to_string()
 }

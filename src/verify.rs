@@ -47,7 +47,18 @@ pub fn validate<'c>(cfg: &'c Config, token: &str, now: u64) -> Result<Valid<'c>,
 }
 
 pub fn authenticate<'c>(cfg: &'c Config, token: &str) -> Result<Authenticated<'c>, Rejection> {
-    let decoded = token::decode(token)?;
+    authenticate_decoded(cfg, token, token::decode(token)?, false)
+}
+
+/// `authenticate` for an already decoded token. With `signature_known_good` (the registry
+/// verified this exact token under this configuration) the signature check is skipped;
+/// issuer and algorithm are still checked.
+pub fn authenticate_decoded<'c>(
+    cfg: &'c Config,
+    token: &str,
+    decoded: Decoded,
+    signature_known_good: bool,
+) -> Result<Authenticated<'c>, Rejection> {
     let iss = decoded
         .claims
         .iss
@@ -60,6 +71,9 @@ pub fn authenticate<'c>(cfg: &'c Config, token: &str) -> Result<Authenticated<'c
         Alg::parse(&decoded.header.alg).filter(|a| provider.algorithms.contains(a)).ok_or_else(|| {
             Rejection::new(RejectCode::UnsupportedAlgorithm, "algorithm is not allowed for this issuer")
         })?;
+    if signature_known_good {
+        return Ok(Authenticated { provider, decoded });
+    }
     let candidates = match provider.keys.lookup(alg, decoded.header.kid.as_deref()) {
         KeyLookup::Found(c) => c,
         KeyLookup::UnknownKid => {
@@ -137,6 +151,13 @@ pub fn check_claims(
             Some(ends)
         }
     };
+    let born = claims.iat.unwrap_or(now);
+    if exp.saturating_sub(born) > cfg.max_token_lifetime_seconds {
+        return Err(Rejection::new(
+            RejectCode::MalformedToken,
+            "token lifetime exceeds max_token_lifetime_seconds",
+        ));
+    }
     if now >= exp.saturating_add(skew) {
         return Err(Rejection::new(RejectCode::TokenExpired, "token has expired"));
     }

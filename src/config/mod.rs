@@ -45,6 +45,14 @@ pub const DEFAULT_NEAR_EXPIRY_WARNING_SECONDS: u64 = 60;
 pub const DEFAULT_EXPIRES_IN_HEADER: &str = "x-token-expires-in";
 pub const DEFAULT_START_CLAIM: &str = "auth_time";
 pub const DEFAULT_REALM: &str = "tokenguard";
+pub const DEFAULT_REGISTRY_CAPACITY: usize = 10_000;
+pub const DEFAULT_MAX_REVOCATIONS: usize = 10_000;
+pub const DEFAULT_MAX_TOKEN_LIFETIME_SECONDS: u64 = 86_400;
+/// Registry sizes beyond these would make one Envoy hold gigabytes of shared data.
+pub const MAX_REGISTRY_CAPACITY: usize = 1_000_000;
+pub const MAX_REVOCATIONS: usize = 1_000_000;
+/// Shortest accepted admin token: it guards revocation, so it must not be guessable.
+pub const MIN_ADMIN_TOKEN_BYTES: usize = 16;
 
 /// A validated configuration, with keys already turned into verifiers.
 pub struct Config {
@@ -59,6 +67,35 @@ pub struct Config {
     pub expires_in_header: Option<String>,
     pub log_accepted: bool,
     pub realm: String,
+    /// Longest accepted token lifetime (`exp` - `iat`). It bounds how long a revocation must
+    /// be kept to cover every token it names.
+    pub max_token_lifetime_seconds: u64,
+    pub registry: RegistryConfig,
+    pub admin: Option<AdminConfig>,
+    /// Identifies this configuration (a hash of it). A registry record verified under another
+    /// configuration is verified again.
+    pub generation: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryConfig {
+    pub capacity: usize,
+    pub max_revocations: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Starts and ends with `/`.
+    pub path_prefix: String,
+    pub token: String,
+}
+
+impl Config {
+    /// How long a revocation is kept: until no token it covers can still be valid.
+    pub fn revocation_retention_seconds(&self) -> u64 {
+        let session = self.session.as_ref().map_or(0, |s| s.max_lifetime_seconds);
+        self.max_token_lifetime_seconds.max(session).saturating_add(self.clock_skew_seconds)
+    }
 }
 
 pub struct Provider {
@@ -107,6 +144,28 @@ struct RawConfig {
     audit: Option<RawAudit>,
     #[serde(default)]
     realm: Option<String>,
+    #[serde(default)]
+    max_token_lifetime_seconds: Option<u64>,
+    #[serde(default)]
+    registry: Option<RawRegistry>,
+    #[serde(default)]
+    admin: Option<RawAdmin>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegistry {
+    #[serde(default)]
+    capacity: Option<usize>,
+    #[serde(default)]
+    max_revocations: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    path_prefix: String,
+    token: String,
 }
 
 #[derive(Deserialize)]
@@ -153,12 +212,15 @@ impl Config {
     }
 
     pub fn from_json(value: serde_json::Value) -> Result<Config, ConfigError> {
+        let digest = hmac_sha256::Hash::hash(value.to_string().as_bytes());
         let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let field = if path == "." { String::new() } else { path };
             ConfigError::new(field, e.into_inner().to_string())
         })?;
-        raw.validate()
+        let mut cfg = raw.validate()?;
+        cfg.generation = u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]);
+        Ok(cfg)
     }
 }
 
@@ -284,7 +346,55 @@ impl RawConfig {
             return Err(ConfigError::new("realm", "must be non-empty printable ASCII without '\"' or '\\'"));
         }
 
+        let max_token_lifetime_seconds =
+            self.max_token_lifetime_seconds.unwrap_or(DEFAULT_MAX_TOKEN_LIFETIME_SECONDS);
+        if max_token_lifetime_seconds == 0 || max_token_lifetime_seconds > crate::token::MAX_NUMERIC_DATE {
+            return Err(ConfigError::new("max_token_lifetime_seconds", "must be between 1 and 253402300799"));
+        }
+
+        let raw_registry = self.registry.unwrap_or(RawRegistry { capacity: None, max_revocations: None });
+        let registry = RegistryConfig {
+            capacity: raw_registry.capacity.unwrap_or(DEFAULT_REGISTRY_CAPACITY),
+            max_revocations: raw_registry.max_revocations.unwrap_or(DEFAULT_MAX_REVOCATIONS),
+        };
+        if registry.capacity == 0 || registry.capacity > MAX_REGISTRY_CAPACITY {
+            return Err(ConfigError::new(
+                "registry.capacity",
+                format!("must be between 1 and {MAX_REGISTRY_CAPACITY}"),
+            ));
+        }
+        if registry.max_revocations == 0 || registry.max_revocations > MAX_REVOCATIONS {
+            return Err(ConfigError::new(
+                "registry.max_revocations",
+                format!("must be between 1 and {MAX_REVOCATIONS}"),
+            ));
+        }
+
+        let admin = match self.admin {
+            None => None,
+            Some(a) => {
+                if !a.path_prefix.starts_with('/') || !a.path_prefix.ends_with('/') || a.path_prefix.len() < 2
+                {
+                    return Err(ConfigError::new(
+                        "admin.path_prefix",
+                        "must start and end with '/' and not be \"/\" alone",
+                    ));
+                }
+                if a.token.len() < MIN_ADMIN_TOKEN_BYTES {
+                    return Err(ConfigError::new(
+                        "admin.token",
+                        format!("must be at least {MIN_ADMIN_TOKEN_BYTES} bytes"),
+                    ));
+                }
+                Some(AdminConfig { path_prefix: a.path_prefix, token: a.token })
+            }
+        };
+
         Ok(Config {
+            max_token_lifetime_seconds,
+            registry,
+            admin,
+            generation: 0,
             providers,
             token_source,
             clock_skew_seconds,

@@ -2,17 +2,28 @@ use serde_json::{json, Value};
 use std::cell::RefCell;
 
 use super::*;
-use crate::host::{Clock, Level, Log, Metrics};
-use crate::near_expiry::LocalWarnings;
+use crate::host::{Clock, Level, Log, Metrics, SharedData, WriteError};
+use crate::registry::fake::FakeShared;
 use crate::reject::RejectCode;
 use crate::testkit::*;
 
-/// An in-memory host: a settable clock, captured log lines and counters.
+/// An in-memory host: a settable clock, captured log lines and counters, shared data with
+/// Envoy's CAS rules.
 #[derive(Default)]
-struct FakeHost {
-    now: std::cell::Cell<u64>,
-    lines: RefCell<Vec<(Level, String)>>,
-    counts: RefCell<Vec<Counter>>,
+pub struct FakeHost {
+    pub now: std::cell::Cell<u64>,
+    pub lines: RefCell<Vec<(Level, String)>>,
+    pub counts: RefCell<Vec<Counter>>,
+    pub shared: FakeShared,
+}
+
+impl SharedData for FakeHost {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        self.shared.get(key)
+    }
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError> {
+        self.shared.set(key, value, cas)
+    }
 }
 
 impl Clock for FakeHost {
@@ -29,19 +40,30 @@ impl Metrics for FakeHost {
     fn count(&self, counter: Counter) {
         self.counts.borrow_mut().push(counter);
     }
+    fn value(&self, counter: Counter) -> Option<u64> {
+        Some(self.counts.borrow().iter().filter(|c| **c == counter).count() as u64)
+    }
 }
 
 impl FakeHost {
-    fn at(now: u64) -> FakeHost {
+    pub fn at(now: u64) -> FakeHost {
         let h = FakeHost::default();
         h.now.set(now);
         h
     }
-    fn audits(&self) -> Vec<(Level, Value)> {
+    pub fn audits(&self) -> Vec<(Level, Value)> {
         self.lines
             .borrow()
             .iter()
             .filter_map(|(l, m)| m.strip_prefix("audit ").map(|j| (*l, serde_json::from_str(j).unwrap())))
+            .collect()
+    }
+    pub fn verdicts(&self) -> Vec<Counter> {
+        self.counts
+            .borrow()
+            .iter()
+            .copied()
+            .filter(|c| matches!(c, Counter::Accepted | Counter::MissingToken | Counter::Rejected(_)))
             .collect()
     }
 }
@@ -60,7 +82,7 @@ impl RequestMeta for Meta {
     }
 }
 
-fn run(cfg: &Config, host: &FakeHost, w: &LocalWarnings, header: Option<&str>) -> Verdict {
+fn run(cfg: &Config, host: &FakeHost, w: &Worker, header: Option<&str>) -> Verdict {
     check_request(cfg, host, w, &Request { credential_header: header, meta: &Meta })
 }
 
@@ -68,13 +90,13 @@ fn run(cfg: &Config, host: &FakeHost, w: &LocalWarnings, header: Option<&str>) -
 fn missing_or_foreign_credentials_get_a_bare_challenge() {
     let cfg = config(json!({}));
     let host = FakeHost::at(NOW);
-    let w = LocalWarnings::new(16);
+    let w = Worker::default();
     for header in [None, Some("Basic dXNlcjpwYXNz"), Some("Bear")] {
         let Verdict::Deny(r) = run(&cfg, &host, &w, header) else { panic!("forwarded {header:?}") };
         assert_eq!(r.status, 401);
         assert_eq!(r.headers[0].1, "Bearer realm=\"tokenguard\"");
     }
-    assert_eq!(host.counts.borrow().as_slice(), &[Counter::MissingToken; 3]);
+    assert_eq!(host.verdicts(), vec![Counter::MissingToken; 3]);
     assert!(host.audits().is_empty());
 }
 
@@ -82,7 +104,7 @@ fn missing_or_foreign_credentials_get_a_bare_challenge() {
 fn a_valid_token_is_forwarded_with_seconds_left() {
     let cfg = config(json!({}));
     let host = FakeHost::at(NOW);
-    let w = LocalWarnings::new(16);
+    let w = Worker::default();
     let t = mint("RS256", json!({"exp": NOW + 300}));
     assert_eq!(run(&cfg, &host, &w, Some(&bearer(&t))), Verdict::Forward { expires_in: Some(300) });
     // The scheme is case-insensitive (RFC 7235 §2.1).
@@ -90,7 +112,7 @@ fn a_valid_token_is_forwarded_with_seconds_left() {
         run(&cfg, &host, &w, Some(&format!("bEaReR {t}"))),
         Verdict::Forward { expires_in: Some(300) }
     );
-    assert_eq!(host.counts.borrow().as_slice(), &[Counter::Accepted, Counter::Accepted]);
+    assert_eq!(host.verdicts(), vec![Counter::Accepted, Counter::Accepted]);
     assert!(host.audits().is_empty(), "accepted tokens are not audited unless asked");
     let quiet = config(json!({"expires_in_header": ""}));
     assert_eq!(run(&quiet, &host, &w, Some(&bearer(&t))), Verdict::Forward { expires_in: None });
@@ -100,13 +122,13 @@ fn a_valid_token_is_forwarded_with_seconds_left() {
 fn a_rejection_is_a_401_with_code_audit_line_and_counter() {
     let cfg = config(json!({}));
     let host = FakeHost::at(NOW);
-    let w = LocalWarnings::new(16);
+    let w = Worker::default();
     let t = mint("ES256", json!({"exp": NOW - 1, "sub": "bob"}));
     let Verdict::Deny(r) = run(&cfg, &host, &w, Some(&bearer(&t))) else { panic!("forwarded") };
     assert_eq!(r.status, 401);
     assert!(r.headers[0].1.contains("error=\"invalid_token\""));
     assert_eq!(serde_json::from_str::<Value>(&r.body).unwrap()["error"], "token_expired");
-    assert_eq!(host.counts.borrow().as_slice(), &[Counter::Rejected(RejectCode::TokenExpired)]);
+    assert_eq!(host.verdicts(), vec![Counter::Rejected(RejectCode::TokenExpired)]);
     let audits = host.audits();
     assert_eq!(audits.len(), 1);
     let (level, a) = &audits[0];
@@ -130,7 +152,7 @@ fn a_rejection_is_a_401_with_code_audit_line_and_counter() {
 #[test]
 fn near_expiry_warns_once_per_token() {
     let cfg = config(json!({"near_expiry_warning_seconds": 10}));
-    let w = LocalWarnings::new(16);
+    let w = Worker::default();
     let t = mint("EdDSA", json!({"exp": NOW + 60, "sub": "carol", "jti": "j-9"}));
     for now in [NOW, NOW + 49] {
         let host = FakeHost::at(now);
@@ -154,7 +176,7 @@ fn accepted_tokens_are_audited_on_request() {
     let cfg = config(json!({"audit": {"log_accepted": true}}));
     let host = FakeHost::at(NOW);
     let t = mint("PS256", json!({}));
-    run(&cfg, &host, &LocalWarnings::new(4), Some(&bearer(&t)));
+    run(&cfg, &host, &Worker::default(), Some(&bearer(&t)));
     let audits = host.audits();
     assert_eq!(audits[0].1["event"], "token_accepted");
     assert_eq!(audits[0].1["sub"], "alice");
@@ -167,8 +189,8 @@ fn cookie_source() {
     let host = FakeHost::at(NOW);
     let t = mint("HS256", json!({}));
     let cookie = format!("theme=dark; at={t}; other=1");
-    assert!(matches!(run(&cfg, &host, &LocalWarnings::new(4), Some(&cookie)), Verdict::Forward { .. }));
-    assert!(matches!(run(&cfg, &host, &LocalWarnings::new(4), Some("theme=dark")), Verdict::Deny(_)));
+    assert!(matches!(run(&cfg, &host, &Worker::default(), Some(&cookie)), Verdict::Forward { .. }));
+    assert!(matches!(run(&cfg, &host, &Worker::default(), Some("theme=dark")), Verdict::Deny(_)));
     assert_eq!(credential_header_name(&cfg), "cookie");
 }
 

@@ -1,10 +1,10 @@
 //! The core's host traits, implemented with Envoy's host calls.
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MetricType};
+use proxy_wasm::types::{LogLevel, MetricType, Status};
 use std::time::UNIX_EPOCH;
 
-use crate::host::{Clock, Level, Log, Metrics};
+use crate::host::{Clock, Level, Log, Metrics, SharedData, WriteError};
 use crate::metrics::Counter;
 
 pub struct EnvoyHost<'a> {
@@ -37,6 +37,24 @@ impl Metrics for EnvoyHost<'_> {
     fn count(&self, counter: Counter) {
         if let Some(id) = self.metric_ids.get(counter.index()) {
             let _ = hostcalls::increment_metric(*id, 1);
+        }
+    }
+
+    fn value(&self, counter: Counter) -> Option<u64> {
+        hostcalls::get_metric(*self.metric_ids.get(counter.index())?).ok()
+    }
+}
+
+impl SharedData for EnvoyHost<'_> {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError> {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(()),
+            Err(Status::CasMismatch) => Err(WriteError::CasMismatch),
+            Err(_) => Err(WriteError::Failed),
         }
     }
 }

@@ -1,22 +1,26 @@
-//! One HTTP stream: ask the gate, then either answer locally or pass the request on.
+//! One HTTP stream: admin requests are answered here; every other request asks the gate,
+//! then is either answered locally or passed on.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, MapType};
+use proxy_wasm::types::{Action, BufferType, MapType};
 use std::rc::Rc;
 
-use super::host::EnvoyHost;
 use super::Shared;
+use crate::admin::{self, Route};
 use crate::gate::{self, Request, RequestMeta, Verdict};
+use crate::reject::DenyResponse;
 
 pub struct Http {
     shared: Option<Rc<Shared>>,
     expires_in: Option<u64>,
+    /// An admin request waiting for its body.
+    admin_pending: Option<Route>,
 }
 
 impl Http {
     pub fn new(shared: Option<Rc<Shared>>) -> Http {
-        Http { shared, expires_in: None }
+        Http { shared, expires_in: None, admin_pending: None }
     }
 }
 
@@ -26,6 +30,11 @@ fn request_header(name: &str) -> Option<String> {
         Ok(Some(bytes)) => Some(String::from_utf8_lossy(&bytes).into_owned()),
         _ => None,
     }
+}
+
+fn send(reply: &DenyResponse) {
+    let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let _ = hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes()));
 }
 
 struct EnvoyRequestMeta;
@@ -39,30 +48,81 @@ impl RequestMeta for EnvoyRequestMeta {
     }
 }
 
+impl Http {
+    fn answer_admin(&self, shared: &Shared, route: Route, body: &[u8]) {
+        if let Some(admin_cfg) = &shared.cfg.admin {
+            let reply = admin::handle(
+                &shared.cfg,
+                admin_cfg,
+                &shared.host(),
+                route,
+                request_header(admin::ADMIN_TOKEN_HEADER).as_deref(),
+                body,
+                request_header("x-request-id"),
+            );
+            send(&reply);
+        }
+    }
+}
+
 impl Context for Http {}
 
 impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         let Some(shared) = self.shared.clone() else {
             // Unreachable with a valid config (Envoy refuses to start otherwise): fail closed.
             let _ = hostcalls::send_http_response(500, vec![], Some(b"tokenguard is not configured"));
             return Action::Pause;
         };
-        let host = EnvoyHost { metric_ids: &shared.metric_ids };
+        if let Some(admin_cfg) = &shared.cfg.admin {
+            let path = request_header(":path").unwrap_or_default();
+            let method = request_header(":method").unwrap_or_default();
+            if let Some(route) = admin::route(admin_cfg, &method, &path) {
+                if route == Route::Revoke && !end_of_stream {
+                    self.admin_pending = Some(route);
+                    return Action::Pause; // answered once the body is in
+                }
+                self.answer_admin(&shared, route, &[]);
+                return Action::Pause;
+            }
+        }
         let credential = request_header(gate::credential_header_name(&shared.cfg));
         let request = Request { credential_header: credential.as_deref(), meta: &EnvoyRequestMeta };
-        match gate::check_request(&shared.cfg, &host, &shared.warnings, &request) {
+        match gate::check_request(&shared.cfg, &shared.host(), &shared.worker, &request) {
             Verdict::Forward { expires_in } => {
                 self.expires_in = expires_in;
                 Action::Continue
             }
             Verdict::Deny(deny) => {
-                let headers: Vec<(&str, &str)> =
-                    deny.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                let _ = hostcalls::send_http_response(deny.status, headers, Some(deny.body.as_bytes()));
+                send(&deny);
                 Action::Pause
             }
         }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let (Some(route), Some(shared)) = (self.admin_pending, self.shared.clone()) else {
+            return Action::Continue;
+        };
+        if body_size > admin::MAX_BODY_BYTES {
+            self.admin_pending = None;
+            send(&DenyResponse {
+                status: 413,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: r#"{"error":"invalid_request","error_description":"body too large"}"#.into(),
+            });
+            return Action::Pause;
+        }
+        if !end_of_stream {
+            return Action::Pause; // Envoy buffers until the whole body is in
+        }
+        self.admin_pending = None;
+        let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        self.answer_admin(&shared, route, &body);
+        Action::Pause
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {

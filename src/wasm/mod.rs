@@ -11,28 +11,51 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use crate::config::Config;
+use crate::gate::{self, Worker};
 use crate::metrics::Counter;
-use crate::near_expiry::LocalWarnings;
+use crate::registry::Registry;
+use host::EnvoyHost;
 
-/// How many near-expiry warnings one worker remembers until the shared registry takes over.
-const LOCAL_WARNINGS_CAPACITY: usize = 16 * 1024;
+/// How often each worker's root context ticks; the sweep lease makes the work once per
+/// process per tick, whatever the number of workers.
+const TICK: Duration = Duration::from_secs(1);
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { shared: None }) });
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
+        Box::new(Root { shared: None, holder: holder_id(context_id) })
+    });
 }}
+
+/// A number that tells this VM's root context from every other worker's, for the sweep
+/// lease (context ids repeat across workers; start times do not, to the nanosecond).
+fn holder_id(context_id: u32) -> u64 {
+    let nanos = hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ ((context_id as u64) << 48)
+}
 
 /// Everything an HTTP context needs, built once per configuration.
 pub(crate) struct Shared {
     pub cfg: Config,
     pub metric_ids: Vec<u32>,
-    pub warnings: LocalWarnings,
+    pub worker: Worker,
+}
+
+impl Shared {
+    pub fn host(&self) -> EnvoyHost<'_> {
+        EnvoyHost { metric_ids: &self.metric_ids }
+    }
 }
 
 struct Root {
     shared: Option<Rc<Shared>>,
+    holder: u64,
 }
 
 impl Context for Root {}
@@ -62,9 +85,20 @@ impl RootContext for Root {
                 return false;
             }
         };
-        self.shared =
-            Some(Rc::new(Shared { cfg, metric_ids, warnings: LocalWarnings::new(LOCAL_WARNINGS_CAPACITY) }));
+        let shared = Shared { cfg, metric_ids, worker: Worker::default() };
+        Registry::new(&shared.host(), gate::layout(&shared.cfg)).init_keys();
+        self.shared = Some(Rc::new(shared));
+        let _ = hostcalls::set_tick_period(TICK);
         true
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(shared) = &self.shared {
+            let host = shared.host();
+            let now = crate::host::Clock::now(&host);
+            let _ =
+                Registry::new(&host, gate::layout(&shared.cfg)).sweep_step(now, self.holder, TICK.as_secs());
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

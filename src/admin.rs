@@ -1,0 +1,211 @@
+//! The admin API (off unless `admin` is configured): revoke tokens, read statistics.
+//!
+//! Requests under `admin.path_prefix` are answered by the filter itself and never reach the
+//! upstream. Each must carry `x-admin-token`, compared in constant time.
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::audit::{Event, Record};
+use crate::config::{AdminConfig, Config};
+use crate::gate::{emit, layout};
+use crate::host::Host;
+use crate::metrics::Counter;
+use crate::registry::record::State;
+use crate::registry::revocation::{Kind, Revocation, Target};
+use crate::registry::{Registry, RevokeError};
+use crate::reject::{DenyResponse, RejectCode};
+use crate::token::Fingerprint;
+
+pub const ADMIN_TOKEN_HEADER: &str = "x-admin-token";
+/// Revocation requests are tiny; anything bigger is refused unread.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Revoke,
+    Stats,
+    /// Under the prefix but no such endpoint, or the wrong method.
+    Unknown,
+}
+
+/// Classifies a request; `None` when it is not an admin request at all.
+pub fn route(admin: &AdminConfig, method: &str, path: &str) -> Option<Route> {
+    let path = path.split('?').next().unwrap_or_default();
+    let rest = path.strip_prefix(admin.path_prefix.as_str())?;
+    Some(match (method, rest) {
+        ("POST", "revoke") => Route::Revoke,
+        ("GET", "stats") => Route::Stats,
+        _ => Route::Unknown,
+    })
+}
+
+/// Constant-time comparison, so response timing does not reveal how much of a guess matched.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub fn authorized(admin: &AdminConfig, presented: Option<&str>) -> bool {
+    presented.is_some_and(|p| constant_time_eq(p.as_bytes(), admin.token.as_bytes()))
+}
+
+fn reply(status: u32, body: Value) -> DenyResponse {
+    DenyResponse {
+        status,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.to_string(),
+    }
+}
+
+fn error(status: u32, code: &str, description: &str) -> DenyResponse {
+    reply(status, json!({"error": code, "error_description": description}))
+}
+
+/// Answers an admin request. `body` is the whole request body (empty for GET).
+pub fn handle(
+    cfg: &Config,
+    admin: &AdminConfig,
+    host: &impl Host,
+    route: Route,
+    presented_token: Option<&str>,
+    body: &[u8],
+    request_id: Option<String>,
+) -> DenyResponse {
+    let now = host.now();
+    if !authorized(admin, presented_token) {
+        host.count(Counter::AdminDenied);
+        let mut r = Record::new(Event::AdminDenied, now);
+        r.reason =
+            Some(if presented_token.is_some() { "wrong admin token" } else { "no admin token" }.into());
+        r.request_id = request_id;
+        emit(host, r);
+        let mut resp = error(401, "unauthorized", "admin requests need a valid x-admin-token header");
+        resp.headers.push(("www-authenticate".into(), "X-Admin-Token".into()));
+        return resp;
+    }
+    match route {
+        Route::Unknown => error(404, "not_found", "admin endpoints: POST revoke, GET stats"),
+        Route::Stats => reply(200, stats(cfg, host)),
+        Route::Revoke => {
+            if body.len() > MAX_BODY_BYTES {
+                return error(413, "invalid_request", "body too large");
+            }
+            revoke(cfg, host, body, request_id)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeRequest {
+    #[serde(default)]
+    jti: Option<String>,
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    sid: Option<String>,
+    #[serde(default)]
+    token: Option<String>,
+}
+
+fn revoke(cfg: &Config, host: &impl Host, body: &[u8], request_id: Option<String>) -> DenyResponse {
+    let now = host.now();
+    let req: RevokeRequest = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(_) => {
+            return error(
+                400,
+                "invalid_request",
+                "body must be a JSON object with one of jti, sub, sid, token",
+            )
+        }
+    };
+    let retention = cfg.revocation_retention_seconds();
+    let until = now.saturating_add(retention);
+    let registry = Registry::new(host, layout(cfg));
+    let (target, shown, fingerprint) = match (req.jti, req.sub, req.sid, req.token) {
+        (Some(v), None, None, None) if !v.is_empty() => (Target::new(Kind::Jti, &v), json!({"jti": v}), None),
+        (None, Some(v), None, None) if !v.is_empty() => (Target::new(Kind::Sub, &v), json!({"sub": v}), None),
+        (None, None, Some(v), None) if !v.is_empty() => (Target::new(Kind::Sid, &v), json!({"sid": v}), None),
+        (None, None, None, Some(t)) if !t.is_empty() => {
+            // The token itself is never echoed or logged: only its fingerprint.
+            let fp = Fingerprint::of(&t);
+            (Target::hashed(Kind::Token, fp.0), json!({"token": fp.short()}), Some(fp))
+        }
+        _ => return error(400, "invalid_request", "give exactly one non-empty key: jti, sub, sid or token"),
+    };
+    let rev = Revocation { target, revoked_at: now, until };
+    match registry.revoke(rev, now) {
+        Ok(()) => {}
+        Err(RevokeError::Full) => {
+            return error(507, "revocations_full", "the revocation store is full (registry.max_revocations)")
+        }
+        Err(RevokeError::Conflict) => {
+            return error(503, "temporarily_unavailable", "concurrent updates; retry")
+        }
+        Err(RevokeError::Corrupt) => {
+            return error(500, "internal_error", "stored revocations are unreadable")
+        }
+    }
+    if let Some(fp) = fingerprint {
+        // Best effort: the revocation entry already refuses the token.
+        let _ = registry.set_state(&fp.0, State::Revoked);
+    }
+    host.count(Counter::RevocationAdded);
+    let mut r = Record::new(Event::TokenRevoked, now);
+    r.target = Some(shown.clone());
+    r.token = fingerprint.map(|f| f.short());
+    r.reason = Some("admin".into());
+    r.request_id = request_id;
+    emit(host, r);
+    reply(200, json!({"revoked": shown, "revoked_at": now, "until": until}))
+}
+
+fn stats(cfg: &Config, host: &impl Host) -> Value {
+    let now = host.now();
+    let registry = Registry::new(host, layout(cfg));
+    let census = registry.census(now);
+    let v = |c| host.value(c).unwrap_or(0);
+    let rejected: Map<String, Value> =
+        RejectCode::ALL.iter().map(|c| (c.as_str().to_string(), json!(v(Counter::Rejected(*c))))).collect();
+    json!({
+        "active_tokens": census.active_tokens,
+        "tracked_tokens": census.tracked_tokens,
+        "revocations": census.revocations,
+        "capacity": registry.layout.capacity(),
+        "max_revocations": registry.layout.max_revocations(),
+        "evictions": v(Counter::RegistryEvicted),
+        "shared_data": {"keys": census.keys, "bytes": census.bytes},
+        "signature_verifications": v(Counter::SignatureVerified),
+        "registry_hits": v(Counter::RegistryHit),
+        "requests": {
+            "accepted": v(Counter::Accepted),
+            "missing_token": v(Counter::MissingToken),
+            "rejected": rejected,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_compares_whole_values() {
+        assert!(constant_time_eq(b"secret-admin-token", b"secret-admin-token"));
+        assert!(!constant_time_eq(b"secret-admin-token", b"secret-admin-tokeN"));
+        assert!(!constant_time_eq(b"secret", b"secret-admin-token"));
+    }
+
+    #[test]
+    fn routes() {
+        let a = AdminConfig { path_prefix: "/tokenguard/".into(), token: "x".repeat(16) };
+        assert_eq!(route(&a, "POST", "/tokenguard/revoke"), Some(Route::Revoke));
+        assert_eq!(route(&a, "GET", "/tokenguard/stats?x=1"), Some(Route::Stats));
+        assert_eq!(route(&a, "GET", "/tokenguard/revoke"), Some(Route::Unknown));
+        assert_eq!(route(&a, "GET", "/api/stats"), None);
+    }
+}

@@ -1,0 +1,216 @@
+//! One tracked token, and a bucket of them as stored under one shared-data key.
+
+use super::codec::{Reader, Writer};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Active = 0,
+    /// The near-expiry warning was emitted.
+    Warned = 1,
+    /// Replaced by a refreshed token.
+    Superseded = 2,
+    Revoked = 3,
+}
+
+impl State {
+    fn from_u8(v: u8) -> Option<State> {
+        Some(match v {
+            0 => State::Active,
+            1 => State::Warned,
+            2 => State::Superseded,
+            3 => State::Revoked,
+            _ => return None,
+        })
+    }
+}
+
+/// Layout (little-endian): fp[32] exp:u64 iat:u64 first_seen:u64 last_seen:u64 state:u8
+/// config_gen:u32 sub jti sid (each u8 length + bytes). 69 bytes plus the three strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// SHA-256 of the whole token. The only way to find a record: a forged or altered token
+    /// has another hash, so it can never match one.
+    pub fp: [u8; 32],
+    pub exp: u64,
+    pub iat: u64,
+    pub first_seen: u64,
+    pub last_seen: u64,
+    pub state: State,
+    /// The configuration under which the signature verified; a record from another
+    /// configuration (keys rotated, issuer removed) does not count as verified.
+    pub config_gen: u32,
+    pub sub: String,
+    pub jti: String,
+    pub sid: String,
+}
+
+pub const RECORD_FIXED_BYTES: usize = 32 + 8 * 4 + 1 + 4 + 3;
+
+impl TokenRecord {
+    pub fn encoded_len(&self) -> usize {
+        RECORD_FIXED_BYTES + self.sub.len().min(255) + self.jti.len().min(255) + self.sid.len().min(255)
+    }
+
+    fn write(&self, w: &mut Writer) {
+        w.bytes32(&self.fp);
+        w.u64(self.exp);
+        w.u64(self.iat);
+        w.u64(self.first_seen);
+        w.u64(self.last_seen);
+        w.u8(self.state as u8);
+        w.u32(self.config_gen);
+        w.short_str(&self.sub);
+        w.short_str(&self.jti);
+        w.short_str(&self.sid);
+    }
+
+    fn read(r: &mut Reader) -> Option<TokenRecord> {
+        Some(TokenRecord {
+            fp: r.bytes32()?,
+            exp: r.u64()?,
+            iat: r.u64()?,
+            first_seen: r.u64()?,
+            last_seen: r.u64()?,
+            state: State::from_u8(r.u8()?)?,
+            config_gen: r.u32()?,
+            sub: r.short_str()?,
+            jti: r.short_str()?,
+            sid: r.short_str()?,
+        })
+    }
+}
+
+const BUCKET_VERSION: u8 = 1;
+
+/// The records under one key. A value that does not decode (another version, corruption)
+/// is treated as empty: the registry is a cache plus warn-once state, so losing a bucket
+/// costs a re-verification, never a wrong answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bucket {
+    pub records: Vec<TokenRecord>,
+}
+
+impl Bucket {
+    pub fn decode(bytes: &[u8]) -> Bucket {
+        let mut r = Reader::new(bytes);
+        let parsed = (|| {
+            if r.is_empty() {
+                return Some(Vec::new());
+            }
+            if r.u8()? != BUCKET_VERSION {
+                return None;
+            }
+            let n = r.u32()? as usize;
+            let mut records = Vec::with_capacity(n.min(1024));
+            for _ in 0..n {
+                records.push(TokenRecord::read(&mut r)?);
+            }
+            Some(records)
+        })();
+        Bucket { records: parsed.unwrap_or_default() }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u8(BUCKET_VERSION);
+        w.u32(self.records.len() as u32);
+        for rec in &self.records {
+            rec.write(&mut w);
+        }
+        w.0
+    }
+
+    pub fn find(&self, fp: &[u8; 32]) -> Option<&TokenRecord> {
+        self.records.iter().find(|r| &r.fp == fp)
+    }
+
+    pub fn find_mut(&mut self, fp: &[u8; 32]) -> Option<&mut TokenRecord> {
+        self.records.iter_mut().find(|r| &r.fp == fp)
+    }
+
+    /// Drops records whose token can no longer be valid (`exp + retain <= now`); returns how
+    /// many went.
+    pub fn sweep(&mut self, now: u64, retain: u64) -> usize {
+        let before = self.records.len();
+        self.records.retain(|r| r.exp.saturating_add(retain) > now);
+        before - self.records.len()
+    }
+
+    /// Inserts `rec`, making room when the bucket holds `slots` records: first by sweeping,
+    /// then by evicting the records that expire first. Returns the evicted (still live) ones.
+    pub fn insert(&mut self, rec: TokenRecord, slots: usize, now: u64, retain: u64) -> Vec<TokenRecord> {
+        if let Some(existing) = self.find_mut(&rec.fp) {
+            *existing = rec;
+            return Vec::new();
+        }
+        let mut evicted = Vec::new();
+        if self.records.len() >= slots {
+            self.sweep(now, retain);
+        }
+        while self.records.len() >= slots.max(1) {
+            let Some(idx) = self.records.iter().enumerate().min_by_key(|(_, r)| r.exp).map(|(i, _)| i) else {
+                break;
+            };
+            evicted.push(self.records.swap_remove(idx));
+        }
+        self.records.push(rec);
+        evicted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn rec(n: u8, exp: u64) -> TokenRecord {
+        TokenRecord {
+            fp: [n; 32],
+            exp,
+            iat: exp.saturating_sub(300),
+            first_seen: 1,
+            last_seen: 2,
+            state: State::Active,
+            config_gen: 9,
+            sub: format!("user-{n}"),
+            jti: format!("jti-{n}"),
+            sid: String::new(),
+        }
+    }
+
+    #[test]
+    fn bucket_round_trip_and_size() {
+        let b = Bucket { records: vec![rec(1, 100), rec(2, 200)] };
+        let bytes = b.encode();
+        assert_eq!(Bucket::decode(&bytes), b);
+        assert_eq!(bytes.len(), 5 + b.records.iter().map(TokenRecord::encoded_len).sum::<usize>());
+    }
+
+    #[test]
+    fn garbage_decodes_as_empty() {
+        assert!(Bucket::decode(&[]).records.is_empty());
+        assert!(Bucket::decode(&[9, 1, 0, 0, 0]).records.is_empty());
+        let mut bytes = Bucket { records: vec![rec(1, 100)] }.encode();
+        bytes.truncate(bytes.len() - 1);
+        assert!(Bucket::decode(&bytes).records.is_empty());
+        assert!(Bucket::decode(&[1, 255, 255, 255, 255]).records.is_empty());
+    }
+
+    #[test]
+    fn insert_sweeps_then_evicts_soonest_expiring() {
+        let mut b = Bucket::default();
+        assert!(b.insert(rec(1, 100), 2, 0, 0).is_empty());
+        assert!(b.insert(rec(2, 300), 2, 0, 0).is_empty());
+        // Full; nothing expired at t=50: the record expiring first (1) is evicted.
+        let ev = b.insert(rec(3, 200), 2, 50, 0);
+        assert_eq!(ev.iter().map(|r| r.fp[0]).collect::<Vec<_>>(), vec![1]);
+        // At t=250 record 3 has expired: swept, not evicted.
+        let ev = b.insert(rec(4, 400), 2, 250, 0);
+        assert!(ev.is_empty());
+        let mut left: Vec<u8> = b.records.iter().map(|r| r.fp[0]).collect();
+        left.sort();
+        assert_eq!(left, vec![2, 4]);
+        // Re-inserting an existing token updates it in place.
+        assert!(b.insert(rec(2, 300), 2, 250, 0).is_empty());
+        assert_eq!(b.records.len(), 2);
+    }
+}

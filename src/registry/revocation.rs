@@ -1,0 +1,206 @@
+//! Revocation entries: by token id, by token fingerprint, by subject (every token issued at
+//! or before the revocation) and by session or token family (`sid`).
+
+use super::codec::{Reader, Writer};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Jti = 1,
+    Token = 2,
+    Sub = 3,
+    Sid = 4,
+}
+
+impl Kind {
+    fn from_u8(v: u8) -> Option<Kind> {
+        Some(match v {
+            1 => Kind::Jti,
+            2 => Kind::Token,
+            3 => Kind::Sub,
+            4 => Kind::Sid,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Jti => "jti",
+            Kind::Token => "token",
+            Kind::Sub => "sub",
+            Kind::Sid => "sid",
+        }
+    }
+}
+
+/// What a revocation names, hashed: the value itself (a subject, say) is not kept in shared
+/// memory, and every entry has the same size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Target {
+    pub kind: Kind,
+    pub hash: [u8; 32],
+}
+
+impl Target {
+    pub fn new(kind: Kind, value: &str) -> Target {
+        Target::hashed(kind, hmac_sha256::Hash::hash(value.as_bytes()))
+    }
+
+    /// For `Kind::Token` the value already is the token's SHA-256.
+    pub fn hashed(kind: Kind, hash: [u8; 32]) -> Target {
+        Target { kind, hash }
+    }
+}
+
+/// Layout: kind:u8 hash[32] revoked_at:u64 until:u64 = 49 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revocation {
+    pub target: Target,
+    pub revoked_at: u64,
+    /// Dropped after this time: no token it covers can still be valid then.
+    pub until: u64,
+}
+
+pub const REVOCATION_BYTES: usize = 1 + 32 + 8 + 8;
+
+/// The facts of a token that revocations are matched against.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenFacts<'a> {
+    pub fp: &'a [u8; 32],
+    pub jti: Option<&'a str>,
+    pub sub: Option<&'a str>,
+    pub sid: Option<&'a str>,
+    pub iat: Option<u64>,
+}
+
+impl Revocation {
+    /// The targets that could revoke this token, for lookups.
+    pub fn targets_of(t: &TokenFacts) -> Vec<Target> {
+        let mut v = vec![Target::hashed(Kind::Token, *t.fp)];
+        if let Some(j) = t.jti {
+            v.push(Target::new(Kind::Jti, j));
+        }
+        if let Some(s) = t.sub {
+            v.push(Target::new(Kind::Sub, s));
+        }
+        if let Some(s) = t.sid {
+            v.push(Target::new(Kind::Sid, s));
+        }
+        v
+    }
+
+    /// Whether this entry covers the token. A subject revocation spares tokens issued after
+    /// it (the user signed in again); a token without `iat` cannot prove that, so it is
+    /// covered.
+    pub fn covers(&self, t: &TokenFacts) -> bool {
+        match self.target.kind {
+            Kind::Sub => t.iat.is_none_or(|iat| iat <= self.revoked_at),
+            _ => true,
+        }
+    }
+}
+
+const SET_VERSION: u8 = 1;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RevocationSet {
+    pub entries: Vec<Revocation>,
+}
+
+impl RevocationSet {
+    /// Unlike token buckets, an undecodable revocation value is reported, not emptied:
+    /// silently forgetting revocations would let revoked tokens back in.
+    pub fn decode(bytes: &[u8]) -> Option<RevocationSet> {
+        let mut r = Reader::new(bytes);
+        if r.is_empty() {
+            return Some(RevocationSet::default());
+        }
+        if r.u8()? != SET_VERSION {
+            return None;
+        }
+        let n = r.u32()? as usize;
+        let mut entries = Vec::with_capacity(n.min(4096));
+        for _ in 0..n {
+            let kind = Kind::from_u8(r.u8()?)?;
+            let hash = r.bytes32()?;
+            entries.push(Revocation { target: Target { kind, hash }, revoked_at: r.u64()?, until: r.u64()? });
+        }
+        Some(RevocationSet { entries })
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u8(SET_VERSION);
+        w.u32(self.entries.len() as u32);
+        for e in &self.entries {
+            w.u8(e.target.kind as u8);
+            w.bytes32(&e.target.hash);
+            w.u64(e.revoked_at);
+            w.u64(e.until);
+        }
+        w.0
+    }
+
+    pub fn sweep(&mut self, now: u64) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|e| e.until > now);
+        before - self.entries.len()
+    }
+
+    /// Adds or extends an entry. A repeated revocation of the same target keeps the later
+    /// time, so a subject revoked twice spares only tokens issued after the second.
+    pub fn add(&mut self, rev: Revocation, slots: usize, now: u64) -> Result<(), Full> {
+        if let Some(e) = self.entries.iter_mut().find(|e| e.target == rev.target) {
+            e.revoked_at = e.revoked_at.max(rev.revoked_at);
+            e.until = e.until.max(rev.until);
+            return Ok(());
+        }
+        if self.entries.len() >= slots {
+            self.sweep(now);
+        }
+        if self.entries.len() >= slots {
+            return Err(Full);
+        }
+        self.entries.push(rev);
+        Ok(())
+    }
+}
+
+/// The revocation store has no room: refusing is safer than dropping a live revocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts<'a>(fp: &'a [u8; 32], sub: &'a str, iat: Option<u64>) -> TokenFacts<'a> {
+        TokenFacts { fp, jti: Some("j"), sub: Some(sub), sid: Some("s"), iat }
+    }
+
+    #[test]
+    fn subject_revocation_spares_later_tokens() {
+        let r = Revocation { target: Target::new(Kind::Sub, "alice"), revoked_at: 100, until: 1000 };
+        let fp = [0; 32];
+        assert!(r.covers(&facts(&fp, "alice", Some(100))));
+        assert!(r.covers(&facts(&fp, "alice", Some(50))));
+        assert!(!r.covers(&facts(&fp, "alice", Some(101))));
+        assert!(r.covers(&facts(&fp, "alice", None)));
+        assert_eq!(Revocation::targets_of(&facts(&fp, "alice", None)).len(), 4);
+    }
+
+    #[test]
+    fn set_round_trip_full_and_sweep() {
+        let mut s = RevocationSet::default();
+        let e = |v: &str, until| Revocation { target: Target::new(Kind::Jti, v), revoked_at: 1, until };
+        s.add(e("a", 10), 2, 0).unwrap();
+        s.add(e("b", 20), 2, 0).unwrap();
+        assert_eq!(s.add(e("c", 30), 2, 5), Err(Full));
+        s.add(e("a", 40), 2, 5).unwrap(); // same target: extended, not added
+        assert_eq!(s.entries[0].until, 40);
+        assert_eq!(RevocationSet::decode(&s.encode()), Some(s.clone()));
+        assert_eq!(s.encode().len(), 5 + 2 * REVOCATION_BYTES);
+        s.add(e("c", 30), 2, 25).unwrap(); // "b" expired at 20: swept to make room
+        assert_eq!(s.entries.len(), 2);
+        assert_eq!(RevocationSet::decode(&[1, 1, 0, 0, 0, 9]), None);
+    }
+}
