@@ -15,7 +15,17 @@ pub struct Http {
     shared: Option<Rc<Shared>>,
     expires_in: Option<u64>,
     /// An admin request waiting for its body.
-    admin_pending: Option<Route>,
+    admin_pending: Option<PendingAdmin>,
+}
+
+/// What an admin request needs once its body is in. Headers are captured up front: the SDK
+/// panics when a header getter is called outside the header phase (the host answers with a
+/// status the SDK does not expect).
+#[derive(Clone)]
+struct PendingAdmin {
+    route: Route,
+    presented_token: Option<String>,
+    request_id: Option<String>,
 }
 
 impl Http {
@@ -48,20 +58,18 @@ impl RequestMeta for EnvoyRequestMeta {
     }
 }
 
-impl Http {
-    fn answer_admin(&self, shared: &Shared, route: Route, body: &[u8]) {
-        if let Some(admin_cfg) = &shared.cfg.admin {
-            let reply = admin::handle(
-                &shared.cfg,
-                admin_cfg,
-                &shared.host(),
-                route,
-                request_header(admin::ADMIN_TOKEN_HEADER).as_deref(),
-                body,
-                request_header("x-request-id"),
-            );
-            send(&reply);
-        }
+fn answer_admin(shared: &Shared, pending: PendingAdmin, body: &[u8]) {
+    if let Some(admin_cfg) = &shared.cfg.admin {
+        let reply = admin::handle(
+            &shared.cfg,
+            admin_cfg,
+            &shared.host(),
+            pending.route,
+            pending.presented_token.as_deref(),
+            body,
+            pending.request_id,
+        );
+        send(&reply);
     }
 }
 
@@ -78,11 +86,21 @@ impl HttpContext for Http {
             let path = request_header(":path").unwrap_or_default();
             let method = request_header(":method").unwrap_or_default();
             if let Some(route) = admin::route(admin_cfg, &method, &path) {
-                if route == Route::Revoke && !end_of_stream {
-                    self.admin_pending = Some(route);
-                    return Action::Pause; // answered once the body is in
+                let pending = PendingAdmin {
+                    route,
+                    presented_token: request_header(admin::ADMIN_TOKEN_HEADER),
+                    request_id: request_header("x-request-id"),
+                };
+                let authorized = admin::authorized(admin_cfg, pending.presented_token.as_deref());
+                if route == Route::Revoke && !end_of_stream && authorized {
+                    // proxy-wasm hosts turn a paused header callback into "pause everything",
+                    // so the body would never arrive: let the headers go on and answer once
+                    // the body is in. envoy.yaml puts a buffer filter after tokenguard on the
+                    // admin route, so the headers stop there and never reach the router.
+                    self.admin_pending = Some(pending);
+                    return Action::Continue;
                 }
-                self.answer_admin(&shared, route, &[]);
+                answer_admin(&shared, pending, &[]);
                 return Action::Pause;
             }
         }
@@ -101,7 +119,7 @@ impl HttpContext for Http {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let (Some(route), Some(shared)) = (self.admin_pending, self.shared.clone()) else {
+        let (Some(pending), Some(shared)) = (self.admin_pending.clone(), self.shared.clone()) else {
             return Action::Continue;
         };
         if body_size > admin::MAX_BODY_BYTES {
@@ -121,7 +139,7 @@ impl HttpContext for Http {
             .ok()
             .flatten()
             .unwrap_or_default();
-        self.answer_admin(&shared, route, &body);
+        answer_admin(&shared, pending, &body);
         Action::Pause
     }
 

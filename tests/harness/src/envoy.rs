@@ -78,7 +78,17 @@ pub fn bootstrap(opts: &Options, wasm: &Path) -> Value {
                         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                         "stat_prefix": "ingress",
                         "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"],
-                            "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]}]},
+                            "routes": [
+                                // tokenguard answers admin requests itself; the buffer filter
+                                // holds their headers until it has, and this route is only
+                                // a safety net that never forwards.
+                                {"match": {"prefix": "/tokenguard/"},
+                                 "direct_response": {"status": 503, "body": {"inline_string": "tokenguard admin API did not answer\n"}}},
+                                {"match": {"prefix": "/"}, "route": {"cluster": "upstream"},
+                                 "typed_per_filter_config": {"envoy.filters.http.buffer": {
+                                     "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+                                     "disabled": true}}}
+                            ]}]},
                         "http_filters": [
                             {"name": "tokenguard", "typed_config": {
                                 "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
@@ -94,6 +104,9 @@ pub fn bootstrap(opts: &Options, wasm: &Path) -> Value {
                                     }
                                 }
                             }},
+                            {"name": "envoy.filters.http.buffer", "typed_config": {
+                                "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+                                "max_request_bytes": 65536}},
                             {"name": "envoy.filters.http.router", "typed_config": {
                                 "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
                         ]
@@ -257,6 +270,15 @@ impl Drop for Envoy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Every e2e test also asserts that the filter never panicked: a panic kills the VM.
+        let log = self.log();
+        if !std::thread::panicking() {
+            if let Some(line) =
+                log.lines().find(|l| l.contains("panicked at") || l.contains("Uncaught RuntimeError"))
+            {
+                panic!("the Wasm VM failed during this test: {line}");
+            }
+        }
         if std::env::var_os("TOKENGUARD_KEEP_LOGS").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }

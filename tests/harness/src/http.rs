@@ -65,7 +65,7 @@ impl Client {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        convert(req.send(body).unwrap_or_else(|e| panic!("POST {url}: {e}")))
+        convert(req.send(body.as_bytes()).unwrap_or_else(|e| panic!("POST {url}: {e}")))
     }
 }
 

@@ -100,6 +100,8 @@ impl Drop for Server {
 
 fn serve(stream: TcpStream, handler: Handler) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+    // Without this, Nagle's algorithm holds small answers for the peer's delayed ACK (40 ms).
+    let _ = stream.set_nodelay(true);
     let Ok(mut writer) = stream.try_clone() else { return };
     let mut reader = BufReader::new(stream);
     while let Some(req) = read_request(&mut reader) {
@@ -113,7 +115,9 @@ fn serve(stream: TcpStream, handler: Handler) {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         head.push_str(&format!("content-length: {}\r\n\r\n", resp.body.len()));
-        if writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(&resp.body)).is_err() || close {
+        let mut wire = head.into_bytes();
+        wire.extend_from_slice(&resp.body);
+        if writer.write_all(&wire).is_err() || close {
             break;
         }
     }
