@@ -47,6 +47,11 @@ An expired one (401 token_expired, and an audit line in .run/envoy.log):
 No token at all (401 with a bare Bearer challenge):
   curl -i http://127.0.0.1:10000/hello
 
+Revoke every token of alice issued so far (then the first curl line gets token_revoked):
+  curl -s -X POST -H 'x-admin-token: demo-admin-token-change-me' -d '{"sub":"alice"}' http://127.0.0.1:10000/tokenguard/revoke
+Registry statistics:
+  curl -s -H 'x-admin-token: demo-admin-token-change-me' http://127.0.0.1:10000/tokenguard/stats
+
 Mint more:   curl -s 'http://127.0.0.1:9101/mint?alg=EdDSA&ttl=30&sub=bob'
 Audit lines: grep 'audit {' .run/envoy.log
 Counters:    curl -s http://127.0.0.1:9901/stats/prometheus | grep tokenguard
