@@ -234,3 +234,25 @@ fn a_flood_of_distinct_tokens_stays_bounded() {
     // Stated bound: 16 MiB over the whole flood (registry bytes, V8 heaps, Envoy buffers).
     assert!(growth < 16 * 1024 * 1024, "memory grew by {growth} bytes");
 }
+
+/// Revocations and token records live in shared data under the `vm_id`, so a new plugin
+/// configuration (what a control plane pushes) keeps them.
+#[test]
+fn revocations_and_records_survive_a_plugin_config_update() {
+    let mut s = Stack::start_dynamic(admin_config(json!({})));
+    let revoked = s.mint(MintRequest::new("ES256", 300).claim("jti", json!("jti-survivor")));
+    let tracked = s.mint(MintRequest::new("ES256", 300));
+    assert_eq!(s.get("/", Some(&revoked)).status, 200);
+    assert_eq!(s.get("/", Some(&tracked)).status, 200);
+    revoke(&s, json!({"jti": "jti-survivor"}));
+    assert_eq!(s.get("/", Some(&revoked)).json()["error"], "token_revoked");
+
+    s.reconfigure(admin_config(json!({"expires_in_header": "x-seconds-left"})));
+    let r = s.get("/", Some(&tracked));
+    assert_eq!(r.status, 200);
+    assert!(r.header("x-seconds-left").is_some(), "the new configuration is in force");
+    assert_eq!(s.get("/", Some(&revoked)).json()["error"], "token_revoked", "the revocation survived");
+    let st = stats(&s);
+    assert_eq!(st["revocations"], 1);
+    assert!(st["tracked_tokens"].as_u64().unwrap() >= 2, "records survived: {st}");
+}

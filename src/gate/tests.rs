@@ -202,3 +202,53 @@ fn extraction_handles_odd_headers() {
     assert_eq!(extract_token(&src, "Béarer abc"), None); // multi-byte: no slicing panic
     assert_eq!(extract_token(&src, ""), None);
 }
+
+#[test]
+fn the_registry_skips_verification_for_a_known_token_only() {
+    let cfg = config(json!({}));
+    let host = FakeHost::at(NOW);
+    let w = Worker::default();
+    let t = mint("RS256", json!({}));
+    run(&cfg, &host, &w, Some(&bearer(&t)));
+    run(&cfg, &host, &w, Some(&bearer(&t)));
+    assert_eq!(host.value(Counter::SignatureVerified), Some(1));
+    assert_eq!(host.value(Counter::RegistryHit), Some(1));
+    // Another configuration (say, rotated keys) does not trust the old verification.
+    let other = config(json!({"clock_skew_seconds": 1}));
+    assert_ne!(other.generation, cfg.generation);
+    run(&other, &host, &w, Some(&bearer(&t)));
+    assert_eq!(host.value(Counter::SignatureVerified), Some(2));
+}
+
+#[test]
+fn a_revoked_token_is_refused_with_token_revoked() {
+    use crate::registry::revocation::{Kind, Revocation, Target};
+    let cfg = config(json!({}));
+    let host = FakeHost::at(NOW);
+    let w = Worker::default();
+    let t = mint("ES256", json!({"jti": "gone"}));
+    assert!(matches!(run(&cfg, &host, &w, Some(&bearer(&t))), Verdict::Forward { .. }));
+    let reg = Registry::new(&host, layout(&cfg));
+    reg.revoke(Revocation { target: Target::new(Kind::Jti, "gone"), revoked_at: NOW, until: NOW + 600 }, NOW)
+        .unwrap();
+    let Verdict::Deny(r) = run(&cfg, &host, &w, Some(&bearer(&t))) else { panic!("forwarded") };
+    assert_eq!(serde_json::from_str::<Value>(&r.body).unwrap()["error"], "token_revoked");
+    let a = host.audits().last().unwrap().1.clone();
+    assert_eq!((a["reason"].as_str(), a["jti"].as_str()), (Some("token_revoked"), Some("gone")));
+}
+
+#[test]
+fn a_full_registry_evicts_with_an_audit_line() {
+    let cfg = config(json!({"registry": {"capacity": 1}}));
+    let host = FakeHost::at(NOW);
+    let w = Worker::default();
+    let first = mint("HS256", json!({"exp": NOW + 100, "jti": "first"}));
+    let second = mint("HS256", json!({"exp": NOW + 200, "jti": "second"}));
+    run(&cfg, &host, &w, Some(&bearer(&first)));
+    run(&cfg, &host, &w, Some(&bearer(&second)));
+    let evicted: Vec<Value> =
+        host.audits().into_iter().map(|(_, a)| a).filter(|a| a["event"] == "registry_evicted").collect();
+    assert_eq!(evicted.len(), 1);
+    assert_eq!(evicted[0]["jti"], "first");
+    assert_eq!(host.value(Counter::RegistryEvicted), Some(1));
+}

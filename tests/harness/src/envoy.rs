@@ -49,6 +49,49 @@ pub struct Options {
 
 /// The bootstrap used by the tests: the same shape as `envoy/envoy.yaml`, on ephemeral ports.
 pub fn bootstrap(opts: &Options, wasm: &Path) -> Value {
+    json!({
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": {
+            "listeners": [listener(opts, wasm, 0)],
+            "clusters": clusters(opts)
+        }
+    })
+}
+
+fn clusters(opts: &Options) -> Value {
+    let cluster = |name: &str, port: u16| {
+        json!({
+            "name": name, "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+                "socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}
+        })
+    };
+    json!([cluster("upstream", opts.upstream_port), cluster("issuer", opts.issuer_port)])
+}
+
+/// The same, with the listener served from a file (filesystem LDS), so a test can change
+/// the plugin configuration of a running Envoy the way a control plane would.
+pub fn bootstrap_with_lds(opts: &Options, lds_path: &Path) -> Value {
+    json!({
+        "node": {"id": "tokenguard-e2e", "cluster": "tokenguard-e2e"},
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "dynamic_resources": {"lds_config": {"path_config_source": {"path": lds_path.display().to_string()}}},
+        "static_resources": {"clusters": clusters(opts)}
+    })
+}
+
+/// An LDS discovery response holding the test listener on `port`.
+pub fn lds_document(opts: &Options, wasm: &Path, port: u16) -> Value {
+    let mut l = listener(opts, wasm, port);
+    l["@type"] = json!("type.googleapis.com/envoy.config.listener.v3.Listener");
+    json!({"version_info": now_version(), "resources": [l]})
+}
+
+fn now_version() -> String {
+    format!("{:?}", std::time::SystemTime::now())
+}
+
+fn listener(opts: &Options, wasm: &Path, port: u16) -> Value {
     let configuration = match opts.form {
         ConfigForm::StringValue => json!({
             "@type": "type.googleapis.com/google.protobuf.StringValue",
@@ -59,19 +102,9 @@ pub fn bootstrap(opts: &Options, wasm: &Path) -> Value {
             "value": opts.plugin_config,
         }),
     };
-    let cluster = |name: &str, port: u16| {
-        json!({
-            "name": name, "type": "STATIC", "connect_timeout": "1s",
-            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
-                "socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}
-        })
-    };
     json!({
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-        "static_resources": {
-            "listeners": [{
                 "name": "ingress",
-                "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
                 "filter_chains": [{"filters": [{
                     "name": "envoy.filters.network.http_connection_manager",
                     "typed_config": {
@@ -112,9 +145,6 @@ pub fn bootstrap(opts: &Options, wasm: &Path) -> Value {
                         ]
                     }
                 }]}]
-            }],
-            "clusters": [cluster("upstream", opts.upstream_port), cluster("issuer", opts.issuer_port)]
-        }
     })
 }
 
@@ -125,6 +155,7 @@ pub struct Envoy {
     pub admin_port: u16,
     pub log_path: PathBuf,
     dir: PathBuf,
+    lds: Option<PathBuf>,
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -174,6 +205,45 @@ impl Envoy {
         Self::start_file(&config, dir, opts.concurrency)
     }
 
+    /// Starts Envoy with its listener from a file (LDS) on a fixed free port, so
+    /// `update_plugin_config` can change the plugin configuration while it runs.
+    pub fn start_dynamic(opts: &Options) -> Envoy {
+        let dir = scratch_dir();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let lds = dir.join("lds.json");
+        std::fs::write(&lds, lds_document(opts, &wasm_path(), port).to_string()).expect("write lds");
+        let config = dir.join("envoy.json");
+        std::fs::write(&config, bootstrap_with_lds(opts, &lds).to_string()).expect("write config");
+        let mut envoy = Self::start_file(&config, dir, opts.concurrency)
+            .unwrap_or_else(|log| panic!("Envoy did not start:\n{log}"));
+        envoy.lds = Some(lds);
+        envoy
+    }
+
+    /// Replaces the listener (same port, new plugin configuration) and waits until Envoy
+    /// has applied it. Connections opened afterwards use the new configuration.
+    pub fn update_plugin_config(&self, opts: &Options) {
+        let lds = self.lds.as_ref().expect("started with start_dynamic");
+        let before = self.stat("listener_manager.lds.update_success").unwrap_or(0);
+        let tmp = lds.with_extension("tmp");
+        std::fs::write(&tmp, lds_document(opts, &wasm_path(), self.port).to_string()).expect("write lds");
+        std::fs::rename(&tmp, lds).expect("move lds into place"); // Envoy watches for the move
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.stat("listener_manager.lds.update_success").unwrap_or(0) <= before {
+            assert!(Instant::now() < deadline, "Envoy did not apply the new listener:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The new listener's filter chain (and plugin configuration) is in place once Envoy
+        // reports no listener still warming.
+        while self.stat("listener_manager.total_listeners_warming").unwrap_or(0) > 0 {
+            assert!(Instant::now() < deadline, "listener still warming");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Starts Envoy with a config file as it is (e.g. the committed `envoy/envoy.yaml`).
     pub fn start_file(config: &Path, dir: PathBuf, concurrency: u32) -> Result<Envoy, String> {
         let (mut child, log_path, admin_path) = spawn(config, &dir, concurrency);
@@ -214,7 +284,7 @@ impl Envoy {
             }
             std::thread::sleep(Duration::from_millis(50));
         };
-        Ok(Envoy { child, port, admin_port, log_path, dir })
+        Ok(Envoy { child, port, admin_port, log_path, dir, lds: None })
     }
 
     /// Runs Envoy with a configuration expected to be refused; returns its log once it exits.

@@ -66,6 +66,36 @@ impl Stack {
         Stack { issuer, upstream, envoy, client: Client::new() }
     }
 
+    /// Like `start`, with the listener from a file so `reconfigure` can change the plugin
+    /// configuration of the running Envoy.
+    pub fn start_dynamic(extra: Value) -> Stack {
+        let keys = demo_keys();
+        let plugin = plugin_config(&keys, &extra);
+        let issuer = Issuer::start(keys, DEFAULT_ISSUER, "127.0.0.1:0");
+        let upstream = Upstream::start("127.0.0.1:0");
+        let envoy = Envoy::start_dynamic(&Options {
+            plugin_config: plugin,
+            form: ConfigForm::StringValue,
+            upstream_port: upstream.port,
+            issuer_port: issuer.port,
+            concurrency: 2,
+        });
+        Stack { issuer, upstream, envoy, client: Client::new() }
+    }
+
+    /// Applies a new plugin configuration (same `vm_id`) to the running Envoy.
+    pub fn reconfigure(&mut self, extra: Value) {
+        let plugin = plugin_config(&demo_keys(), &extra);
+        self.envoy.update_plugin_config(&Options {
+            plugin_config: plugin,
+            form: ConfigForm::StringValue,
+            upstream_port: self.upstream.port,
+            issuer_port: self.issuer.port,
+            concurrency: 2,
+        });
+        self.client = Client::new(); // old connections keep the old filter chain
+    }
+
     pub fn mint(&self, req: MintRequest) -> String {
         self.issuer.mint(&req)
     }
