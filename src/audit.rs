@@ -20,6 +20,10 @@ pub enum Event {
     TokenRevoked,
     RegistryEvicted,
     AdminDenied,
+    RefreshStarted,
+    RefreshSucceeded,
+    RefreshFailed,
+    RefreshEscalation,
 }
 
 impl Event {
@@ -28,7 +32,9 @@ impl Event {
             Event::TokenAccepted | Event::TokenRejected | Event::TokenRevoked | Event::RegistryEvicted => {
                 Level::Info
             }
-            Event::NearExpiry | Event::AdminDenied => Level::Warn,
+            Event::RefreshStarted | Event::RefreshSucceeded => Level::Info,
+            Event::NearExpiry | Event::AdminDenied | Event::RefreshFailed => Level::Warn,
+            Event::RefreshEscalation => Level::Error,
         }
     }
 }
@@ -39,6 +45,9 @@ pub struct Record {
     pub ts: u64,
     /// First 16 hex characters of the token's SHA-256.
     pub token: Option<String>,
+    /// For `refresh_succeeded`: the new token's fingerprint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_token: Option<String>,
     pub sub: Option<String>,
     pub jti: Option<String>,
     pub exp: Option<u64>,
@@ -59,6 +68,7 @@ impl Record {
             event,
             ts,
             token: None,
+            new_token: None,
             sub: None,
             jti: None,
             exp: None,

@@ -17,11 +17,16 @@ use crate::reject::{self, DenyResponse, RejectCode, Rejection};
 use crate::token::{self, Claims, Fingerprint};
 use crate::verify;
 
+mod refreshing;
+pub use refreshing::{complete as complete_refresh, PendingRefresh};
+
 /// Request facts only an audit record needs. Fetched lazily: each is a host call, and most
 /// requests emit no audit record.
 pub trait RequestMeta {
     fn request_id(&self) -> Option<String>;
     fn path(&self) -> Option<String>;
+    /// Any request header, for the rarely needed ones (the refresh token).
+    fn header(&self, name: &str) -> Option<String>;
 }
 
 /// The request facts the gate looks at.
@@ -35,10 +40,29 @@ pub struct Request<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Let the request through; on the response, set the expires-in header to this value.
+    /// With `swap`, the request goes upstream with the new token instead of the old one, and
+    /// the response hands the new tokens to the client.
     Forward {
         expires_in: Option<u64>,
+        swap: Option<Swap>,
     },
     Deny(DenyResponse),
+    /// Hold the request, make this refresh call, then finish with `complete_refresh`.
+    Refresh(PendingRefresh),
+}
+
+/// Tokens a refresh produced, to put in the request (access token) and the response.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Swap {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+}
+
+impl std::fmt::Debug for Swap {
+    /// Never prints the tokens: a Debug dump must not leak them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Swap({})", Fingerprint::of(&self.access_token).short())
+    }
 }
 
 /// One worker's own state, next to the shared registry.
@@ -75,6 +99,34 @@ pub fn extract_token<'a>(source: &TokenSource, header: &'a str) -> Option<&'a st
             let (k, v) = pair.split_once('=')?;
             (k.trim() == name).then(|| v.trim().trim_matches('"'))
         }),
+    }
+}
+
+/// The credential header's new value, carrying `new_token` in place of the old one.
+/// `current` is the header's present value (needed to keep other cookies).
+pub fn rewrite_credential(source: &TokenSource, current: Option<&str>, new_token: &str) -> String {
+    match source {
+        TokenSource::Header { prefix, .. } => format!("{prefix}{new_token}"),
+        TokenSource::Cookie { name } => {
+            let mut replaced = false;
+            let mut parts: Vec<String> = current
+                .unwrap_or_default()
+                .split(';')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if k.trim() == name => {
+                        replaced = true;
+                        format!("{name}={new_token}")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            if !replaced {
+                parts.push(format!("{name}={new_token}"));
+            }
+            parts.join("; ")
+        }
     }
 }
 
@@ -141,9 +193,37 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
         }
     }
 
+    if let Some(old) = known.as_ref().filter(|r| r.state == State::Superseded) {
+        let grace = cfg.refresh.as_ref().map_or(0, |r| r.grace_seconds);
+        if now >= old.superseded_at.saturating_add(grace) {
+            return reject(
+                Rejection::new(RejectCode::TokenRevoked, "token was replaced by a refresh"),
+                Some(claims),
+            );
+        }
+        if let Some(h) = registry.handoff(&fingerprint.0, now) {
+            host.count(Counter::Accepted);
+            host.count(Counter::RefreshHandoff);
+            let expires_in =
+                token::decode(&h.access_token).ok().and_then(|d| d.claims.exp).map(|e| e.saturating_sub(now));
+            return Verdict::Forward {
+                expires_in: cfg.expires_in_header.as_ref().and(expires_in),
+                swap: Some(Swap { access_token: h.access_token, refresh_token: h.refresh_token }),
+            };
+        }
+        // The handoff is gone (evicted): the old token, still valid, goes on as it is.
+    }
+
     let life = match verify::check_claims(cfg, auth.provider, claims, now) {
         Ok(l) => l,
-        Err(rejection) => return reject(rejection, Some(claims)),
+        Err(rejection) => {
+            if rejection.code == RejectCode::TokenExpired {
+                if let Some(plan) = refreshing::start(cfg, host, &registry, req, &fingerprint, claims, None) {
+                    return Verdict::Refresh(plan);
+                }
+            }
+            return reject(rejection, Some(claims));
+        }
     };
     let record = |event| {
         let mut r = Record::new(event, now);
@@ -166,18 +246,7 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
             || now.saturating_sub(r.last_seen) >= crate::registry::LAST_SEEN_GRANULARITY_S
     });
     if stale || (due_warning && !already_warned) {
-        let rec = TokenRecord {
-            fp: fingerprint.0,
-            exp: life.exp,
-            iat: claims.iat.unwrap_or(0),
-            first_seen: now,
-            last_seen: now,
-            state: State::Active,
-            config_gen: cfg.generation,
-            sub: claims.sub.clone().unwrap_or_default(),
-            jti: claims.jti.clone().unwrap_or_default(),
-            sid: claims.sid.clone().unwrap_or_default(),
-        };
+        let rec = record_for(cfg, &fingerprint, claims, life.exp, now);
         match registry.remember(rec, due_warning, now) {
             Ok(done) => {
                 if done.warned_now {
@@ -199,7 +268,36 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
             Err(_) => host.count(Counter::RegistryConflict),
         }
     }
-    Verdict::Forward { expires_in: cfg.expires_in_header.as_ref().map(|_| life.remaining_s) }
+    if let Some(plan) = refreshing::start(cfg, host, &registry, req, &fingerprint, claims, Some(life)) {
+        return Verdict::Refresh(plan);
+    }
+    Verdict::Forward { expires_in: cfg.expires_in_header.as_ref().map(|_| life.remaining_s), swap: None }
+}
+
+/// A fresh registry record for a verified token.
+pub(crate) fn record_for(
+    cfg: &Config,
+    fingerprint: &Fingerprint,
+    claims: &Claims,
+    exp: u64,
+    now: u64,
+) -> TokenRecord {
+    TokenRecord {
+        fp: fingerprint.0,
+        exp,
+        iat: claims.iat.unwrap_or(0),
+        first_seen: now,
+        last_seen: now,
+        state: State::Active,
+        config_gen: cfg.generation,
+        refresh_lease_until: 0,
+        refresh_retry_at: 0,
+        refresh_failures: 0,
+        superseded_at: 0,
+        sub: claims.sub.clone().unwrap_or_default(),
+        jti: claims.jti.clone().unwrap_or_default(),
+        sid: claims.sid.clone().unwrap_or_default(),
+    }
 }
 
 pub(crate) fn emit(host: &impl Host, record: Record) {

@@ -15,6 +15,7 @@ pub mod gate;
 pub mod host;
 pub mod jwks;
 pub mod metrics;
+pub mod refresh;
 pub mod registry;
 pub mod reject;
 pub mod token;

@@ -18,6 +18,12 @@ pub enum Counter {
     RegistryConflict,
     RevocationAdded,
     AdminDenied,
+    RefreshStarted,
+    RefreshSucceeded,
+    RefreshFailed,
+    RefreshEscalation,
+    /// Requests carrying a superseded token, forwarded with its replacement.
+    RefreshHandoff,
 }
 
 impl Counter {
@@ -33,6 +39,11 @@ impl Counter {
             Counter::RegistryConflict,
             Counter::RevocationAdded,
             Counter::AdminDenied,
+            Counter::RefreshStarted,
+            Counter::RefreshSucceeded,
+            Counter::RefreshFailed,
+            Counter::RefreshEscalation,
+            Counter::RefreshHandoff,
         ]);
         v
     }
@@ -52,6 +63,11 @@ impl Counter {
             Counter::RegistryConflict => 6 + RejectCode::ALL.len(),
             Counter::RevocationAdded => 7 + RejectCode::ALL.len(),
             Counter::AdminDenied => 8 + RejectCode::ALL.len(),
+            Counter::RefreshStarted => 9 + RejectCode::ALL.len(),
+            Counter::RefreshSucceeded => 10 + RejectCode::ALL.len(),
+            Counter::RefreshFailed => 11 + RejectCode::ALL.len(),
+            Counter::RefreshEscalation => 12 + RejectCode::ALL.len(),
+            Counter::RefreshHandoff => 13 + RejectCode::ALL.len(),
         }
     }
 
@@ -67,6 +83,11 @@ impl Counter {
             Counter::RegistryConflict => "tokenguard.registry.conflicts".into(),
             Counter::RevocationAdded => "tokenguard.revocations.added".into(),
             Counter::AdminDenied => "tokenguard.admin.denied".into(),
+            Counter::RefreshStarted => "tokenguard.refresh.started".into(),
+            Counter::RefreshSucceeded => "tokenguard.refresh.succeeded".into(),
+            Counter::RefreshFailed => "tokenguard.refresh.failed".into(),
+            Counter::RefreshEscalation => "tokenguard.refresh.escalations".into(),
+            Counter::RefreshHandoff => "tokenguard.refresh.handoffs".into(),
         }
     }
 }

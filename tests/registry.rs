@@ -226,7 +226,11 @@ fn a_flood_of_distinct_tokens_stays_bounded() {
     assert!(active <= CAPACITY, "{st}");
     assert!(active >= CAPACITY * 9 / 10, "the registry should be nearly full: {st}");
     assert!(st["evictions"].as_u64().unwrap() >= (TOKENS as u64) - CAPACITY, "{st}");
-    assert_eq!(st["shared_data"]["keys"], CAPACITY / 8 + 16 + 2);
+    assert_eq!(
+        st["shared_data"]["keys"],
+        CAPACITY / 8 + 16 + 64 + 3,
+        "token, revocation and handoff buckets plus 3 control keys"
+    );
     let bytes = st["shared_data"]["bytes"].as_u64().unwrap();
     assert!(bytes <= CAPACITY * 160, "{bytes} bytes for {CAPACITY} records");
     let growth = memory().saturating_sub(mem_before);

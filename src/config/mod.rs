@@ -72,6 +72,7 @@ pub struct Config {
     pub max_token_lifetime_seconds: u64,
     pub registry: RegistryConfig,
     pub admin: Option<AdminConfig>,
+    pub refresh: Option<RefreshConfig>,
     /// Identifies this configuration (a hash of it). A registry record verified under another
     /// configuration is verified again.
     pub generation: u32,
@@ -81,6 +82,25 @@ pub struct Config {
 pub struct RegistryConfig {
     pub capacity: usize,
     pub max_revocations: usize,
+}
+
+/// Proactive refresh through an OAuth 2.0 token endpoint (RFC 6749 §6).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefreshConfig {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub timeout_ms: u64,
+    pub window_seconds: u64,
+    pub window_ratio: f64,
+    pub refresh_token_source: TokenSource,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub access_token_response_header: String,
+    pub refresh_token_response_header: String,
+    pub grace_seconds: u64,
+    pub escalate_after_failures: u32,
+    pub refresh_expired: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +170,8 @@ struct RawConfig {
     registry: Option<RawRegistry>,
     #[serde(default)]
     admin: Option<RawAdmin>,
+    #[serde(default)]
+    refresh: Option<RawRefresh>,
 }
 
 #[derive(Deserialize)]
@@ -159,6 +181,38 @@ struct RawRegistry {
     capacity: Option<usize>,
     #[serde(default)]
     max_revocations: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRefresh {
+    cluster: String,
+    authority: String,
+    path: String,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    window_seconds: Option<u64>,
+    #[serde(default)]
+    window_ratio: Option<f64>,
+    #[serde(default)]
+    refresh_token_header: Option<String>,
+    #[serde(default)]
+    refresh_token_cookie: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    client_secret: Option<String>,
+    #[serde(default)]
+    access_token_response_header: Option<String>,
+    #[serde(default)]
+    refresh_token_response_header: Option<String>,
+    #[serde(default)]
+    grace_seconds: Option<u64>,
+    #[serde(default)]
+    escalate_after_failures: Option<u32>,
+    #[serde(default)]
+    refresh_expired: bool,
 }
 
 #[derive(Deserialize)]
@@ -390,7 +444,13 @@ impl RawConfig {
             }
         };
 
+        let refresh = match self.refresh {
+            None => None,
+            Some(r) => Some(r.validate()?),
+        };
+
         Ok(Config {
+            refresh,
             max_token_lifetime_seconds,
             registry,
             admin,
@@ -404,6 +464,80 @@ impl RawConfig {
             expires_in_header,
             log_accepted: self.audit.is_some_and(|a| a.log_accepted),
             realm,
+        })
+    }
+}
+
+impl RawRefresh {
+    fn validate(self) -> Result<RefreshConfig, ConfigError> {
+        let f = |name: &str| format!("refresh.{name}");
+        for (name, v) in [("cluster", &self.cluster), ("authority", &self.authority)] {
+            if v.is_empty() {
+                return Err(ConfigError::new(f(name), "must not be empty"));
+            }
+        }
+        if !self.path.starts_with('/') {
+            return Err(ConfigError::new(f("path"), "must start with '/'"));
+        }
+        let timeout_ms = self.timeout_ms.unwrap_or(1000);
+        if !(10..=60_000).contains(&timeout_ms) {
+            return Err(ConfigError::new(f("timeout_ms"), "must be between 10 and 60000"));
+        }
+        let window_ratio = self.window_ratio.unwrap_or(0.2);
+        if !(window_ratio > 0.0 && window_ratio <= 1.0) {
+            return Err(ConfigError::new(f("window_ratio"), "must be greater than 0 and at most 1"));
+        }
+        let refresh_token_source = match (self.refresh_token_header, self.refresh_token_cookie) {
+            (Some(h), None) if valid_header_name(&h) => {
+                TokenSource::Header { name: h.to_ascii_lowercase(), prefix: String::new() }
+            }
+            (None, Some(c)) if !c.is_empty() => TokenSource::Cookie { name: c },
+            (None, None) => TokenSource::Header { name: "x-refresh-token".into(), prefix: String::new() },
+            _ => {
+                return Err(ConfigError::new(
+                    "refresh",
+                    "set either refresh_token_header (a header name) or refresh_token_cookie",
+                ))
+            }
+        };
+        let header = |name: &str, v: Option<String>, default: &str| -> Result<String, ConfigError> {
+            let v = v.unwrap_or_else(|| default.into());
+            if valid_header_name(&v) {
+                Ok(v.to_ascii_lowercase())
+            } else {
+                Err(ConfigError::new(f(name), "is not a valid HTTP header name"))
+            }
+        };
+        if self.client_secret.is_some() && self.client_id.is_none() {
+            return Err(ConfigError::new(f("client_secret"), "needs client_id"));
+        }
+        let escalate_after_failures = self.escalate_after_failures.unwrap_or(3);
+        if escalate_after_failures == 0 {
+            return Err(ConfigError::new(f("escalate_after_failures"), "must be at least 1"));
+        }
+        Ok(RefreshConfig {
+            cluster: self.cluster,
+            authority: self.authority,
+            path: self.path,
+            timeout_ms,
+            window_seconds: self.window_seconds.unwrap_or(120),
+            window_ratio,
+            refresh_token_source,
+            client_id: self.client_id,
+            client_secret: self.client_secret,
+            access_token_response_header: header(
+                "access_token_response_header",
+                self.access_token_response_header,
+                "x-new-access-token",
+            )?,
+            refresh_token_response_header: header(
+                "refresh_token_response_header",
+                self.refresh_token_response_header,
+                "x-new-refresh-token",
+            )?,
+            grace_seconds: self.grace_seconds.unwrap_or(30).min(crate::token::MAX_NUMERIC_DATE),
+            escalate_after_failures,
+            refresh_expired: self.refresh_expired,
         })
     }
 }

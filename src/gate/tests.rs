@@ -80,6 +80,9 @@ impl RequestMeta for Meta {
     fn path(&self) -> Option<String> {
         Some("/api".into())
     }
+    fn header(&self, _name: &str) -> Option<String> {
+        None
+    }
 }
 
 fn run(cfg: &Config, host: &FakeHost, w: &Worker, header: Option<&str>) -> Verdict {
@@ -106,16 +109,19 @@ fn a_valid_token_is_forwarded_with_seconds_left() {
     let host = FakeHost::at(NOW);
     let w = Worker::default();
     let t = mint("RS256", json!({"exp": NOW + 300}));
-    assert_eq!(run(&cfg, &host, &w, Some(&bearer(&t))), Verdict::Forward { expires_in: Some(300) });
+    assert_eq!(
+        run(&cfg, &host, &w, Some(&bearer(&t))),
+        Verdict::Forward { expires_in: Some(300), swap: None }
+    );
     // The scheme is case-insensitive (RFC 7235 §2.1).
     assert_eq!(
         run(&cfg, &host, &w, Some(&format!("bEaReR {t}"))),
-        Verdict::Forward { expires_in: Some(300) }
+        Verdict::Forward { expires_in: Some(300), swap: None }
     );
     assert_eq!(host.verdicts(), vec![Counter::Accepted, Counter::Accepted]);
     assert!(host.audits().is_empty(), "accepted tokens are not audited unless asked");
     let quiet = config(json!({"expires_in_header": ""}));
-    assert_eq!(run(&quiet, &host, &w, Some(&bearer(&t))), Verdict::Forward { expires_in: None });
+    assert_eq!(run(&quiet, &host, &w, Some(&bearer(&t))), Verdict::Forward { expires_in: None, swap: None });
 }
 
 #[test]

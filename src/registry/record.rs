@@ -25,7 +25,8 @@ impl State {
 }
 
 /// Layout (little-endian): fp[32] exp:u64 iat:u64 first_seen:u64 last_seen:u64 state:u8
-/// config_gen:u32 sub jti sid (each u8 length + bytes). 69 bytes plus the three strings.
+/// config_gen:u32 refresh_lease_until:u64 refresh_retry_at:u64 refresh_failures:u8
+/// superseded_at:u64 sub jti sid (each u8 length + bytes): 97 bytes plus the three strings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
     /// SHA-256 of the whole token. The only way to find a record: a forged or altered token
@@ -39,12 +40,20 @@ pub struct TokenRecord {
     /// The configuration under which the signature verified; a record from another
     /// configuration (keys rotated, issuer removed) does not count as verified.
     pub config_gen: u32,
+    /// A refresh of this token is under way until then (single flight across workers).
+    pub refresh_lease_until: u64,
+    /// After a failed refresh, no new attempt before this time.
+    pub refresh_retry_at: u64,
+    /// Consecutive failed refreshes of this token (for the backoff).
+    pub refresh_failures: u8,
+    /// When a refresh replaced this token (state `Superseded`), 0 otherwise.
+    pub superseded_at: u64,
     pub sub: String,
     pub jti: String,
     pub sid: String,
 }
 
-pub const RECORD_FIXED_BYTES: usize = 32 + 8 * 4 + 1 + 4 + 3;
+pub const RECORD_FIXED_BYTES: usize = 32 + 8 * 4 + 1 + 4 + 8 + 8 + 1 + 8 + 3;
 
 impl TokenRecord {
     pub fn encoded_len(&self) -> usize {
@@ -59,6 +68,10 @@ impl TokenRecord {
         w.u64(self.last_seen);
         w.u8(self.state as u8);
         w.u32(self.config_gen);
+        w.u64(self.refresh_lease_until);
+        w.u64(self.refresh_retry_at);
+        w.u8(self.refresh_failures);
+        w.u64(self.superseded_at);
         w.short_str(&self.sub);
         w.short_str(&self.jti);
         w.short_str(&self.sid);
@@ -73,6 +86,10 @@ impl TokenRecord {
             last_seen: r.u64()?,
             state: State::from_u8(r.u8()?)?,
             config_gen: r.u32()?,
+            refresh_lease_until: r.u64()?,
+            refresh_retry_at: r.u64()?,
+            refresh_failures: r.u8()?,
+            superseded_at: r.u64()?,
             sub: r.short_str()?,
             jti: r.short_str()?,
             sid: r.short_str()?,
@@ -80,7 +97,7 @@ impl TokenRecord {
     }
 }
 
-const BUCKET_VERSION: u8 = 1;
+const BUCKET_VERSION: u8 = 2;
 
 /// The records under one key. A value that does not decode (another version, corruption)
 /// is treated as empty: the registry is a cache plus warn-once state, so losing a bucket
@@ -171,6 +188,10 @@ mod tests {
             last_seen: 2,
             state: State::Active,
             config_gen: 9,
+            refresh_lease_until: 0,
+            refresh_retry_at: 0,
+            refresh_failures: 0,
+            superseded_at: 0,
             sub: format!("user-{n}"),
             jti: format!("jti-{n}"),
             sid: String::new(),

@@ -1,19 +1,22 @@
 //! One HTTP stream: admin requests are answered here; every other request asks the gate,
-//! then is either answered locally or passed on.
+//! then is answered locally, passed on, or held while its token is refreshed.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 use std::rc::Rc;
+use std::time::Duration;
 
-use super::Shared;
+use super::{Outcome, Shared};
 use crate::admin::{self, Route};
-use crate::gate::{self, Request, RequestMeta, Verdict};
+use crate::config::TokenSource;
+use crate::gate::{self, PendingRefresh, Request, RequestMeta, Swap, Verdict};
+use crate::refresh::{Failure, MAX_RESPONSE_BYTES};
 use crate::reject::DenyResponse;
 
 pub struct Http {
+    id: u32,
     shared: Option<Rc<Shared>>,
-    expires_in: Option<u64>,
     /// An admin request waiting for its body.
     admin_pending: Option<PendingAdmin>,
 }
@@ -29,8 +32,8 @@ struct PendingAdmin {
 }
 
 impl Http {
-    pub fn new(shared: Option<Rc<Shared>>) -> Http {
-        Http { shared, expires_in: None, admin_pending: None }
+    pub fn new(id: u32, shared: Option<Rc<Shared>>) -> Http {
+        Http { id, shared, admin_pending: None }
     }
 }
 
@@ -56,6 +59,9 @@ impl RequestMeta for EnvoyRequestMeta {
     fn path(&self) -> Option<String> {
         request_header(":path")
     }
+    fn header(&self, name: &str) -> Option<String> {
+        request_header(name)
+    }
 }
 
 fn answer_admin(shared: &Shared, pending: PendingAdmin, body: &[u8]) {
@@ -73,7 +79,114 @@ fn answer_admin(shared: &Shared, pending: PendingAdmin, body: &[u8]) {
     }
 }
 
-impl Context for Http {}
+/// Carries out a verdict on the stream whose context is in effect. Returns whether the
+/// request may continue (false: answered locally, or still held).
+pub(super) fn apply(shared: &Shared, id: u32, verdict: Verdict, resume: bool) -> Action {
+    match verdict {
+        Verdict::Forward { expires_in, swap } => {
+            if let Some(swap) = &swap {
+                let name = gate::credential_header_name(&shared.cfg).to_string();
+                let current = request_header(&name);
+                let value = gate::rewrite_credential(
+                    &shared.cfg.token_source,
+                    current.as_deref(),
+                    &swap.access_token,
+                );
+                let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, &name, Some(&value));
+            }
+            // Refresh tokens are for the token endpoint, not for the upstream.
+            if let Some(TokenSource::Header { name, .. }) =
+                shared.cfg.refresh.as_ref().map(|r| &r.refresh_token_source)
+            {
+                let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+            }
+            if let Ok(mut outcomes) = shared.outcomes.try_borrow_mut() {
+                outcomes.insert(id, Outcome { expires_in, swap });
+            }
+            if resume {
+                let _ = hostcalls::resume_http_request();
+            }
+            Action::Continue
+        }
+        Verdict::Deny(deny) => {
+            send(&deny);
+            Action::Pause
+        }
+        Verdict::Refresh(plan) => start_refresh(shared, id, plan),
+    }
+}
+
+fn start_refresh(shared: &Shared, id: u32, plan: PendingRefresh) -> Action {
+    let c = &plan.callout;
+    let headers: Vec<(&str, &str)> = c.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let dispatched = hostcalls::dispatch_http_call(
+        &c.cluster,
+        headers,
+        Some(&c.body),
+        vec![],
+        Duration::from_millis(c.timeout_ms),
+    );
+    match dispatched {
+        Ok(_) => {
+            // Envoy's own timeout does not fire in every failure (no healthy endpoint), so
+            // the root context's tick enforces the deadline too.
+            let deadline = super::now_ms().saturating_add(c.timeout_ms);
+            if let Ok(mut pending) = shared.pending.try_borrow_mut() {
+                pending.insert(id, super::Pending { plan, deadline_ms: deadline });
+            }
+            Action::Pause
+        }
+        Err(_) => {
+            let verdict =
+                gate::complete_refresh(&shared.cfg, &shared.host(), &plan, Err(Failure::DispatchFailed));
+            apply(shared, id, verdict, false)
+        }
+    }
+}
+
+fn call_response(num_headers: usize, body_size: usize) -> Result<(Option<u16>, Vec<u8>), Failure> {
+    if num_headers == 0 {
+        return Err(Failure::Unreachable); // Envoy reports a failed call with no headers
+    }
+    if body_size > MAX_RESPONSE_BYTES {
+        return Err(Failure::TooLarge);
+    }
+    let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten()
+        .and_then(|s| String::from_utf8(s).ok())
+        .and_then(|s| s.parse::<u16>().ok());
+    let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+impl Context for Http {
+    fn on_http_call_response(&mut self, _token: u32, num_headers: usize, body_size: usize, _trailers: usize) {
+        let Some(shared) = self.shared.clone() else { return };
+        let pending = shared.pending.try_borrow_mut().ok().and_then(|mut p| p.remove(&self.id));
+        // None: the deadline passed first and the request has already moved on.
+        if let Some(p) = pending {
+            let answer = call_response(num_headers, body_size);
+            let verdict = gate::complete_refresh(&shared.cfg, &shared.host(), &p.plan, answer);
+            apply(&shared, self.id, verdict, true);
+        }
+    }
+
+    fn on_done(&mut self) -> bool {
+        if let Some(shared) = &self.shared {
+            if let Ok(mut p) = shared.pending.try_borrow_mut() {
+                p.remove(&self.id);
+            }
+            if let Ok(mut o) = shared.outcomes.try_borrow_mut() {
+                o.remove(&self.id);
+            }
+        }
+        true
+    }
+}
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
@@ -106,16 +219,8 @@ impl HttpContext for Http {
         }
         let credential = request_header(gate::credential_header_name(&shared.cfg));
         let request = Request { credential_header: credential.as_deref(), meta: &EnvoyRequestMeta };
-        match gate::check_request(&shared.cfg, &shared.host(), &shared.worker, &request) {
-            Verdict::Forward { expires_in } => {
-                self.expires_in = expires_in;
-                Action::Continue
-            }
-            Verdict::Deny(deny) => {
-                send(&deny);
-                Action::Pause
-            }
-        }
+        let verdict = gate::check_request(&shared.cfg, &shared.host(), &shared.worker, &request);
+        apply(&shared, self.id, verdict, false)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -144,10 +249,24 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        if let (Some(seconds), Some(shared)) = (self.expires_in, self.shared.as_ref()) {
-            if let Some(name) = &shared.cfg.expires_in_header {
-                let _ =
-                    hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(&seconds.to_string()));
+        let Some(shared) = self.shared.as_ref() else { return Action::Continue };
+        let outcome = shared.outcomes.try_borrow_mut().ok().and_then(|mut o| o.remove(&self.id));
+        let Some(Outcome { expires_in, swap }) = outcome else { return Action::Continue };
+        if let (Some(seconds), Some(name)) = (expires_in, &shared.cfg.expires_in_header) {
+            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(&seconds.to_string()));
+        }
+        if let (Some(Swap { access_token, refresh_token }), Some(r)) = (swap, &shared.cfg.refresh) {
+            let _ = hostcalls::set_map_value(
+                MapType::HttpResponseHeaders,
+                &r.access_token_response_header,
+                Some(&access_token),
+            );
+            if let Some(rt) = refresh_token {
+                let _ = hostcalls::set_map_value(
+                    MapType::HttpResponseHeaders,
+                    &r.refresh_token_response_header,
+                    Some(&rt),
+                );
             }
         }
         Action::Continue

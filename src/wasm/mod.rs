@@ -10,18 +10,42 @@ mod http;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::config::Config;
-use crate::gate::{self, Worker};
+use crate::gate::{self, PendingRefresh, Swap, Worker};
 use crate::metrics::Counter;
+use crate::refresh::Failure;
 use crate::registry::Registry;
 use host::EnvoyHost;
 
-/// How often each worker's root context ticks; the sweep lease makes the work once per
-/// process per tick, whatever the number of workers.
-const TICK: Duration = Duration::from_secs(1);
+/// How often each worker's root context ticks: often enough to enforce refresh deadlines
+/// within a tenth of a second. The sweep runs under a one-second lease, so once per second
+/// per process whatever the number of workers.
+const TICK: Duration = Duration::from_millis(100);
+const SWEEP_PERIOD_S: u64 = 1;
+
+pub(crate) fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A request held for a refresh, by HTTP context id.
+pub(crate) struct Pending {
+    pub plan: PendingRefresh,
+    pub deadline_ms: u64,
+}
+
+/// What the response phase must add, by HTTP context id.
+pub(crate) struct Outcome {
+    pub expires_in: Option<u64>,
+    pub swap: Option<Swap>,
+}
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -45,6 +69,8 @@ pub(crate) struct Shared {
     pub cfg: Config,
     pub metric_ids: Vec<u32>,
     pub worker: Worker,
+    pub pending: RefCell<HashMap<u32, Pending>>,
+    pub outcomes: RefCell<HashMap<u32, Outcome>>,
 }
 
 impl Shared {
@@ -85,7 +111,13 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let shared = Shared { cfg, metric_ids, worker: Worker::default() };
+        let shared = Shared {
+            cfg,
+            metric_ids,
+            worker: Worker::default(),
+            pending: RefCell::new(HashMap::new()),
+            outcomes: RefCell::new(HashMap::new()),
+        };
         Registry::new(&shared.host(), gate::layout(&shared.cfg)).init_keys();
         self.shared = Some(Rc::new(shared));
         let _ = hostcalls::set_tick_period(TICK);
@@ -93,16 +125,31 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        if let Some(shared) = &self.shared {
-            let host = shared.host();
-            let now = crate::host::Clock::now(&host);
-            let _ =
-                Registry::new(&host, gate::layout(&shared.cfg)).sweep_step(now, self.holder, TICK.as_secs());
+        let Some(shared) = self.shared.clone() else { return };
+        let host = shared.host();
+        let now = crate::host::Clock::now(&host);
+        let _ = Registry::new(&host, gate::layout(&shared.cfg)).sweep_step(now, self.holder, SWEEP_PERIOD_S);
+        // Refreshes past their deadline: the held request goes on without a new token.
+        let now_ms = now_ms();
+        let expired: Vec<(u32, Pending)> = match shared.pending.try_borrow_mut() {
+            Ok(mut p) => {
+                let ids: Vec<u32> =
+                    p.iter().filter(|(_, v)| v.deadline_ms <= now_ms).map(|(k, _)| *k).collect();
+                ids.into_iter().filter_map(|id| p.remove(&id).map(|v| (id, v))).collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        for (id, p) in expired {
+            if hostcalls::set_effective_context(id).is_err() {
+                continue; // the stream is gone
+            }
+            let verdict = gate::complete_refresh(&shared.cfg, &host, &p.plan, Err(Failure::Timeout));
+            http::apply(&shared, id, verdict, true);
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(http::Http::new(self.shared.clone())))
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(http::Http::new(context_id, self.shared.clone())))
     }
 
     fn get_type(&self) -> Option<ContextType> {

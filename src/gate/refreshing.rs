@@ -1,0 +1,173 @@
+//! The refresh half of the gate: deciding to refresh (single flight through the registry
+//! lease) and finishing once the token endpoint has answered.
+
+use super::{emit, record_for, Request, Swap, Verdict};
+use crate::audit::{Event, Record};
+use crate::config::{Config, TokenSource};
+use crate::host::Host;
+use crate::metrics::Counter;
+use crate::refresh::{self, Callout, Failure};
+use crate::registry::handoff::Handoff;
+use crate::registry::{Lease, Registry};
+use crate::reject::{self, RejectCode, Rejection};
+use crate::token::{Claims, Fingerprint};
+use crate::verify::{self, Lifetime};
+
+/// A request held while its token is refreshed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRefresh {
+    pub callout: Callout,
+    pub old: Fingerprint,
+    pub sub: Option<String>,
+    pub jti: Option<String>,
+    pub exp: u64,
+    /// The old token has already expired (`refresh_expired`): without a new one the request
+    /// is refused rather than forwarded.
+    pub expired: bool,
+}
+
+fn refresh_token(source: &TokenSource, req: &Request) -> Option<String> {
+    let raw = match source {
+        TokenSource::Header { name, .. } => req.meta.header(name)?,
+        TokenSource::Cookie { name } => {
+            let cookies = req.meta.header("cookie")?;
+            return super::extract_token(&TokenSource::Cookie { name: name.clone() }, &cookies)
+                .map(str::to_owned)
+                .filter(|t| !t.is_empty());
+        }
+    };
+    Some(raw.trim().to_owned()).filter(|t| !t.is_empty())
+}
+
+/// Starts a refresh when one is due (or, with `refresh_expired`, when the token has just
+/// expired), the request carries a refresh token, and no other request holds the lease.
+/// `life` is `None` for an expired token.
+pub(super) fn start(
+    cfg: &Config,
+    host: &impl Host,
+    registry: &Registry<impl Host>,
+    req: &Request,
+    fingerprint: &Fingerprint,
+    claims: &Claims,
+    life: Option<Lifetime>,
+) -> Option<PendingRefresh> {
+    let rcfg = cfg.refresh.as_ref()?;
+    let now = host.now();
+    let exp = claims.exp?;
+    match life {
+        Some(l) if !refresh::is_due(rcfg, l.exp, claims.iat, now) => return None,
+        None if !rcfg.refresh_expired => return None,
+        _ => {}
+    }
+    let refresh_token = refresh_token(&rcfg.refresh_token_source, req)?;
+    let lease_until = now.saturating_add(rcfg.timeout_ms.div_ceil(1000)).saturating_add(1);
+    let rec = record_for(cfg, fingerprint, claims, exp, now);
+    match registry.try_lease_refresh(rec, now, lease_until) {
+        Ok(Lease::Acquired) => {}
+        Ok(_) => return None,
+        Err(_) => {
+            host.count(Counter::RegistryConflict);
+            return None;
+        }
+    }
+    host.count(Counter::RefreshStarted);
+    let mut r = Record::new(Event::RefreshStarted, now);
+    r.token = Some(fingerprint.short());
+    r.sub = claims.sub.clone();
+    r.jti = claims.jti.clone();
+    r.exp = Some(exp);
+    r.remaining_s = Some(exp.saturating_sub(now));
+    emit(host, r);
+    Some(PendingRefresh {
+        callout: refresh::build_request(rcfg, &refresh_token),
+        old: *fingerprint,
+        sub: claims.sub.clone(),
+        jti: claims.jti.clone(),
+        exp,
+        expired: life.is_none(),
+    })
+}
+
+/// Finishes a refresh with the token endpoint's answer (`:status` and body) or the reason
+/// there was none, and says what happens to the held request.
+pub fn complete(
+    cfg: &Config,
+    host: &impl Host,
+    plan: &PendingRefresh,
+    answer: Result<(Option<u16>, Vec<u8>), Failure>,
+) -> Verdict {
+    let now = host.now();
+    let registry = Registry::new(host, super::layout(cfg));
+    let outcome =
+        answer.and_then(|(status, body)| refresh::parse_response(status, &body)).and_then(|grant| {
+            // The new token passes exactly the checks any incoming token passes.
+            match verify::validate(cfg, &grant.access_token, now) {
+                Ok(valid) => Ok((grant, valid.lifetime, valid.auth.decoded.claims)),
+                Err(rejection) => Err(Failure::InvalidNewToken(rejection.code)),
+            }
+        });
+    let grace = cfg.refresh.as_ref().map_or(0, |r| r.grace_seconds);
+    match outcome {
+        Ok((grant, life, claims)) => {
+            let new_fp = Fingerprint::of(&grant.access_token);
+            let handoff = Handoff {
+                old_fp: plan.old.0,
+                access_token: grant.access_token.clone(),
+                refresh_token: grant.refresh_token.clone(),
+                until: now.saturating_add(grace),
+            };
+            let new_record = record_for(cfg, &new_fp, &claims, life.exp, now);
+            if registry.refresh_succeeded(&plan.old.0, new_record, handoff, now).is_err() {
+                host.count(Counter::RegistryConflict);
+            }
+            if registry.reset_failure_streak().is_err() {
+                host.count(Counter::RegistryConflict);
+            }
+            host.count(Counter::RefreshSucceeded);
+            if plan.expired {
+                host.count(Counter::Accepted);
+            }
+            let mut r = Record::new(Event::RefreshSucceeded, now);
+            r.token = Some(plan.old.short());
+            r.new_token = Some(new_fp.short());
+            r.sub = claims.sub.clone();
+            r.jti = claims.jti.clone();
+            r.exp = Some(life.exp);
+            r.remaining_s = Some(life.remaining_s);
+            emit(host, r);
+            Verdict::Forward {
+                expires_in: cfg.expires_in_header.as_ref().map(|_| life.remaining_s),
+                swap: Some(Swap { access_token: grant.access_token, refresh_token: grant.refresh_token }),
+            }
+        }
+        Err(failure) => {
+            let failures = registry.refresh_failed(&plan.old.0, now).unwrap_or(1);
+            host.count(Counter::RefreshFailed);
+            let mut r = Record::new(Event::RefreshFailed, now);
+            r.token = Some(plan.old.short());
+            r.sub = plan.sub.clone();
+            r.jti = plan.jti.clone();
+            r.exp = Some(plan.exp);
+            r.remaining_s = Some(plan.exp.saturating_sub(now));
+            r.reason = Some(format!("{} (attempt {failures} for this token)", failure.cause()));
+            emit(host, r);
+            if let (Ok(streak), Some(rcfg)) = (registry.bump_failure_streak(), cfg.refresh.as_ref()) {
+                if streak == u64::from(rcfg.escalate_after_failures) {
+                    host.count(Counter::RefreshEscalation);
+                    let mut r = Record::new(Event::RefreshEscalation, now);
+                    r.reason =
+                        Some(format!("{streak} consecutive refresh failures; last: {}", failure.cause()));
+                    emit(host, r);
+                }
+            }
+            if plan.expired {
+                host.count(Counter::Rejected(RejectCode::TokenExpired));
+                let rejection =
+                    Rejection::new(RejectCode::TokenExpired, "token has expired and could not be refreshed");
+                return Verdict::Deny(reject::invalid_token_response(&cfg.realm, &rejection));
+            }
+            let remaining = plan.exp.saturating_sub(now);
+            Verdict::Forward { expires_in: cfg.expires_in_header.as_ref().map(|_| remaining), swap: None }
+        }
+    }
+}

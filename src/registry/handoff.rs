@@ -1,0 +1,104 @@
+//! Handoffs: the tokens a refresh produced, kept for the grace period so that requests still
+//! carrying the old token (other workers, requests already in flight) are forwarded with the
+//! new one and handed it in the response.
+//!
+//! These values are secrets. They live only in shared memory, for `grace_seconds`, and are
+//! never logged; the key is the old token's SHA-256.
+
+use super::codec::{Reader, Writer};
+
+/// Handoff keys (`tokenguard/h/<n>`) and entries per key: at most 256 refreshes can be inside
+/// their grace period at once; beyond that the oldest handoff goes first, and requests
+/// carrying its old token are forwarded unchanged until the grace ends.
+pub const HANDOFF_BUCKETS: u32 = 64;
+pub const HANDOFF_SLOTS: usize = 4;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handoff {
+    pub old_fp: [u8; 32],
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    /// Dropped after this time (the end of the grace period).
+    pub until: u64,
+}
+
+const VERSION: u8 = 1;
+
+fn long_str(w: &mut Writer, s: &str) {
+    w.u32(s.len() as u32);
+    w.0.extend_from_slice(s.as_bytes());
+}
+
+fn read_long_str(r: &mut Reader) -> Option<String> {
+    let n = r.u32()? as usize;
+    let mut out = Vec::with_capacity(n.min(64 * 1024));
+    for _ in 0..n {
+        out.push(r.u8()?);
+    }
+    String::from_utf8(out).ok()
+}
+
+pub fn encode(entries: &[Handoff]) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.u8(VERSION);
+    w.u32(entries.len() as u32);
+    for e in entries {
+        w.bytes32(&e.old_fp);
+        long_str(&mut w, &e.access_token);
+        long_str(&mut w, e.refresh_token.as_deref().unwrap_or_default());
+        w.u64(e.until);
+    }
+    w.0
+}
+
+/// Undecodable values read as empty: a lost handoff only means the old token is forwarded
+/// unchanged during its grace.
+pub fn decode(bytes: &[u8]) -> Vec<Handoff> {
+    let mut r = Reader::new(bytes);
+    let parsed = (|| {
+        if r.is_empty() {
+            return Some(Vec::new());
+        }
+        if r.u8()? != VERSION {
+            return None;
+        }
+        let n = r.u32()? as usize;
+        let mut v = Vec::with_capacity(n.min(HANDOFF_SLOTS));
+        for _ in 0..n {
+            let old_fp = r.bytes32()?;
+            let access_token = read_long_str(&mut r)?;
+            let refresh = read_long_str(&mut r)?;
+            let until = r.u64()?;
+            v.push(Handoff {
+                old_fp,
+                access_token,
+                refresh_token: Some(refresh).filter(|s| !s.is_empty()),
+                until,
+            });
+        }
+        Some(v)
+    })();
+    parsed.unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let e = vec![
+            Handoff {
+                old_fp: [1; 32],
+                access_token: "a.b.c".into(),
+                refresh_token: Some("r".into()),
+                until: 9,
+            },
+            Handoff { old_fp: [2; 32], access_token: "d.e.f".into(), refresh_token: None, until: 10 },
+        ];
+        assert_eq!(decode(&encode(&e)), e);
+        let mut bytes = encode(&e);
+        bytes.truncate(bytes.len() - 3);
+        assert!(decode(&bytes).is_empty());
+    }
+}
