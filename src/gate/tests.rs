@@ -258,3 +258,79 @@ fn a_full_registry_evicts_with_an_audit_line() {
     assert_eq!(evicted[0]["jti"], "first");
     assert_eq!(host.value(Counter::RegistryEvicted), Some(1));
 }
+
+struct WithRefreshToken;
+impl RequestMeta for WithRefreshToken {
+    fn request_id(&self) -> Option<String> {
+        None
+    }
+    fn path(&self) -> Option<String> {
+        None
+    }
+    fn header(&self, name: &str) -> Option<String> {
+        (name == "x-refresh-token").then(|| "rt-1".to_string())
+    }
+}
+
+fn refresh_cfg() -> Config {
+    config(json!({"refresh": {"cluster": "issuer", "authority": "issuer.test", "path": "/oauth/token",
+        "window_seconds": 60, "window_ratio": 1.0, "grace_seconds": 10}}))
+}
+
+fn run_rt(cfg: &Config, host: &FakeHost, w: &Worker, token: &str) -> Verdict {
+    check_request(cfg, host, w, &Request { credential_header: Some(&bearer(token)), meta: &WithRefreshToken })
+}
+
+#[test]
+fn a_due_token_starts_one_refresh_and_the_answer_swaps_it() {
+    let cfg = refresh_cfg();
+    let host = FakeHost::at(NOW);
+    let w = Worker::default();
+    let old = mint("ES256", json!({"iat": NOW - 10, "exp": NOW + 30}));
+    let Verdict::Refresh(plan) = run_rt(&cfg, &host, &w, &old) else { panic!("no refresh started") };
+    assert!(String::from_utf8(plan.callout.body.clone()).unwrap().contains("refresh_token=rt-1"));
+    assert!(!format!("{plan:?}").contains("rt-1"), "Debug output leaks the refresh token");
+    // Single flight: while the lease is held, others go on with the old token.
+    assert!(matches!(run_rt(&cfg, &host, &w, &old), Verdict::Forward { swap: None, .. }));
+
+    let new = mint("ES256", json!({"iat": NOW, "exp": NOW + 600, "jti": "new"}));
+    let body =
+        json!({"access_token": new, "token_type": "Bearer", "expires_in": 600, "refresh_token": "rt-2"});
+    let v = complete_refresh(&cfg, &host, &plan, Ok((Some(200), body.to_string().into_bytes())));
+    let Verdict::Forward { swap: Some(swap), expires_in } = v else { panic!("not swapped: {v:?}") };
+    assert_eq!(
+        (swap.access_token.as_str(), swap.refresh_token.as_deref(), expires_in),
+        (new.as_str(), Some("rt-2"), Some(600))
+    );
+    // Within the grace, the old token is forwarded as the new one; after it, refused.
+    let Verdict::Forward { swap: Some(s), .. } = run_rt(&cfg, &host, &w, &old) else { panic!("no handoff") };
+    assert_eq!(s.access_token, new);
+    host.now.set(NOW + 10);
+    let Verdict::Deny(r) = run_rt(&cfg, &host, &w, &old) else { panic!("old token still accepted") };
+    assert!(r.body.contains("token_revoked"));
+    let events: Vec<String> =
+        host.audits().iter().map(|(_, a)| a["event"].as_str().unwrap().to_string()).collect();
+    assert!(
+        events.contains(&"refresh_started".to_string()) && events.contains(&"refresh_succeeded".to_string())
+    );
+    assert!(host.lines.borrow().iter().all(|(_, l)| !l.contains("rt-2") && !l.contains(&new)));
+}
+
+#[test]
+fn a_failed_refresh_backs_off_and_keeps_the_old_token() {
+    let cfg = refresh_cfg();
+    let host = FakeHost::at(NOW);
+    let w = Worker::default();
+    let old = mint("ES256", json!({"iat": NOW - 10, "exp": NOW + 30}));
+    let Verdict::Refresh(plan) = run_rt(&cfg, &host, &w, &old) else { panic!("no refresh started") };
+    let v = complete_refresh(&cfg, &host, &plan, Err(crate::refresh::Failure::Timeout));
+    assert!(matches!(v, Verdict::Forward { swap: None, expires_in: Some(30) }));
+    // Backing off: no new attempt for 5 s.
+    host.now.set(NOW + 4);
+    assert!(matches!(run_rt(&cfg, &host, &w, &old), Verdict::Forward { swap: None, .. }));
+    host.now.set(NOW + 5);
+    assert!(matches!(run_rt(&cfg, &host, &w, &old), Verdict::Refresh(_)));
+    let failed = host.audits().into_iter().find(|(_, a)| a["event"] == "refresh_failed").unwrap();
+    assert_eq!(failed.0, Level::Warn);
+    assert!(failed.1["reason"].as_str().unwrap().starts_with("timeout"));
+}

@@ -103,7 +103,7 @@ pub struct Grant {
 /// token or a secret, and server-provided error codes are reduced to safe characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
-    /// No answer within `timeout_ms`.
+    /// No answer within `timeout_ms` (or a 504).
     Timeout,
     /// The connection failed or was reset (or the cluster has no healthy endpoint).
     Unreachable,
@@ -155,6 +155,11 @@ pub fn parse_response(status: Option<u16>, body: &[u8]) -> Result<Grant, Failure
     let status = status.ok_or(Failure::Unreachable)?;
     if body.len() > MAX_RESPONSE_BYTES {
         return Err(Failure::TooLarge);
+    }
+    if status == 504 {
+        // Envoy answers its own call timeout with a local 504 (and so do gateways in front
+        // of a slow token endpoint).
+        return Err(Failure::Timeout);
     }
     if status != 200 {
         return Err(match serde_json::from_slice::<ErrorBody>(body) {

@@ -76,6 +76,7 @@ fn parses_success_and_errors() {
         Err(Failure::OAuth("invalid_grant".into()))
     );
     assert_eq!(parse_response(Some(503), b"upstream down"), Err(Failure::Status(503)));
+    assert_eq!(parse_response(Some(504), b"upstream request timeout"), Err(Failure::Timeout));
     assert_eq!(parse_response(None, b""), Err(Failure::Unreachable));
     assert_eq!(parse_response(Some(200), b"<html>"), Err(Failure::BadResponse("not a JSON token response")));
     assert_eq!(

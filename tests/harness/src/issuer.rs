@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::keys::{now, IssuerKeys};
+use crate::oauth::OAuth;
 use crate::server::{Request, Response, Server};
 
 pub const DEFAULT_ISSUER: &str = "https://issuer.test";
@@ -17,6 +18,7 @@ struct State {
     issuer: String,
     counters: Mutex<BTreeMap<String, u64>>,
     seq: AtomicU64,
+    oauth: Mutex<OAuth>,
 }
 
 /// A running issuer; stops when dropped.
@@ -103,6 +105,7 @@ impl Issuer {
             issuer: issuer.into(),
             counters: Mutex::new(BTreeMap::new()),
             seq: AtomicU64::new(1),
+            oauth: Mutex::new(OAuth::default()),
         });
         let st = state.clone();
         let server = Server::start(addr, Arc::new(move |req: &Request| route(&st, req)));
@@ -119,6 +122,11 @@ impl Issuer {
 
     pub fn keys(&self) -> &IssuerKeys {
         &self.state.keys
+    }
+
+    /// The Authorization header the token endpoint last received.
+    pub fn last_client_auth(&self) -> Option<String> {
+        self.state.oauth.lock().ok().and_then(|o| o.last_client_auth.clone())
     }
 
     pub fn counter(&self, name: &str) -> u64 {
@@ -164,6 +172,20 @@ fn route(st: &State, req: &Request) -> Response {
             Ok(req) => mint_response(st, &req),
             Err(e) => Response::text(400, &e),
         },
+        ("POST", "/oauth/login") => {
+            let v: Value = serde_json::from_str(&body).unwrap_or(json!({}));
+            let mut o = st.oauth.lock().expect("oauth state");
+            o.login(&st.keys, &st.issuer, &v)
+        }
+        ("POST", "/oauth/token") => {
+            let mut o = st.oauth.lock().expect("oauth state");
+            o.token(&st.keys, &st.issuer, req.header("authorization"), &req.body, &|c| st.bump(c))
+        }
+        ("POST", "/oauth/revoke") => st.oauth.lock().expect("oauth state").revoke(&req.body, &|c| st.bump(c)),
+        ("POST", "/control") => {
+            let v: Value = serde_json::from_str(&body).unwrap_or(json!({}));
+            st.oauth.lock().expect("oauth state").set_control(&v)
+        }
         ("GET", "/stats") => {
             let c = st.counters.lock().map(|c| c.clone()).unwrap_or_default();
             Response::json(200, &json!(c))

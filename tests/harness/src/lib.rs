@@ -5,6 +5,7 @@ pub mod envoy;
 pub mod http;
 pub mod issuer;
 pub mod keys;
+pub mod oauth;
 pub mod server;
 pub mod stack;
 pub mod upstream;

@@ -37,6 +37,8 @@ pub struct Response {
     pub body: Vec<u8>,
     /// Wait this long before answering (a slow server).
     pub delay: Option<Duration>,
+    /// Close the connection instead of answering (a crashing server).
+    pub hang_up: bool,
 }
 
 impl Response {
@@ -46,6 +48,7 @@ impl Response {
             headers: vec![("content-type".into(), content_type.into())],
             body: body.into(),
             delay: None,
+            hang_up: false,
         }
     }
 
@@ -109,6 +112,9 @@ fn serve(stream: TcpStream, handler: Handler) {
         let resp = handler(&req);
         if let Some(d) = resp.delay {
             std::thread::sleep(d);
+        }
+        if resp.hang_up {
+            break;
         }
         let mut head = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
         for (k, v) in &resp.headers {
