@@ -49,6 +49,17 @@ fn the_committed_envoy_yaml_validates_tokens() {
     std::thread::sleep(Duration::from_millis(50));
     assert!(envoy.audit_records().iter().any(|a| a["reason"] == "token_expired"));
 
+    // Refresh through the demo issuer: a 1 s token is due at once (20% of 1 s), and valid
+    // within the 30 s leeway after its exp.
+    let login: serde_json::Value = c.post(&format!("{}/oauth/login", issuer.url()), &[], r#"{"sub":"bob","alg":"ES256","ttl":1}"#).json();
+    std::thread::sleep(Duration::from_millis(1100));
+    let at = login["access_token"].as_str().unwrap();
+    let rt = login["refresh_token"].as_str().unwrap();
+    let r = c.get(&envoy.url("/hello"), &[("authorization", &format!("Bearer {at}")), ("x-refresh-token", rt)]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.header("x-new-access-token").is_some() && r.header("x-new-refresh-token").is_some());
+    assert_eq!(issuer.counter("token_calls"), 1);
+
     // The revoke line `make run` prints works as written.
     let admin = [("x-admin-token", "demo-admin-token-change-me")];
     let r = c.post(&envoy.url("/tokenguard/revoke"), &admin, r#"{"sub":"alice"}"#);
@@ -57,7 +68,7 @@ fn the_committed_envoy_yaml_validates_tokens() {
     assert_eq!(r.json()["error"], "token_revoked");
     let st = c.get(&envoy.url("/tokenguard/stats"), &admin).json();
     assert_eq!(st["revocations"], 1);
-    assert_eq!(upstream.received().len(), 1, "admin requests never reach the upstream");
+    assert_eq!(upstream.received().len(), 2, "admin requests never reach the upstream");
 }
 
 /// The Istio manifest carries the same plugin configuration as envoy.yaml, key for key.

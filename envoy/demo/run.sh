@@ -31,6 +31,9 @@ for _ in $(seq 1 100); do
 done
 
 token=$(curl -fs 'http://127.0.0.1:9101/mint?alg=RS256&ttl=300&sub=alice')
+login=$(curl -fs -X POST -d '{"sub":"bob","alg":"ES256","ttl":30}' http://127.0.0.1:9101/oauth/login)
+short=$(printf '%s' "$login" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+refresh=$(printf '%s' "$login" | sed -n 's/.*"refresh_token":"\([^"]*\)".*/\1/p')
 expired=$(curl -fs 'http://127.0.0.1:9101/mint?alg=ES256&ttl=-60&sub=alice')
 
 cat <<MSG
@@ -46,6 +49,11 @@ An expired one (401 token_expired, and an audit line in .run/envoy.log):
 
 No token at all (401 with a bare Bearer challenge):
   curl -i http://127.0.0.1:10000/hello
+
+A 30 s token with its refresh token. From second 24 on (the last 20% of its life) the next
+request is refreshed: the upstream gets a new token, and so do you (x-new-access-token,
+x-new-refresh-token):
+  curl -i -H 'Authorization: Bearer $short' -H 'x-refresh-token: $refresh' http://127.0.0.1:10000/hello
 
 Revoke every token of alice issued so far (then the first curl line gets token_revoked):
   curl -s -X POST -H 'x-admin-token: demo-admin-token-change-me' -d '{"sub":"alice"}' http://127.0.0.1:10000/tokenguard/revoke

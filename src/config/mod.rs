@@ -193,7 +193,7 @@ struct RawRefresh {
     timeout_ms: Option<u64>,
     #[serde(default)]
     window_seconds: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "decimal")]
     window_ratio: Option<f64>,
     #[serde(default)]
     refresh_token_header: Option<String>,
@@ -465,6 +465,24 @@ impl RawConfig {
             log_accepted: self.audit.is_some_and(|a| a.log_accepted),
             realm,
         })
+    }
+}
+
+/// A decimal given as a JSON number or as a string holding one. Envoy's YAML loader hands
+/// decimals in a `Struct` configuration to the plugin as strings ("0.2"), integers as numbers.
+fn decimal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrString {
+        Number(f64),
+        Text(String),
+    }
+    match Option::<NumberOrString>::deserialize(d)? {
+        None => Ok(None),
+        Some(NumberOrString::Number(n)) => Ok(Some(n)),
+        Some(NumberOrString::Text(t)) => {
+            t.trim().parse::<f64>().map(Some).map_err(|_| serde::de::Error::custom(format!("{t:?} is not a number")))
+        }
     }
 }
 

@@ -122,3 +122,26 @@ fn a_jwk_alg_pins_the_key() {
     let e = err(json!({"providers": [{"issuer": ISS, "algorithms": ["RS256", "PS256"], "jwks": jwks}]}));
     assert_eq!(e.to_string(), "providers[0].algorithms: RS256 has no matching key in jwks");
 }
+
+#[test]
+fn refresh_window_ratio_accepts_envoy_yaml_decimals() {
+    let base = json!({"cluster": "issuer", "authority": "a", "path": "/t"});
+    let with = |ratio: serde_json::Value| {
+        let mut r = base.clone();
+        r["window_ratio"] = ratio;
+        Config::from_json(config_json(json!({"refresh": r})))
+    };
+    assert_eq!(with(json!(0.5)).unwrap().refresh.unwrap().window_ratio, 0.5);
+    assert_eq!(with(json!("0.25")).unwrap().refresh.unwrap().window_ratio, 0.25);
+    assert_eq!(with(json!("lots")).err().unwrap().field, "refresh.window_ratio");
+    assert_eq!(with(json!(1.5)).err().unwrap().field, "refresh.window_ratio");
+    let defaults = with(json!(null)).unwrap().refresh.unwrap();
+    assert_eq!((defaults.window_seconds, defaults.window_ratio, defaults.grace_seconds), (120, 0.2, 30));
+    let mut r = base.clone();
+    r["refresh_token_header"] = json!("x-rt");
+    r["refresh_token_cookie"] = json!("rt");
+    assert_eq!(err(json!({"refresh": r})).field, "refresh");
+    let mut r = base.clone();
+    r["client_secret"] = json!("s");
+    assert_eq!(err(json!({"refresh": r})).field, "refresh.client_secret");
+}
