@@ -51,11 +51,14 @@ fn the_committed_envoy_yaml_validates_tokens() {
 
     // Refresh through the demo issuer: a 1 s token is due at once (20% of 1 s), and valid
     // within the 30 s leeway after its exp.
-    let login: serde_json::Value = c.post(&format!("{}/oauth/login", issuer.url()), &[], r#"{"sub":"bob","alg":"ES256","ttl":1}"#).json();
+    let login: serde_json::Value = c
+        .post(&format!("{}/oauth/login", issuer.url()), &[], r#"{"sub":"bob","alg":"ES256","ttl":1}"#)
+        .json();
     std::thread::sleep(Duration::from_millis(1100));
     let at = login["access_token"].as_str().unwrap();
     let rt = login["refresh_token"].as_str().unwrap();
-    let r = c.get(&envoy.url("/hello"), &[("authorization", &format!("Bearer {at}")), ("x-refresh-token", rt)]);
+    let r =
+        c.get(&envoy.url("/hello"), &[("authorization", &format!("Bearer {at}")), ("x-refresh-token", rt)]);
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.header("x-new-access-token").is_some() && r.header("x-new-refresh-token").is_some());
     assert_eq!(issuer.counter("token_calls"), 1);

@@ -480,9 +480,11 @@ fn decimal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Err
     match Option::<NumberOrString>::deserialize(d)? {
         None => Ok(None),
         Some(NumberOrString::Number(n)) => Ok(Some(n)),
-        Some(NumberOrString::Text(t)) => {
-            t.trim().parse::<f64>().map(Some).map_err(|_| serde::de::Error::custom(format!("{t:?} is not a number")))
-        }
+        Some(NumberOrString::Text(t)) => t
+            .trim()
+            .parse::<f64>()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("{t:?} is not a number"))),
     }
 }
 
