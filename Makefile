@@ -36,8 +36,11 @@ run: wasm envoy
 	./envoy/demo/run.sh
 
 ## test: every test: unit tests of the core and end-to-end tests in a real Envoy
+test: SHELL := /bin/bash
 test: wasm envoy
-	$(CARGO) test --workspace -- --test-threads=2
+	@mkdir -p .run
+	set -o pipefail; $(CARGO) test --workspace -- --test-threads=2 2>&1 | tee .run/test.log
+	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' .run/test.log
 
 unit:
 	$(CARGO) test --lib
