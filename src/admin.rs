@@ -64,6 +64,29 @@ fn error(status: u32, code: &str, description: &str) -> DenyResponse {
     reply(status, json!({"error": code, "error_description": description}))
 }
 
+/// An admin answer, and a publish call to make before sending it (a revocation made here is
+/// published to the revocation feed so other replicas learn it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminAnswer {
+    pub reply: DenyResponse,
+    pub publish: Option<crate::refresh::Callout>,
+}
+
+impl From<DenyResponse> for AdminAnswer {
+    fn from(reply: DenyResponse) -> Self {
+        AdminAnswer { reply, publish: None }
+    }
+}
+
+/// The reply once the publish call is done: the body says whether it was published.
+pub fn with_published(mut reply: DenyResponse, published: bool) -> DenyResponse {
+    if let Ok(Value::Object(mut v)) = serde_json::from_str::<Value>(&reply.body) {
+        v.insert("published".into(), json!(published));
+        reply.body = Value::Object(v).to_string();
+    }
+    reply
+}
+
 /// Answers an admin request. `body` is the whole request body (empty for GET).
 pub fn handle(
     cfg: &Config,
@@ -73,7 +96,7 @@ pub fn handle(
     presented_token: Option<&str>,
     body: &[u8],
     request_id: Option<String>,
-) -> DenyResponse {
+) -> AdminAnswer {
     let now = host.now();
     if !authorized(admin, presented_token) {
         host.count(Counter::AdminDenied);
@@ -84,14 +107,14 @@ pub fn handle(
         emit(host, r);
         let mut resp = error(401, "unauthorized", "admin requests need a valid x-admin-token header");
         resp.headers.push(("www-authenticate".into(), "X-Admin-Token".into()));
-        return resp;
+        return resp.into();
     }
     match route {
-        Route::Unknown => error(404, "not_found", "admin endpoints: POST revoke, GET stats"),
-        Route::Stats => reply(200, stats(cfg, host)),
+        Route::Unknown => error(404, "not_found", "admin endpoints: POST revoke, GET stats").into(),
+        Route::Stats => reply(200, stats(cfg, host)).into(),
         Route::Revoke => {
             if body.len() > MAX_BODY_BYTES {
-                return error(413, "invalid_request", "body too large");
+                return error(413, "invalid_request", "body too large").into();
             }
             revoke(cfg, host, body, request_id)
         }
@@ -111,7 +134,7 @@ struct RevokeRequest {
     token: Option<String>,
 }
 
-fn revoke(cfg: &Config, host: &impl Host, body: &[u8], request_id: Option<String>) -> DenyResponse {
+fn revoke(cfg: &Config, host: &impl Host, body: &[u8], request_id: Option<String>) -> AdminAnswer {
     let now = host.now();
     let req: RevokeRequest = match serde_json::from_slice(body) {
         Ok(r) => r,
@@ -121,33 +144,47 @@ fn revoke(cfg: &Config, host: &impl Host, body: &[u8], request_id: Option<String
                 "invalid_request",
                 "body must be a JSON object with one of jti, sub, sid, token",
             )
+            .into()
         }
     };
     let retention = cfg.revocation_retention_seconds();
     let until = now.saturating_add(retention);
     let registry = Registry::new(host, layout(cfg));
-    let (target, shown, fingerprint) = match (req.jti, req.sub, req.sid, req.token) {
-        (Some(v), None, None, None) if !v.is_empty() => (Target::new(Kind::Jti, &v), json!({"jti": v}), None),
-        (None, Some(v), None, None) if !v.is_empty() => (Target::new(Kind::Sub, &v), json!({"sub": v}), None),
-        (None, None, Some(v), None) if !v.is_empty() => (Target::new(Kind::Sid, &v), json!({"sid": v}), None),
+    // `feed_value` is what the revocation feed calls the target (the token's full SHA-256
+    // in hex for a token: never the token itself).
+    let (target, shown, fingerprint, feed_value) = match (req.jti, req.sub, req.sid, req.token) {
+        (Some(v), None, None, None) if !v.is_empty() => {
+            (Target::new(Kind::Jti, &v), json!({"jti": v}), None, v)
+        }
+        (None, Some(v), None, None) if !v.is_empty() => {
+            (Target::new(Kind::Sub, &v), json!({"sub": v}), None, v)
+        }
+        (None, None, Some(v), None) if !v.is_empty() => {
+            (Target::new(Kind::Sid, &v), json!({"sid": v}), None, v)
+        }
         (None, None, None, Some(t)) if !t.is_empty() => {
             // The token itself is never echoed or logged: only its fingerprint.
             let fp = Fingerprint::of(&t);
-            (Target::hashed(Kind::Token, fp.0), json!({"token": fp.short()}), Some(fp))
+            let hex: String = fp.0.iter().map(|b| format!("{b:02x}")).collect();
+            (Target::hashed(Kind::Token, fp.0), json!({"token": fp.short()}), Some(fp), hex)
         }
-        _ => return error(400, "invalid_request", "give exactly one non-empty key: jti, sub, sid or token"),
+        _ => {
+            return error(400, "invalid_request", "give exactly one non-empty key: jti, sub, sid or token")
+                .into()
+        }
     };
     let rev = Revocation { target, revoked_at: now, until };
     match registry.revoke(rev, now) {
         Ok(()) => {}
         Err(RevokeError::Full) => {
             return error(507, "revocations_full", "the revocation store is full (registry.max_revocations)")
+                .into()
         }
         Err(RevokeError::Conflict) => {
-            return error(503, "temporarily_unavailable", "concurrent updates; retry")
+            return error(503, "temporarily_unavailable", "concurrent updates; retry").into()
         }
         Err(RevokeError::Corrupt) => {
-            return error(500, "internal_error", "stored revocations are unreadable")
+            return error(500, "internal_error", "stored revocations are unreadable").into()
         }
     }
     if let Some(fp) = fingerprint {
@@ -161,7 +198,11 @@ fn revoke(cfg: &Config, host: &impl Host, body: &[u8], request_id: Option<String
     r.reason = Some("admin".into());
     r.request_id = request_id;
     emit(host, r);
-    reply(200, json!({"revoked": shown, "revoked_at": now, "until": until}))
+    let publish = cfg.revocation_feed.as_ref().and_then(|feed| {
+        let path = feed.publish_path.as_deref()?;
+        Some(crate::feed::build_publish(feed, path, &crate::feed::entry_json(&rev, &feed_value)))
+    });
+    AdminAnswer { reply: reply(200, json!({"revoked": shown, "revoked_at": now, "until": until})), publish }
 }
 
 fn stats(cfg: &Config, host: &impl Host) -> Value {

@@ -24,6 +24,9 @@ pub enum Event {
     RefreshSucceeded,
     RefreshFailed,
     RefreshEscalation,
+    RevocationFeedFailed,
+    RevocationFeedRecovered,
+    RevocationPublishFailed,
 }
 
 impl Event {
@@ -32,7 +35,8 @@ impl Event {
             Event::TokenAccepted | Event::TokenRejected | Event::TokenRevoked | Event::RegistryEvicted => {
                 Level::Info
             }
-            Event::RefreshStarted | Event::RefreshSucceeded => Level::Info,
+            Event::RefreshStarted | Event::RefreshSucceeded | Event::RevocationFeedRecovered => Level::Info,
+            Event::RevocationFeedFailed | Event::RevocationPublishFailed => Level::Warn,
             Event::NearExpiry | Event::AdminDenied | Event::RefreshFailed => Level::Warn,
             Event::RefreshEscalation => Level::Error,
         }

@@ -49,6 +49,11 @@ pub enum Verdict {
     Deny(DenyResponse),
     /// Hold the request, make this refresh call, then finish with `complete_refresh`.
     Refresh(PendingRefresh),
+    /// A fresh process has not loaded the revocation feed yet: hold the request (at most
+    /// `wait_ms`) and ask again once it has.
+    Hold {
+        wait_ms: u64,
+    },
 }
 
 /// Tokens a refresh produced, to put in the request (access token) and the response.
@@ -69,6 +74,8 @@ impl std::fmt::Debug for Swap {
 #[derive(Default)]
 pub struct Worker {
     pub revocations: RefCell<RevocationCache>,
+    /// The revocation feed has been loaded (a process never goes back to unsynced).
+    pub feed_synced: std::cell::Cell<bool>,
 }
 
 /// The registry layout a configuration asks for.
@@ -172,6 +179,24 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
         Err(rejection) => return reject(rejection, None),
     };
     let claims = &auth.decoded.claims;
+
+    if let Some(feed) = &cfg.revocation_feed {
+        if !worker.feed_synced.get() || feed.max_staleness_seconds.is_some() {
+            let state = registry.feed_state();
+            if !state.synced {
+                // Trusting the registry before the feed is loaded could let a revoked token
+                // through after a restart.
+                return Verdict::Hold { wait_ms: feed.startup_wait_ms };
+            }
+            worker.feed_synced.set(true);
+            if let Some(max) = feed.max_staleness_seconds {
+                if state.age(now).is_none_or(|age| age > max) {
+                    host.count(Counter::FeedStale);
+                    return Verdict::Deny(reject::unavailable_response("revocation data is stale"));
+                }
+            }
+        }
+    }
 
     let facts = TokenFacts {
         fp: &fingerprint.0,

@@ -24,6 +24,13 @@ pub enum Counter {
     RefreshEscalation,
     /// Requests carrying a superseded token, forwarded with its replacement.
     RefreshHandoff,
+    FeedPolls,
+    FeedFailures,
+    FeedEntries,
+    /// Requests refused because the revocation data is older than `max_staleness_seconds`.
+    FeedStale,
+    RevocationPublished,
+    RevocationPublishFailed,
 }
 
 impl Counter {
@@ -44,6 +51,12 @@ impl Counter {
             Counter::RefreshFailed,
             Counter::RefreshEscalation,
             Counter::RefreshHandoff,
+            Counter::FeedPolls,
+            Counter::FeedFailures,
+            Counter::FeedEntries,
+            Counter::FeedStale,
+            Counter::RevocationPublished,
+            Counter::RevocationPublishFailed,
         ]);
         v
     }
@@ -68,6 +81,12 @@ impl Counter {
             Counter::RefreshFailed => 11 + RejectCode::ALL.len(),
             Counter::RefreshEscalation => 12 + RejectCode::ALL.len(),
             Counter::RefreshHandoff => 13 + RejectCode::ALL.len(),
+            Counter::FeedPolls => 14 + RejectCode::ALL.len(),
+            Counter::FeedFailures => 15 + RejectCode::ALL.len(),
+            Counter::FeedEntries => 16 + RejectCode::ALL.len(),
+            Counter::FeedStale => 17 + RejectCode::ALL.len(),
+            Counter::RevocationPublished => 18 + RejectCode::ALL.len(),
+            Counter::RevocationPublishFailed => 19 + RejectCode::ALL.len(),
         }
     }
 
@@ -88,6 +107,12 @@ impl Counter {
             Counter::RefreshFailed => "tokenguard.refresh.failed".into(),
             Counter::RefreshEscalation => "tokenguard.refresh.escalations".into(),
             Counter::RefreshHandoff => "tokenguard.refresh.handoffs".into(),
+            Counter::FeedPolls => "tokenguard.revocation_feed.polls".into(),
+            Counter::FeedFailures => "tokenguard.revocation_feed.failures".into(),
+            Counter::FeedEntries => "tokenguard.revocation_feed.entries".into(),
+            Counter::FeedStale => "tokenguard.revocation_feed.stale_rejections".into(),
+            Counter::RevocationPublished => "tokenguard.revocations.published".into(),
+            Counter::RevocationPublishFailed => "tokenguard.revocations.publish_failed".into(),
         }
     }
 }

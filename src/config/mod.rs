@@ -73,6 +73,7 @@ pub struct Config {
     pub registry: RegistryConfig,
     pub admin: Option<AdminConfig>,
     pub refresh: Option<RefreshConfig>,
+    pub revocation_feed: Option<FeedConfig>,
     /// Identifies this configuration (a hash of it). A registry record verified under another
     /// configuration is verified again.
     pub generation: u32,
@@ -101,6 +102,23 @@ pub struct RefreshConfig {
     pub grace_seconds: u64,
     pub escalate_after_failures: u32,
     pub refresh_expired: bool,
+}
+
+/// Polling an authorization server's revocation feed, so every replica learns revocations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedConfig {
+    pub cluster: String,
+    pub authority: String,
+    /// `GET {path}?cursor=...`: the feed.
+    pub path: String,
+    /// `POST {publish_path}`: where admin-API revocations are published. `None`: not published.
+    pub publish_path: Option<String>,
+    pub interval_seconds: u64,
+    pub timeout_ms: u64,
+    /// Refuse requests (503) once the last successful sync is older than this.
+    pub max_staleness_seconds: Option<u64>,
+    /// How long a request on a fresh process may wait for the first sync before a 503.
+    pub startup_wait_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,6 +190,8 @@ struct RawConfig {
     admin: Option<RawAdmin>,
     #[serde(default)]
     refresh: Option<RawRefresh>,
+    #[serde(default)]
+    revocation_feed: Option<RawFeed>,
 }
 
 #[derive(Deserialize)]
@@ -213,6 +233,70 @@ struct RawRefresh {
     escalate_after_failures: Option<u32>,
     #[serde(default)]
     refresh_expired: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFeed {
+    cluster: String,
+    authority: String,
+    path: String,
+    #[serde(default)]
+    publish_path: Option<String>,
+    #[serde(default)]
+    interval_seconds: Option<u64>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    max_staleness_seconds: Option<u64>,
+    #[serde(default)]
+    startup_wait_ms: Option<u64>,
+}
+
+impl RawFeed {
+    fn validate(self) -> Result<FeedConfig, ConfigError> {
+        let f = |name: &str| format!("revocation_feed.{name}");
+        for (name, v) in [("cluster", &self.cluster), ("authority", &self.authority)] {
+            if v.is_empty() {
+                return Err(ConfigError::new(f(name), "must not be empty"));
+            }
+        }
+        for (name, v) in [("path", Some(&self.path)), ("publish_path", self.publish_path.as_ref())] {
+            if v.is_some_and(|p| !p.starts_with('/')) {
+                return Err(ConfigError::new(f(name), "must start with '/'"));
+            }
+        }
+        let interval_seconds = self.interval_seconds.unwrap_or(5);
+        if !(1..=3600).contains(&interval_seconds) {
+            return Err(ConfigError::new(f("interval_seconds"), "must be between 1 and 3600"));
+        }
+        let timeout_ms = self.timeout_ms.unwrap_or(1000);
+        if !(10..=60_000).contains(&timeout_ms) {
+            return Err(ConfigError::new(f("timeout_ms"), "must be between 10 and 60000"));
+        }
+        if let Some(m) = self.max_staleness_seconds {
+            if m < interval_seconds {
+                return Err(ConfigError::new(
+                    f("max_staleness_seconds"),
+                    "must be at least interval_seconds",
+                ));
+            }
+        }
+        let startup_wait_ms = self.startup_wait_ms.unwrap_or(3000);
+        if startup_wait_ms > 60_000 {
+            return Err(ConfigError::new(f("startup_wait_ms"), "must be at most 60000"));
+        }
+        Ok(FeedConfig {
+            cluster: self.cluster,
+            authority: self.authority,
+            path: self.path,
+            publish_path: self.publish_path,
+            interval_seconds,
+            timeout_ms,
+            max_staleness_seconds: self.max_staleness_seconds,
+            startup_wait_ms,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -449,7 +533,13 @@ impl RawConfig {
             Some(r) => Some(r.validate()?),
         };
 
+        let revocation_feed = match self.revocation_feed {
+            None => None,
+            Some(f) => Some(f.validate()?),
+        };
+
         Ok(Config {
+            revocation_feed,
             refresh,
             max_token_lifetime_seconds,
             registry,

@@ -35,6 +35,7 @@ pub const SWEEP_BUCKETS_PER_TICK: u32 = 64;
 
 const KEY_EPOCH: &str = "tokenguard/r/epoch";
 const KEY_REFRESH_FAILURES: &str = "tokenguard/refresh/failures";
+const KEY_FEED: &str = "tokenguard/feed/state";
 const KEY_SWEEP_LEASE: &str = "tokenguard/lease/sweep";
 
 /// Another writer kept winning the CAS race.
@@ -363,6 +364,97 @@ impl<'s, S: SharedData> Registry<'s, S> {
             .map_err(|_| RevokeError::Conflict)?;
         }
         Ok(())
+    }
+
+    /// Adds many revocations (a feed page): one write per revocation key touched and one
+    /// epoch bump. Returns how many were refused for lack of room.
+    pub fn revoke_many(&self, revs: &[Revocation], now: u64) -> Result<usize, RevokeError> {
+        let slots = self.layout.revocation_slots;
+        let mut refused = 0;
+        for i in 0..REVOCATION_BUCKETS {
+            let mine: Vec<&Revocation> =
+                revs.iter().filter(|r| index(&r.target.hash, REVOCATION_BUCKETS) == i).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let mut corrupt = false;
+            let mut full = 0;
+            update(self.store, &revocation_key(i), |bytes| {
+                let Some(mut set) = RevocationSet::decode(bytes) else {
+                    corrupt = true;
+                    return None;
+                };
+                full = mine.iter().filter(|r| set.add(***r, slots, now) == Err(Full)).count();
+                Some((set.encode(), ()))
+            })
+            .map_err(|_| RevokeError::Conflict)?;
+            if corrupt {
+                return Err(RevokeError::Corrupt);
+            }
+            refused += full;
+        }
+        update(self.store, KEY_EPOCH, |bytes| {
+            let next = decode_u64(bytes).wrapping_add(1);
+            Some((next.to_le_bytes().to_vec(), ()))
+        })
+        .map_err(|_| RevokeError::Conflict)?;
+        Ok(refused)
+    }
+
+    pub fn feed_state(&self) -> crate::feed::FeedState {
+        crate::feed::FeedState::decode(self.store.get(KEY_FEED).0.as_deref().unwrap_or_default())
+    }
+
+    /// Takes the poll lease when a poll is due (always, until the first sync completes).
+    /// Returns the cursor to poll from, or `None` when no poll is due or another worker polls.
+    pub fn feed_try_lease(&self, now: u64, lease_until: u64) -> Result<Option<String>, Conflict> {
+        let out = update(self.store, KEY_FEED, |bytes| {
+            let mut st = crate::feed::FeedState::decode(bytes);
+            let due = !st.synced || now >= st.next_poll_at;
+            if !due || st.lease_until > now {
+                return None;
+            }
+            st.lease_until = lease_until;
+            let cursor = st.cursor.clone();
+            Some((st.encode(), cursor))
+        })?;
+        Ok(out)
+    }
+
+    /// Records a successful poll. Once a page says nothing more is waiting, the process is
+    /// synced, and stays so.
+    pub fn feed_succeeded(
+        &self,
+        cursor: &str,
+        has_more: bool,
+        now: u64,
+        interval: u64,
+    ) -> Result<crate::feed::FeedState, Conflict> {
+        let out = update(self.store, KEY_FEED, |bytes| {
+            let mut st = crate::feed::FeedState::decode(bytes);
+            st.cursor = cursor.to_string();
+            st.last_success = now;
+            st.synced = st.synced || !has_more;
+            st.lease_until = 0;
+            st.failures = 0;
+            st.next_poll_at = if has_more { now } else { now.saturating_add(interval) };
+            Some((st.encode(), st))
+        })?;
+        Ok(out.unwrap_or_default())
+    }
+
+    /// Records a failed poll and backs off (the interval, doubling, at most a minute more).
+    pub fn feed_failed(&self, now: u64, interval: u64) -> Result<u32, Conflict> {
+        let out = update(self.store, KEY_FEED, |bytes| {
+            let mut st = crate::feed::FeedState::decode(bytes);
+            st.failures = st.failures.saturating_add(1);
+            st.lease_until = 0;
+            let backoff =
+                interval.saturating_mul(1 << st.failures.saturating_sub(1).min(4)).min(interval + 60);
+            st.next_poll_at = now.saturating_add(backoff);
+            Some((st.encode(), st.failures))
+        })?;
+        Ok(out.unwrap_or(1))
     }
 
     pub fn revocation_epoch(&self) -> u64 {

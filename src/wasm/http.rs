@@ -19,6 +19,8 @@ pub struct Http {
     shared: Option<Rc<Shared>>,
     /// An admin request waiting for its body.
     admin_pending: Option<PendingAdmin>,
+    /// An admin reply held until the revocation has been published to the feed.
+    publish_reply: Option<DenyResponse>,
 }
 
 /// What an admin request needs once its body is in. Headers are captured up front: the SDK
@@ -33,7 +35,7 @@ struct PendingAdmin {
 
 impl Http {
     pub fn new(id: u32, shared: Option<Rc<Shared>>) -> Http {
-        Http { id, shared, admin_pending: None }
+        Http { id, shared, admin_pending: None, publish_reply: None }
     }
 }
 
@@ -45,7 +47,7 @@ fn request_header(name: &str) -> Option<String> {
     }
 }
 
-fn send(reply: &DenyResponse) {
+pub(super) fn send(reply: &DenyResponse) {
     let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let _ = hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes()));
 }
@@ -64,9 +66,12 @@ impl RequestMeta for EnvoyRequestMeta {
     }
 }
 
-fn answer_admin(shared: &Shared, pending: PendingAdmin, body: &[u8]) {
-    if let Some(admin_cfg) = &shared.cfg.admin {
-        let reply = admin::handle(
+impl Http {
+    /// Answers an admin request, first publishing a revocation to the feed when configured
+    /// (the reply then waits for the publish call and says whether it worked).
+    fn answer_admin(&mut self, shared: &Shared, pending: PendingAdmin, body: &[u8]) {
+        let Some(admin_cfg) = &shared.cfg.admin else { return };
+        let answer = admin::handle(
             &shared.cfg,
             admin_cfg,
             &shared.host(),
@@ -75,7 +80,37 @@ fn answer_admin(shared: &Shared, pending: PendingAdmin, body: &[u8]) {
             body,
             pending.request_id,
         );
-        send(&reply);
+        if let Some(call) = answer.publish {
+            let headers: Vec<(&str, &str)> =
+                call.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let timeout = Duration::from_millis(call.timeout_ms);
+            if hostcalls::dispatch_http_call(&call.cluster, headers, Some(&call.body), vec![], timeout)
+                .is_ok()
+            {
+                self.publish_reply = Some(answer.reply);
+                return;
+            }
+            self.publish_done(shared, answer.reply, false);
+            return;
+        }
+        send(&answer.reply);
+    }
+
+    fn publish_done(&self, shared: &Shared, reply: DenyResponse, published: bool) {
+        use crate::host::Metrics;
+        let host = shared.host();
+        if published {
+            host.count(crate::metrics::Counter::RevocationPublished);
+        } else {
+            host.count(crate::metrics::Counter::RevocationPublishFailed);
+            let now = crate::host::Clock::now(&host);
+            let mut r = crate::audit::Record::new(crate::audit::Event::RevocationPublishFailed, now);
+            r.reason = Some(
+                "the revocation feed did not accept the revocation; it holds on this replica only".into(),
+            );
+            gate::emit(&host, r);
+        }
+        send(&admin::with_published(reply, published));
     }
 }
 
@@ -113,7 +148,30 @@ pub(super) fn apply(shared: &Shared, id: u32, verdict: Verdict, resume: bool) ->
             Action::Pause
         }
         Verdict::Refresh(plan) => start_refresh(shared, id, plan),
+        Verdict::Hold { wait_ms } => {
+            if let Ok(mut held) = shared.held.try_borrow_mut() {
+                held.insert(id, super::now_ms().saturating_add(wait_ms));
+            }
+            Action::Pause
+        }
     }
+}
+
+/// Runs the gate on the stream in effect and carries out its verdict.
+pub(super) fn check(shared: &Shared, id: u32, resume: bool) -> Action {
+    let credential = request_header(gate::credential_header_name(&shared.cfg));
+    let request = Request { credential_header: credential.as_deref(), meta: &EnvoyRequestMeta };
+    let mut verdict = gate::check_request(&shared.cfg, &shared.host(), &shared.worker, &request);
+    if resume {
+        if let Verdict::Refresh(plan) = &verdict {
+            // Re-checked from the root context (after the first feed sync): a call made here
+            // would answer the root, not this stream. The token is still valid, so the
+            // request goes on; the lease lapses and a later request refreshes.
+            let remaining = plan.exp.saturating_sub(crate::host::Clock::now(&shared.host()));
+            verdict = Verdict::Forward { expires_in: Some(remaining), swap: None };
+        }
+    }
+    apply(shared, id, verdict, resume)
 }
 
 fn start_refresh(shared: &Shared, id: u32, plan: PendingRefresh) -> Action {
@@ -145,10 +203,19 @@ fn start_refresh(shared: &Shared, id: u32, plan: PendingRefresh) -> Action {
 }
 
 fn call_response(num_headers: usize, body_size: usize) -> Result<(Option<u16>, Vec<u8>), Failure> {
+    call_response_limited(num_headers, body_size, MAX_RESPONSE_BYTES)
+}
+
+/// A callout's `:status` and body, refusing bodies over `limit` unread.
+pub(super) fn call_response_limited(
+    num_headers: usize,
+    body_size: usize,
+    limit: usize,
+) -> Result<(Option<u16>, Vec<u8>), Failure> {
     if num_headers == 0 {
         return Err(Failure::Unreachable); // Envoy reports a failed call with no headers
     }
-    if body_size > MAX_RESPONSE_BYTES {
+    if body_size > limit {
         return Err(Failure::TooLarge);
     }
     let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
@@ -166,6 +233,14 @@ fn call_response(num_headers: usize, body_size: usize) -> Result<(Option<u16>, V
 impl Context for Http {
     fn on_http_call_response(&mut self, _token: u32, num_headers: usize, body_size: usize, _trailers: usize) {
         let Some(shared) = self.shared.clone() else { return };
+        if let Some(reply) = self.publish_reply.take() {
+            let published = call_response(num_headers, 0)
+                .ok()
+                .and_then(|(status, _)| status)
+                .is_some_and(|s| (200..300).contains(&s));
+            self.publish_done(&shared, reply, published);
+            return;
+        }
         let pending = shared.pending.try_borrow_mut().ok().and_then(|mut p| p.remove(&self.id));
         // None: the deadline passed first and the request has already moved on.
         if let Some(p) = pending {
@@ -182,6 +257,9 @@ impl Context for Http {
             }
             if let Ok(mut o) = shared.outcomes.try_borrow_mut() {
                 o.remove(&self.id);
+            }
+            if let Ok(mut h) = shared.held.try_borrow_mut() {
+                h.remove(&self.id);
             }
         }
         true
@@ -213,14 +291,11 @@ impl HttpContext for Http {
                     self.admin_pending = Some(pending);
                     return Action::Continue;
                 }
-                answer_admin(&shared, pending, &[]);
+                self.answer_admin(&shared, pending, &[]);
                 return Action::Pause;
             }
         }
-        let credential = request_header(gate::credential_header_name(&shared.cfg));
-        let request = Request { credential_header: credential.as_deref(), meta: &EnvoyRequestMeta };
-        let verdict = gate::check_request(&shared.cfg, &shared.host(), &shared.worker, &request);
-        apply(&shared, self.id, verdict, false)
+        check(&shared, self.id, false)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -244,7 +319,7 @@ impl HttpContext for Http {
             .ok()
             .flatten()
             .unwrap_or_default();
-        answer_admin(&shared, pending, &body);
+        self.answer_admin(&shared, pending, &body);
         Action::Pause
     }
 

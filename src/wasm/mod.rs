@@ -4,12 +4,13 @@
 //! those `unwrap` host results (and `get_map_value` unwraps UTF-8), and a panic here kills
 //! the worker's VM for every later request.
 
+mod feed;
 mod host;
 mod http;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, LogLevel};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel, MetricType};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -50,7 +51,7 @@ pub(crate) struct Outcome {
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
-        Box::new(Root { shared: None, holder: holder_id(context_id) })
+        Box::new(Root { shared: None, holder: holder_id(context_id), feed_call: None })
     });
 }}
 
@@ -71,6 +72,10 @@ pub(crate) struct Shared {
     pub worker: Worker,
     pub pending: RefCell<HashMap<u32, Pending>>,
     pub outcomes: RefCell<HashMap<u32, Outcome>>,
+    /// Requests held until the revocation feed is loaded: context id -> deadline (ms).
+    pub held: RefCell<HashMap<u32, u64>>,
+    /// The gauge for the age of the last successful feed sync.
+    pub feed_age_gauge: Option<u32>,
 }
 
 impl Shared {
@@ -82,9 +87,21 @@ impl Shared {
 struct Root {
     shared: Option<Rc<Shared>>,
     holder: u64,
+    /// The feed poll this root context has in flight, with its deadline (ms).
+    feed_call: Option<(u32, u64)>,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _trailers: usize) {
+        if self.feed_call.is_some_and(|(t, _)| t == token) {
+            self.feed_call = None;
+            if let Some(shared) = self.shared.clone() {
+                let answer = http::call_response_limited(num_headers, body_size, crate::feed::MAX_FEED_BYTES);
+                feed::finish_poll(&shared, answer);
+            }
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -111,13 +128,21 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let shared = Shared {
+        let feed_age_gauge = if cfg.revocation_feed.is_some() {
+            hostcalls::define_metric(MetricType::Gauge, "tokenguard.revocation_feed.sync_age_seconds").ok()
+        } else {
+            None
+        };
+        let mut shared = Shared {
             cfg,
             metric_ids,
             worker: Worker::default(),
             pending: RefCell::new(HashMap::new()),
             outcomes: RefCell::new(HashMap::new()),
+            held: RefCell::new(HashMap::new()),
+            feed_age_gauge: None,
         };
+        shared.feed_age_gauge = feed_age_gauge;
         Registry::new(&shared.host(), gate::layout(&shared.cfg)).init_keys();
         self.shared = Some(Rc::new(shared));
         let _ = hostcalls::set_tick_period(TICK);
@@ -145,6 +170,9 @@ impl RootContext for Root {
             }
             let verdict = gate::complete_refresh(&shared.cfg, &host, &p.plan, Err(Failure::Timeout));
             http::apply(&shared, id, verdict, true);
+        }
+        if shared.cfg.revocation_feed.is_some() {
+            self.feed_call = feed::tick(&shared, self.feed_call.take(), now, now_ms);
         }
     }
 

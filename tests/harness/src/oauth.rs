@@ -47,8 +47,18 @@ impl Default for Control {
     }
 }
 
+/// One revocation as the feed serves it.
+#[derive(Debug, Clone)]
+pub struct FeedEntry {
+    pub seq: u64,
+    pub entry: Value,
+}
+
 #[derive(Default)]
 pub struct OAuth {
+    /// The revocation feed: every revocation this server knows, in order.
+    pub feed: Vec<FeedEntry>,
+    pub feed_down: bool,
     families: HashMap<String, Family>,
     refresh: HashMap<String, RefreshToken>,
     pub control: Control,
@@ -95,6 +105,41 @@ fn oauth_error(error: &str, description: &str, reason: Option<&str>) -> Response
 }
 
 impl OAuth {
+    /// Adds a feed entry (`{"sub": ...}` etc. with `revoked_at`, optional `expires_at`).
+    pub fn publish(&mut self, mut entry: Value) {
+        if entry.get("revoked_at").is_none() {
+            entry["revoked_at"] = json!(now());
+        }
+        let seq = self.feed.last().map_or(1, |e| e.seq + 1);
+        self.feed.push(FeedEntry { seq, entry });
+    }
+
+    /// `GET /revocations?cursor=N&limit=M`: entries after the cursor still in force.
+    pub fn feed_page(&self, query: &HashMap<String, String>, bump: &dyn Fn(&str)) -> Response {
+        bump("feed_polls");
+        if self.feed_down {
+            return Response::text(503, "feed unavailable");
+        }
+        let after: u64 = query.get("cursor").and_then(|c| c.parse().ok()).unwrap_or(0);
+        let limit: usize = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(500);
+        let n = now();
+        let live: Vec<&FeedEntry> = self
+            .feed
+            .iter()
+            .filter(|e| e.seq > after && e.entry["expires_at"].as_u64().is_none_or(|x| x > n))
+            .collect();
+        let page: Vec<Value> = live.iter().take(limit).map(|e| e.entry.clone()).collect();
+        let cursor = live
+            .iter()
+            .take(limit)
+            .next_back()
+            .map_or(after.max(self.feed.last().map_or(0, |e| e.seq)), |e| e.seq);
+        Response::json(
+            200,
+            &json!({"cursor": cursor.to_string(), "has_more": live.len() > limit, "revocations": page}),
+        )
+    }
+
     fn new_refresh(&mut self, family: &str, ttl: u64) -> String {
         self.seq += 1;
         let rt = format!("rt-{}-{}-{}", family, self.seq, now());
@@ -203,6 +248,7 @@ impl OAuth {
             if let Some(fam) = self.families.get_mut(&entry.family) {
                 fam.revoked = true;
             }
+            self.publish(json!({"sid": entry.family}));
             bump("reuse_detected");
             return oauth_error(
                 "invalid_grant",
@@ -258,6 +304,7 @@ impl OAuth {
             if let Some(f) = self.families.get_mut(&entry.family) {
                 f.revoked = true;
             }
+            self.publish(json!({"sid": entry.family}));
         }
         Response::new(200, "text/plain", "")
     }
@@ -271,6 +318,9 @@ impl OAuth {
         }
         if let Some(t) = v["access_ttl"].as_u64() {
             self.control.access_ttl = t;
+        }
+        if let Some(d) = v["feed_down"].as_bool() {
+            self.feed_down = d;
         }
         Response::json(
             200,
