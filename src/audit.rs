@@ -27,6 +27,10 @@ pub enum Event {
     RevocationFeedFailed,
     RevocationFeedRecovered,
     RevocationPublishFailed,
+    EgressTokenFetched,
+    EgressTokenFailed,
+    EgressEscalation,
+    EgressUnavailable,
 }
 
 impl Event {
@@ -37,6 +41,9 @@ impl Event {
             }
             Event::RefreshStarted | Event::RefreshSucceeded | Event::RevocationFeedRecovered => Level::Info,
             Event::RevocationFeedFailed | Event::RevocationPublishFailed => Level::Warn,
+            Event::EgressTokenFetched => Level::Info,
+            Event::EgressTokenFailed | Event::EgressUnavailable => Level::Warn,
+            Event::EgressEscalation => Level::Error,
             Event::NearExpiry | Event::AdminDenied | Event::RefreshFailed => Level::Warn,
             Event::RefreshEscalation => Level::Error,
         }

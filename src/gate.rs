@@ -49,11 +49,27 @@ pub enum Verdict {
     Deny(DenyResponse),
     /// Hold the request, make this refresh call, then finish with `complete_refresh`.
     Refresh(PendingRefresh),
-    /// A fresh process has not loaded the revocation feed yet: hold the request (at most
-    /// `wait_ms`) and ask again once it has.
+    /// Not decidable yet (a fresh process has not loaded the revocation feed; egress has no
+    /// usable token): hold the request, at most `wait_ms`, and ask again.
     Hold {
         wait_ms: u64,
+        reason: crate::egress::HoldReason,
     },
+    /// Egress: put this header (the service's token) on the request and let it go.
+    Inject {
+        name: String,
+        value: Secret,
+    },
+}
+
+/// A header value holding a credential: Debug output never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// Tokens a refresh produced, to put in the request (access token) and the response.
@@ -186,7 +202,10 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
             if !state.synced {
                 // Trusting the registry before the feed is loaded could let a revoked token
                 // through after a restart.
-                return Verdict::Hold { wait_ms: feed.startup_wait_ms };
+                return Verdict::Hold {
+                    wait_ms: feed.startup_wait_ms,
+                    reason: crate::egress::HoldReason::RevocationFeed,
+                };
             }
             worker.feed_synced.set(true);
             if let Some(max) = feed.max_staleness_seconds {

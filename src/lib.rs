@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod audit;
 pub mod config;
+pub mod egress;
 pub mod feed;
 pub mod gate;
 pub mod host;

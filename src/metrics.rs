@@ -1,6 +1,7 @@
 //! The filter's counters. Names are public interface: Envoy exposes them (prefixed
 //! `wasmcustom.`) on `/stats` and `/stats/prometheus`, and dashboards depend on them.
 
+use crate::refresh::FAILURE_KINDS;
 use crate::reject::RejectCode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,6 +32,12 @@ pub enum Counter {
     FeedStale,
     RevocationPublished,
     RevocationPublishFailed,
+    EgressFetches,
+    /// Failed egress token fetches, by `Failure::kind`.
+    EgressFailure(&'static str),
+    EgressEscalation,
+    /// Outgoing requests refused (503) for want of a usable token.
+    EgressUnavailable,
 }
 
 impl Counter {
@@ -57,7 +64,10 @@ impl Counter {
             Counter::FeedStale,
             Counter::RevocationPublished,
             Counter::RevocationPublishFailed,
+            Counter::EgressFetches,
         ]);
+        v.extend(FAILURE_KINDS.into_iter().map(Counter::EgressFailure));
+        v.extend([Counter::EgressEscalation, Counter::EgressUnavailable]);
         v
     }
 
@@ -87,6 +97,12 @@ impl Counter {
             Counter::FeedStale => 17 + RejectCode::ALL.len(),
             Counter::RevocationPublished => 18 + RejectCode::ALL.len(),
             Counter::RevocationPublishFailed => 19 + RejectCode::ALL.len(),
+            Counter::EgressFetches => 20 + RejectCode::ALL.len(),
+            Counter::EgressFailure(kind) => {
+                21 + RejectCode::ALL.len() + FAILURE_KINDS.iter().position(|k| *k == kind).unwrap_or_default()
+            }
+            Counter::EgressEscalation => 21 + RejectCode::ALL.len() + FAILURE_KINDS.len(),
+            Counter::EgressUnavailable => 22 + RejectCode::ALL.len() + FAILURE_KINDS.len(),
         }
     }
 
@@ -113,6 +129,10 @@ impl Counter {
             Counter::FeedStale => "tokenguard.revocation_feed.stale_rejections".into(),
             Counter::RevocationPublished => "tokenguard.revocations.published".into(),
             Counter::RevocationPublishFailed => "tokenguard.revocations.publish_failed".into(),
+            Counter::EgressFetches => "tokenguard.egress.fetches".into(),
+            Counter::EgressFailure(kind) => format!("tokenguard.egress.failures.{kind}"),
+            Counter::EgressEscalation => "tokenguard.egress.escalations".into(),
+            Counter::EgressUnavailable => "tokenguard.egress.unavailable".into(),
         }
     }
 }

@@ -56,6 +56,9 @@ pub const MIN_ADMIN_TOKEN_BYTES: usize = 16;
 
 /// A validated configuration, with keys already turned into verifiers.
 pub struct Config {
+    pub mode: Mode,
+    /// Present exactly in egress mode.
+    pub egress: Option<EgressConfig>,
     pub providers: Vec<Provider>,
     pub token_source: TokenSource,
     pub clock_skew_seconds: u64,
@@ -102,6 +105,50 @@ pub struct RefreshConfig {
     pub grace_seconds: u64,
     pub escalate_after_failures: u32,
     pub refresh_expired: bool,
+}
+
+/// Ingress validates incoming tokens; egress keeps the service's own token fresh on its
+/// outgoing requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Ingress,
+    Egress,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EgressGrant {
+    ClientCredentials {
+        scope: Option<String>,
+        audience: Option<String>,
+    },
+    /// The configured refresh token; rotated ones replace it in shared data.
+    RefreshToken {
+        refresh_token: String,
+    },
+}
+
+/// Egress mode: one current token per process, renewed ahead of its expiry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EgressConfig {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub timeout_ms: u64,
+    pub grant: EgressGrant,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    /// The header the token is put in, lower-cased, and what precedes it.
+    pub header: String,
+    pub prefix: String,
+    pub window_seconds: u64,
+    pub window_ratio: f64,
+    /// A token must stay valid this long after a request starts.
+    pub max_request_seconds: u64,
+    /// How long a request may wait for a usable token before a 503.
+    pub wait_ms: u64,
+    pub escalate_after_failures: u32,
+    /// First retry delay after a failed fetch; doubles per failure, at most 60 s.
+    pub retry_seconds: u64,
 }
 
 /// Polling an authorization server's revocation feed, so every replica learns revocations.
@@ -165,6 +212,11 @@ pub struct SessionPolicy {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    egress: Option<RawEgress>,
+    #[serde(default)]
     providers: Vec<RawProvider>,
     #[serde(default)]
     token_source: Option<RawTokenSource>,
@@ -233,6 +285,120 @@ struct RawRefresh {
     escalate_after_failures: Option<u32>,
     #[serde(default)]
     refresh_expired: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEgress {
+    cluster: String,
+    authority: String,
+    path: String,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    grant: String,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    client_secret: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    audience: Option<String>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    header: Option<String>,
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    window_seconds: Option<u64>,
+    #[serde(default, deserialize_with = "decimal")]
+    window_ratio: Option<f64>,
+    #[serde(default)]
+    max_request_seconds: Option<u64>,
+    #[serde(default)]
+    wait_ms: Option<u64>,
+    #[serde(default)]
+    escalate_after_failures: Option<u32>,
+    #[serde(default)]
+    retry_seconds: Option<u64>,
+}
+
+impl RawEgress {
+    fn validate(self) -> Result<EgressConfig, ConfigError> {
+        let f = |name: &str| format!("egress.{name}");
+        for (name, v) in [("cluster", &self.cluster), ("authority", &self.authority)] {
+            if v.is_empty() {
+                return Err(ConfigError::new(f(name), "must not be empty"));
+            }
+        }
+        if !self.path.starts_with('/') {
+            return Err(ConfigError::new(f("path"), "must start with '/'"));
+        }
+        let grant = match self.grant.as_str() {
+            "client_credentials" => {
+                if self.client_id.is_none() {
+                    return Err(ConfigError::new(f("client_id"), "client_credentials needs client_id"));
+                }
+                EgressGrant::ClientCredentials { scope: self.scope, audience: self.audience }
+            }
+            "refresh_token" => match self.refresh_token {
+                Some(t) if !t.is_empty() => EgressGrant::RefreshToken { refresh_token: t },
+                _ => {
+                    return Err(ConfigError::new(
+                        f("refresh_token"),
+                        "the refresh_token grant needs refresh_token",
+                    ))
+                }
+            },
+            other => {
+                return Err(ConfigError::new(
+                    f("grant"),
+                    format!("unknown grant {other:?} (client_credentials or refresh_token)"),
+                ))
+            }
+        };
+        if self.client_secret.is_some() && self.client_id.is_none() {
+            return Err(ConfigError::new(f("client_secret"), "needs client_id"));
+        }
+        let header = self.header.unwrap_or_else(|| "authorization".into());
+        if !valid_header_name(&header) {
+            return Err(ConfigError::new(f("header"), "is not a valid HTTP header name"));
+        }
+        let timeout_ms = self.timeout_ms.unwrap_or(1000);
+        if !(10..=60_000).contains(&timeout_ms) {
+            return Err(ConfigError::new(f("timeout_ms"), "must be between 10 and 60000"));
+        }
+        let window_ratio = self.window_ratio.unwrap_or(0.2);
+        if !(window_ratio > 0.0 && window_ratio <= 1.0) {
+            return Err(ConfigError::new(f("window_ratio"), "must be greater than 0 and at most 1"));
+        }
+        let wait_ms = self.wait_ms.unwrap_or(2000);
+        if wait_ms > 60_000 {
+            return Err(ConfigError::new(f("wait_ms"), "must be at most 60000"));
+        }
+        let escalate_after_failures = self.escalate_after_failures.unwrap_or(3);
+        if escalate_after_failures == 0 {
+            return Err(ConfigError::new(f("escalate_after_failures"), "must be at least 1"));
+        }
+        Ok(EgressConfig {
+            cluster: self.cluster,
+            authority: self.authority,
+            path: self.path,
+            timeout_ms,
+            grant,
+            client_id: self.client_id,
+            client_secret: self.client_secret,
+            header: header.to_ascii_lowercase(),
+            prefix: self.prefix.unwrap_or_else(|| "Bearer ".into()),
+            window_seconds: self.window_seconds.unwrap_or(120),
+            window_ratio,
+            max_request_seconds: self.max_request_seconds.unwrap_or(0),
+            wait_ms,
+            escalate_after_failures,
+            retry_seconds: self.retry_seconds.unwrap_or(5).clamp(1, 60),
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -364,7 +530,24 @@ impl Config {
 
 impl RawConfig {
     fn validate(self) -> Result<Config, ConfigError> {
-        if self.providers.is_empty() {
+        let mode = match self.mode.as_deref() {
+            None | Some("ingress") => Mode::Ingress,
+            Some("egress") => Mode::Egress,
+            Some(other) => {
+                return Err(ConfigError::new("mode", format!("unknown mode {other:?} (ingress or egress)")))
+            }
+        };
+        let egress = match (mode, self.egress) {
+            (Mode::Egress, Some(e)) => Some(e.validate()?),
+            (Mode::Egress, None) => {
+                return Err(ConfigError::new("egress", "mode egress needs an egress block"))
+            }
+            (Mode::Ingress, Some(_)) => {
+                return Err(ConfigError::new("egress", "only with \"mode\": \"egress\""))
+            }
+            (Mode::Ingress, None) => None,
+        };
+        if mode == Mode::Ingress && self.providers.is_empty() {
             return Err(ConfigError::new("providers", "at least one provider is required"));
         }
         let mut providers = Vec::with_capacity(self.providers.len());
@@ -539,6 +722,8 @@ impl RawConfig {
         };
 
         Ok(Config {
+            mode,
+            egress,
             revocation_feed,
             refresh,
             max_token_lifetime_seconds,

@@ -120,7 +120,32 @@ pub enum Failure {
     DispatchFailed,
 }
 
+/// Failure kinds, for per-cause counters.
+pub const FAILURE_KINDS: [&str; 8] = [
+    "timeout",
+    "unreachable",
+    "status",
+    "oauth",
+    "bad_response",
+    "too_large",
+    "invalid_new_token",
+    "dispatch_failed",
+];
+
 impl Failure {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Failure::Timeout => "timeout",
+            Failure::Unreachable => "unreachable",
+            Failure::Status(_) => "status",
+            Failure::OAuth(_) => "oauth",
+            Failure::BadResponse(_) => "bad_response",
+            Failure::TooLarge => "too_large",
+            Failure::InvalidNewToken(_) => "invalid_new_token",
+            Failure::DispatchFailed => "dispatch_failed",
+        }
+    }
+
     pub fn cause(&self) -> String {
         match self {
             Failure::Timeout => "timeout".into(),

@@ -111,7 +111,7 @@ pub fn revocation_key(i: u32) -> String {
 
 /// Read-modify-write with CAS. `f` sees the current value and returns the new one plus a
 /// result, or `None` to leave the key alone.
-fn update<T>(
+pub(crate) fn update<T>(
     store: &impl SharedData,
     key: &str,
     mut f: impl FnMut(&[u8]) -> Option<(Vec<u8>, T)>,

@@ -4,7 +4,7 @@
 use proxy_wasm::hostcalls;
 use std::time::Duration;
 
-use super::{http, Shared};
+use super::Shared;
 use crate::audit::{Event, Record};
 use crate::feed::{build_poll, parse_page};
 use crate::gate::{self, emit};
@@ -12,7 +12,6 @@ use crate::host::{Log, Metrics};
 use crate::metrics::Counter;
 use crate::refresh::Failure;
 use crate::registry::Registry;
-use crate::reject;
 
 /// One tick: poll when due, enforce the poll's deadline, release or refuse held requests,
 /// update the sync-age gauge. Returns the poll in flight.
@@ -50,36 +49,7 @@ pub fn tick(shared: &Shared, in_flight: Option<(u32, u64)>, now: u64, now_ms: u6
     if let (Some(gauge), Some(age)) = (shared.feed_age_gauge, state.age(now)) {
         let _ = hostcalls::record_metric(gauge, age);
     }
-    release_held(shared, state.synced, now_ms);
     in_flight
-}
-
-/// Requests held for the first sync: re-checked once it is done, refused at their deadline.
-fn release_held(shared: &Shared, synced: bool, now_ms: u64) {
-    let ready: Vec<(u32, bool)> = match shared.held.try_borrow_mut() {
-        Ok(mut held) => {
-            let ids: Vec<(u32, bool)> = held
-                .iter()
-                .filter(|(_, deadline)| synced || **deadline <= now_ms)
-                .map(|(id, _)| (*id, synced))
-                .collect();
-            for (id, _) in &ids {
-                held.remove(id);
-            }
-            ids
-        }
-        Err(_) => Vec::new(),
-    };
-    for (id, synced) in ready {
-        if hostcalls::set_effective_context(id).is_err() {
-            continue;
-        }
-        if synced {
-            http::check(shared, id, true);
-        } else {
-            http::send(&reject::unavailable_response("revocation data not loaded yet"));
-        }
-    }
 }
 
 /// Applies a poll's answer (or failure) to the registry and the feed state.

@@ -117,6 +117,11 @@ impl Http {
 /// Carries out a verdict on the stream whose context is in effect. Returns whether the
 /// request may continue (false: answered locally, or still held).
 pub(super) fn apply(shared: &Shared, id: u32, verdict: Verdict, resume: bool) -> Action {
+    if !matches!(verdict, Verdict::Hold { .. }) {
+        if let Ok(mut held) = shared.held.try_borrow_mut() {
+            held.remove(&id);
+        }
+    }
     match verdict {
         Verdict::Forward { expires_in, swap } => {
             if let Some(swap) = &swap {
@@ -148,20 +153,32 @@ pub(super) fn apply(shared: &Shared, id: u32, verdict: Verdict, resume: bool) ->
             Action::Pause
         }
         Verdict::Refresh(plan) => start_refresh(shared, id, plan),
-        Verdict::Hold { wait_ms } => {
+        Verdict::Hold { wait_ms, reason } => {
             if let Ok(mut held) = shared.held.try_borrow_mut() {
-                held.insert(id, super::now_ms().saturating_add(wait_ms));
+                // A re-check that holds again keeps the first deadline.
+                held.entry(id).or_insert((super::now_ms().saturating_add(wait_ms), reason));
             }
             Action::Pause
+        }
+        Verdict::Inject { name, value } => {
+            let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, &name, Some(&value.0));
+            if resume {
+                let _ = hostcalls::resume_http_request();
+            }
+            Action::Continue
         }
     }
 }
 
 /// Runs the gate on the stream in effect and carries out its verdict.
 pub(super) fn check(shared: &Shared, id: u32, resume: bool) -> Action {
-    let credential = request_header(gate::credential_header_name(&shared.cfg));
-    let request = Request { credential_header: credential.as_deref(), meta: &EnvoyRequestMeta };
-    let mut verdict = gate::check_request(&shared.cfg, &shared.host(), &shared.worker, &request);
+    let mut verdict = if let Some(egress) = &shared.cfg.egress {
+        crate::egress::check(egress, &shared.host(), crate::host::Clock::now(&shared.host()))
+    } else {
+        let credential = request_header(gate::credential_header_name(&shared.cfg));
+        let request = Request { credential_header: credential.as_deref(), meta: &EnvoyRequestMeta };
+        gate::check_request(&shared.cfg, &shared.host(), &shared.worker, &request)
+    };
     if resume {
         if let Verdict::Refresh(plan) = &verdict {
             // Re-checked from the root context (after the first feed sync): a call made here
@@ -273,7 +290,7 @@ impl HttpContext for Http {
             let _ = hostcalls::send_http_response(500, vec![], Some(b"tokenguard is not configured"));
             return Action::Pause;
         };
-        if let Some(admin_cfg) = &shared.cfg.admin {
+        if let (Some(admin_cfg), None) = (&shared.cfg.admin, &shared.cfg.egress) {
             let path = request_header(":path").unwrap_or_default();
             let method = request_header(":method").unwrap_or_default();
             if let Some(route) = admin::route(admin_cfg, &method, &path) {

@@ -5,6 +5,7 @@
 //! the worker's VM for every later request.
 
 mod feed;
+mod held;
 mod host;
 mod http;
 
@@ -51,7 +52,7 @@ pub(crate) struct Outcome {
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
-        Box::new(Root { shared: None, holder: holder_id(context_id), feed_call: None })
+        Box::new(Root { shared: None, holder: holder_id(context_id), feed_call: None, egress_call: None })
     });
 }}
 
@@ -72,10 +73,12 @@ pub(crate) struct Shared {
     pub worker: Worker,
     pub pending: RefCell<HashMap<u32, Pending>>,
     pub outcomes: RefCell<HashMap<u32, Outcome>>,
-    /// Requests held until the revocation feed is loaded: context id -> deadline (ms).
-    pub held: RefCell<HashMap<u32, u64>>,
+    /// Requests held until they can be decided: context id -> (deadline in ms, why).
+    pub held: RefCell<HashMap<u32, (u64, crate::egress::HoldReason)>>,
     /// The gauge for the age of the last successful feed sync.
     pub feed_age_gauge: Option<u32>,
+    /// The gauge for the seconds the egress token has left.
+    pub egress_gauge: Option<u32>,
 }
 
 impl Shared {
@@ -89,10 +92,26 @@ struct Root {
     holder: u64,
     /// The feed poll this root context has in flight, with its deadline (ms).
     feed_call: Option<(u32, u64)>,
+    /// The egress token fetch in flight, with its deadline (ms).
+    egress_call: Option<(u32, u64)>,
 }
 
 impl Context for Root {
     fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _trailers: usize) {
+        if self.egress_call.is_some_and(|(t, _)| t == token) {
+            self.egress_call = None;
+            if let Some(shared) = self.shared.clone() {
+                if let Some(egress) = &shared.cfg.egress {
+                    let answer = http::call_response_limited(
+                        num_headers,
+                        body_size,
+                        crate::refresh::MAX_RESPONSE_BYTES,
+                    );
+                    crate::egress::complete(egress, &shared.host(), answer);
+                }
+            }
+            return;
+        }
         if self.feed_call.is_some_and(|(t, _)| t == token) {
             self.feed_call = None;
             if let Some(shared) = self.shared.clone() {
@@ -141,8 +160,14 @@ impl RootContext for Root {
             outcomes: RefCell::new(HashMap::new()),
             held: RefCell::new(HashMap::new()),
             feed_age_gauge: None,
+            egress_gauge: None,
         };
         shared.feed_age_gauge = feed_age_gauge;
+        if shared.cfg.egress.is_some() {
+            shared.egress_gauge =
+                hostcalls::define_metric(MetricType::Gauge, "tokenguard.egress.token_expires_in_seconds")
+                    .ok();
+        }
         Registry::new(&shared.host(), gate::layout(&shared.cfg)).init_keys();
         self.shared = Some(Rc::new(shared));
         let _ = hostcalls::set_tick_period(TICK);
@@ -174,6 +199,10 @@ impl RootContext for Root {
         if shared.cfg.revocation_feed.is_some() {
             self.feed_call = feed::tick(&shared, self.feed_call.take(), now, now_ms);
         }
+        if shared.cfg.egress.is_some() {
+            self.egress_call = egress_tick(&shared, self.egress_call.take(), now, now_ms);
+        }
+        held::release(&shared, now_ms);
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -183,4 +212,35 @@ impl RootContext for Root {
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
+}
+
+/// Egress: renew the process's token when due (one worker, the lease), enforce the fetch
+/// deadline, and publish the seconds it has left.
+fn egress_tick(shared: &Shared, in_flight: Option<(u32, u64)>, now: u64, now_ms: u64) -> Option<(u32, u64)> {
+    let egress = shared.cfg.egress.as_ref()?;
+    let host = shared.host();
+    let mut in_flight = in_flight;
+    if let Some((_, deadline)) = in_flight {
+        if deadline <= now_ms {
+            in_flight = None;
+            crate::egress::complete(egress, &host, Err(Failure::Timeout));
+        }
+    }
+    if in_flight.is_none() {
+        if let Ok(Some(state)) = crate::egress::try_lease(&host, egress, now) {
+            let call = crate::egress::build_fetch(egress, &state);
+            let headers: Vec<(&str, &str)> =
+                call.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let timeout = Duration::from_millis(call.timeout_ms);
+            match hostcalls::dispatch_http_call(&call.cluster, headers, Some(&call.body), vec![], timeout) {
+                Ok(token) => in_flight = Some((token, now_ms.saturating_add(call.timeout_ms))),
+                Err(_) => crate::egress::complete(egress, &host, Err(Failure::DispatchFailed)),
+            }
+        }
+    }
+    if let Some(gauge) = shared.egress_gauge {
+        let left = crate::egress::state(&host).expires_at.saturating_sub(now);
+        let _ = hostcalls::record_metric(gauge, left);
+    }
+    in_flight
 }

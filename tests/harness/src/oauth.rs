@@ -202,15 +202,52 @@ impl OAuth {
         bump("token_calls");
         self.last_client_auth = auth.map(str::to_owned);
         let delay = Some(Duration::from_millis(self.control.delay_ms)).filter(|d| !d.is_zero());
-        let mut resp = self.token_answer(keys, issuer, body, bump);
+        let mut resp = self.token_answer(keys, issuer, auth, body, bump);
         resp.delay = delay;
         resp
+    }
+
+    /// RFC 6749 §4.4. Test clients authenticate with Basic `<id>:<id>-secret`.
+    fn client_credentials(
+        &mut self,
+        keys: &IssuerKeys,
+        issuer: &str,
+        auth: Option<&str>,
+        bump: &dyn Fn(&str),
+    ) -> Response {
+        use base64::Engine;
+        let creds = auth
+            .and_then(|a| a.strip_prefix("Basic "))
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.split_once(':').map(|(i, p)| (decode(i), decode(p))));
+        let Some((id, _)) = creds.filter(|(id, secret)| *secret == format!("{id}-secret")) else {
+            bump("token_invalid_client");
+            let mut r = Response::json(
+                401,
+                &json!({"error": "invalid_client", "error_description": "bad client credentials"}),
+            );
+            r.headers.push(("www-authenticate".into(), "Basic realm=\"issuer\"".into()));
+            return r;
+        };
+        self.seq += 1;
+        let n = now() as i64;
+        let ttl = self.control.access_ttl as i64;
+        let claims = json!({"iss": issuer, "sub": id, "aud": "api", "iat": n, "exp": n + ttl, "jti": format!("cc-{}", self.seq)});
+        match keys.sign("ES256", &claims, None) {
+            Ok(t) => {
+                bump("cc_ok");
+                Response::json(200, &json!({"access_token": t, "token_type": "Bearer", "expires_in": ttl}))
+            }
+            Err(e) => Response::text(500, &e),
+        }
     }
 
     fn token_answer(
         &mut self,
         keys: &IssuerKeys,
         issuer: &str,
+        auth: Option<&str>,
         body: &[u8],
         bump: &dyn Fn(&str),
     ) -> Response {
@@ -226,8 +263,11 @@ impl OAuth {
             _ => {}
         }
         let f = form(body);
+        if f.get("grant_type").map(String::as_str) == Some("client_credentials") {
+            return self.client_credentials(keys, issuer, auth, bump);
+        }
         if f.get("grant_type").map(String::as_str) != Some("refresh_token") {
-            return oauth_error("unsupported_grant_type", "only refresh_token is supported here", None);
+            return oauth_error("unsupported_grant_type", "refresh_token or client_credentials", None);
         }
         let Some(rt) = f.get("refresh_token").cloned() else {
             return oauth_error("invalid_request", "refresh_token is missing", None);

@@ -1,0 +1,286 @@
+//! Egress mode: keep the service's own token fresh on its outgoing requests.
+//!
+//! One current token per Envoy process, in shared data. The root contexts renew it ahead of
+//! its expiry (one worker at a time, a CAS lease), so requests normally never wait: they
+//! find a usable token and carry it. Only with no usable token (start-up, an outage that
+//! outlived the token) does a request wait, up to `wait_ms`, then get a 503.
+
+use crate::audit::{Event, Record};
+use crate::config::{EgressConfig, EgressGrant};
+use crate::gate::{emit, Secret, Verdict};
+use crate::host::{Host, SharedData};
+use crate::metrics::Counter;
+use crate::refresh::{self, form_encode, Callout, Failure};
+use crate::registry::codec::{Reader, Writer};
+use crate::registry::{update, Conflict};
+use crate::reject::DenyResponse;
+use crate::token::{self, Fingerprint};
+
+const KEY_STATE: &str = "tokenguard/egress/state";
+
+/// The current token and the renewal bookkeeping, process-wide.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct EgressState {
+    pub access_token: String,
+    pub expires_at: u64,
+    pub fetched_at: u64,
+    /// The rotated refresh token (refresh_token grant), empty until the server rotates it.
+    pub refresh_token: String,
+    pub lease_until: u64,
+    pub failures: u32,
+    pub next_attempt_at: u64,
+}
+
+impl std::fmt::Debug for EgressState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "EgressState {{ token: {}, expires_at: {} }}",
+            Fingerprint::of(&self.access_token).short(),
+            self.expires_at
+        )
+    }
+}
+
+fn put_str(w: &mut Writer, s: &str) {
+    w.u32(s.len() as u32);
+    w.0.extend_from_slice(s.as_bytes());
+}
+
+fn get_str(r: &mut Reader) -> Option<String> {
+    let n = r.u32()? as usize;
+    let mut v = Vec::with_capacity(n.min(64 * 1024));
+    for _ in 0..n {
+        v.push(r.u8()?);
+    }
+    String::from_utf8(v).ok()
+}
+
+impl EgressState {
+    pub fn decode(bytes: &[u8]) -> EgressState {
+        let mut r = Reader::new(bytes);
+        (|| {
+            Some(EgressState {
+                access_token: get_str(&mut r)?,
+                expires_at: r.u64()?,
+                fetched_at: r.u64()?,
+                refresh_token: get_str(&mut r)?,
+                lease_until: r.u64()?,
+                failures: r.u32()?,
+                next_attempt_at: r.u64()?,
+            })
+        })()
+        .unwrap_or_default()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        put_str(&mut w, &self.access_token);
+        w.u64(self.expires_at);
+        w.u64(self.fetched_at);
+        put_str(&mut w, &self.refresh_token);
+        w.u64(self.lease_until);
+        w.u32(self.failures);
+        w.u64(self.next_attempt_at);
+        w.0
+    }
+
+    /// Valid for the whole of a request that starts now.
+    pub fn usable(&self, cfg: &EgressConfig, now: u64) -> bool {
+        !self.access_token.is_empty() && self.expires_at > now.saturating_add(cfg.max_request_seconds)
+    }
+
+    /// Time to renew: the token is unusable, or within the window (min(`window_seconds`,
+    /// `window_ratio` x lifetime)) plus the time a renewal may take, so that the new token
+    /// is in place before the old one enters the window.
+    pub fn due(&self, cfg: &EgressConfig, now: u64) -> bool {
+        if !self.usable(cfg, now) {
+            return true;
+        }
+        let lifetime = self.expires_at.saturating_sub(self.fetched_at) as f64;
+        let window = (cfg.window_seconds as f64).min(cfg.window_ratio * lifetime);
+        let lead = cfg.timeout_ms.div_ceil(1000).saturating_add(1) as f64;
+        (self.expires_at.saturating_sub(now) as f64) <= window + lead
+    }
+}
+
+pub fn state(store: &impl SharedData) -> EgressState {
+    EgressState::decode(store.get(KEY_STATE).0.as_deref().unwrap_or_default())
+}
+
+/// Takes the renewal lease when a renewal is due and not backing off; returns the state to
+/// renew from.
+pub fn try_lease(
+    store: &impl SharedData,
+    cfg: &EgressConfig,
+    now: u64,
+) -> Result<Option<EgressState>, Conflict> {
+    let lease_until = now.saturating_add(cfg.timeout_ms.div_ceil(1000)).saturating_add(1);
+    update(store, KEY_STATE, |bytes| {
+        let mut st = EgressState::decode(bytes);
+        if !st.due(cfg, now) || st.lease_until > now || st.next_attempt_at > now {
+            return None;
+        }
+        st.lease_until = lease_until;
+        Some((st.encode(), st))
+    })
+}
+
+/// The token request: RFC 6749 §4.4 client credentials, or §6 refresh with the newest
+/// refresh token.
+pub fn build_fetch(cfg: &EgressConfig, st: &EgressState) -> Callout {
+    let mut body = match &cfg.grant {
+        EgressGrant::ClientCredentials { scope, audience } => {
+            let mut b = "grant_type=client_credentials".to_string();
+            if let Some(s) = scope {
+                b.push_str(&format!("&scope={}", form_encode(s)));
+            }
+            if let Some(a) = audience {
+                b.push_str(&format!("&audience={}", form_encode(a)));
+            }
+            b
+        }
+        EgressGrant::RefreshToken { refresh_token } => {
+            let rt = if st.refresh_token.is_empty() { refresh_token } else { &st.refresh_token };
+            format!("grant_type=refresh_token&refresh_token={}", form_encode(rt))
+        }
+    };
+    let mut headers = vec![
+        (":method".to_string(), "POST".to_string()),
+        (":path".to_string(), cfg.path.clone()),
+        (":authority".to_string(), cfg.authority.clone()),
+        ("content-type".to_string(), "application/x-www-form-urlencoded".to_string()),
+        ("accept".to_string(), "application/json".to_string()),
+    ];
+    match (&cfg.client_id, &cfg.client_secret) {
+        (Some(id), Some(secret)) => {
+            use base64::Engine;
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                form_encode(id),
+                form_encode(secret)
+            ));
+            headers.push(("authorization".to_string(), format!("Basic {basic}")));
+        }
+        (Some(id), None) => body.push_str(&format!("&client_id={}", form_encode(id))),
+        _ => {}
+    }
+    Callout { cluster: cfg.cluster.clone(), headers, body: body.into_bytes(), timeout_ms: cfg.timeout_ms }
+}
+
+/// Applies the token endpoint's answer (or failure) to the shared state; audits and counts.
+pub fn complete(cfg: &EgressConfig, host: &impl Host, answer: Result<(Option<u16>, Vec<u8>), Failure>) {
+    let now = host.now();
+    let fetched =
+        answer.and_then(|(status, body)| refresh::parse_response(status, &body)).and_then(|grant| {
+            // The lifetime from expires_in, else from the token's own exp.
+            let expires_at = match grant.expires_in {
+                Some(s) => now.saturating_add(s),
+                None => token::decode(&grant.access_token)
+                    .ok()
+                    .and_then(|d| d.claims.exp)
+                    .ok_or(Failure::BadResponse("no expires_in and no exp claim"))?,
+            };
+            if expires_at <= now.saturating_add(cfg.max_request_seconds) {
+                return Err(Failure::BadResponse("the new token expires too soon"));
+            }
+            Ok((grant, expires_at))
+        });
+    match fetched {
+        Ok((grant, expires_at)) => {
+            let written = update(host, KEY_STATE, |bytes| {
+                let mut st = EgressState::decode(bytes);
+                st.access_token = grant.access_token.clone();
+                st.expires_at = expires_at;
+                st.fetched_at = now;
+                if let Some(rt) = &grant.refresh_token {
+                    st.refresh_token = rt.clone();
+                }
+                st.lease_until = 0;
+                st.failures = 0;
+                st.next_attempt_at = 0;
+                Some((st.encode(), ()))
+            });
+            if written.is_err() {
+                host.count(Counter::RegistryConflict);
+            }
+            host.count(Counter::EgressFetches);
+            let mut r = Record::new(Event::EgressTokenFetched, now);
+            r.token = Some(Fingerprint::of(&grant.access_token).short());
+            r.exp = Some(expires_at);
+            r.remaining_s = Some(expires_at.saturating_sub(now));
+            emit(host, r);
+        }
+        Err(failure) => {
+            let failures = update(host, KEY_STATE, |bytes| {
+                let mut st = EgressState::decode(bytes);
+                st.failures = st.failures.saturating_add(1);
+                st.lease_until = 0;
+                let shift = st.failures.saturating_sub(1).min(6);
+                let backoff = (cfg.retry_seconds << shift).min(refresh::MAX_BACKOFF_SECONDS);
+                st.next_attempt_at = now.saturating_add(backoff);
+                Some((st.encode(), st.failures))
+            })
+            .ok()
+            .flatten()
+            .unwrap_or(1);
+            host.count(Counter::EgressFailure(failure.kind()));
+            let mut r = Record::new(Event::EgressTokenFailed, now);
+            r.reason = Some(format!("{} (consecutive failure {failures})", failure.cause()));
+            emit(host, r);
+            if failures == cfg.escalate_after_failures {
+                host.count(Counter::EgressEscalation);
+                let mut r = Record::new(Event::EgressEscalation, now);
+                r.reason =
+                    Some(format!("{failures} consecutive token fetch failures; last: {}", failure.cause()));
+                emit(host, r);
+            }
+        }
+    }
+}
+
+/// An outgoing request: carry the current token, or wait for one.
+pub fn check(cfg: &EgressConfig, store: &impl SharedData, now: u64) -> Verdict {
+    let st = state(store);
+    if st.usable(cfg, now) {
+        Verdict::Inject {
+            name: cfg.header.clone(),
+            value: Secret(format!("{}{}", cfg.prefix, st.access_token)),
+        }
+    } else {
+        Verdict::Hold { wait_ms: cfg.wait_ms, reason: HoldReason::EgressToken }
+    }
+}
+
+/// Why a request was held, for the 503 if the wait runs out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldReason {
+    RevocationFeed,
+    EgressToken,
+}
+
+impl HoldReason {
+    pub fn timeout_response(self, host: &impl Host) -> DenyResponse {
+        match self {
+            HoldReason::RevocationFeed => {
+                crate::reject::unavailable_response("revocation data not loaded yet")
+            }
+            HoldReason::EgressToken => {
+                host.count(Counter::EgressUnavailable);
+                let mut r = Record::new(Event::EgressUnavailable, host.now());
+                r.reason = Some("no usable token for an outgoing request; answered 503".into());
+                emit(host, r);
+                DenyResponse {
+                    status: 503,
+                    headers: vec![("content-type".into(), "application/json".into())],
+                    body: serde_json::json!({"error": "egress_token_unavailable",
+                        "error_description": "no valid service token could be obtained; the request was not sent"})
+                    .to_string(),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
