@@ -22,7 +22,8 @@ require_docker() {
     die "compose: the docker CLI is not installed. Install Docker, or set TOKENGUARD_SKIP_COMPOSE=1 to skip the compose harness."
   local out
   if ! out=$(docker info --format '{{.ServerVersion}}' 2>&1); then
-    die "compose: no Docker engine answers ('docker info' said: ${out//$'\n'/ }). Start the Docker engine, or set TOKENGUARD_SKIP_COMPOSE=1 to skip the compose harness."
+    out=$(echo $out) # on one line
+    die "compose: no Docker engine answers ('docker info' said: $out). Start the Docker engine, or set TOKENGUARD_SKIP_COMPOSE=1 to skip the compose harness."
   fi
 }
 
