@@ -2,7 +2,7 @@
 //! upstream's report of what it received, and Envoy's log. The local stack and the compose
 //! stack both expose exactly these, so one scenario suite runs against either.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +32,10 @@ pub struct Target {
     pub logs: LogSource,
     /// One pooled connection: requests from it stay on one Envoy worker.
     pub client: Client,
+    /// The `sub` of tokens minted here unless a scenario sets one: unique to this run, so a
+    /// subject revoked on a long-lived stack (`make compose-up`'s curl lines revoke alice)
+    /// never refuses a later run's tokens.
+    pub subject: String,
     run: String,
     seq: AtomicU64,
 }
@@ -40,6 +44,7 @@ impl Target {
     pub fn new(envoy: &str, admin: &str, issuer: &str, upstream: &str, logs: LogSource) -> Target {
         let trim = |u: &str| u.trim_end_matches('/').to_string();
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let run = format!("{:x}", nanos % (1 << 40));
         Target {
             envoy: trim(envoy),
             admin: trim(admin),
@@ -47,7 +52,8 @@ impl Target {
             upstream: trim(upstream),
             logs,
             client: Client::new(),
-            run: format!("{:x}", nanos % (1 << 40)),
+            subject: format!("alice-{run}"),
+            run,
             seq: AtomicU64::new(1),
         }
     }
@@ -69,8 +75,11 @@ impl Target {
         self.client.get(&self.url(path), &headers)
     }
 
-    /// Mints a token through the issuer's HTTP API.
+    /// Mints a token through the issuer's HTTP API, with `sub` set to `self.subject` unless
+    /// the request sets or removes it.
     pub fn mint(&self, req: &MintRequest) -> String {
+        let mut req = req.clone();
+        req.claims.entry("sub").or_insert_with(|| json!(self.subject));
         let r = Client::new().post(
             &format!("{}/mint", self.issuer),
             &[("content-type", "application/json")],

@@ -78,7 +78,7 @@ pub fn near_expiry_warning_fires_once(t: &Target, p: &Profile) {
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     let w = &warnings[0];
     assert!(w["remaining_s"].as_i64().unwrap() <= p.near_expiry);
-    assert_eq!(w["sub"], "alice");
+    assert_eq!(w["sub"], t.subject.as_str());
     assert_eq!(w["exp"], t0 + p.near_expiry);
     assert!(t.audits_for(&fresh).is_empty(), "no warning for a token outside the window");
     assert_eq!(t.stat("wasmcustom.tokenguard.near_expiry_warnings"), Some(warned + 1));
