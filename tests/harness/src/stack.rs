@@ -118,10 +118,4 @@ impl Stack {
         }
         self.client.get(&self.envoy.url(path), &headers)
     }
-
-    /// Audit records about one token.
-    pub fn audits_for(&self, token: &str) -> Vec<Value> {
-        let fp = crate::keys::fingerprint(token);
-        self.envoy.audit_records().into_iter().filter(|r| r["token"] == fp.as_str()).collect()
-    }
 }
