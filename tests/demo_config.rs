@@ -3,35 +3,16 @@
 use serde_json::json;
 use std::time::Duration;
 
-use tokenguard_harness::envoy::{repo_root, wasm_path, Envoy};
+use tokenguard_harness::envoy::repo_root;
 use tokenguard_harness::http::Client;
-use tokenguard_harness::issuer::{Issuer, MintRequest, DEFAULT_ISSUER};
-use tokenguard_harness::stack::demo_keys;
-use tokenguard_harness::upstream::Upstream;
+use tokenguard_harness::issuer::MintRequest;
+use tokenguard_harness::stack::Stack;
 
 /// `envoy/envoy.yaml` as committed, with only its ports and the .wasm path moved so the
 /// test cannot collide with a running `make run`.
 #[test]
 fn the_committed_envoy_yaml_validates_tokens() {
-    let issuer = Issuer::start(demo_keys(), DEFAULT_ISSUER, "127.0.0.1:0");
-    let upstream = Upstream::start("127.0.0.1:0");
-    let text = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).unwrap();
-    let moved = text
-        .replace("port_value: 10000", "port_value: 0")
-        .replace("port_value: 9901", "port_value: 0")
-        .replace("port_value: 9101", &format!("port_value: {}", issuer.port))
-        .replace("port_value: 9102", &format!("port_value: {}", upstream.port))
-        .replace(
-            "filename: target/wasm32-wasip1/release/tokenguard.wasm",
-            &format!("filename: {}", wasm_path().display()),
-        );
-    assert_ne!(text, moved);
-    let dir = std::env::temp_dir().join(format!("tokenguard-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = dir.join("envoy.yaml");
-    std::fs::write(&cfg, moved).unwrap();
-    let envoy = Envoy::start_file(&cfg, dir, 2).unwrap_or_else(|log| panic!("{log}"));
-
+    let Stack { issuer, upstream, envoy, .. } = Stack::start_demo();
     let c = Client::new();
     let good = issuer.mint(&MintRequest::new("RS256", 300));
     let r = c.get(&envoy.url("/hello"), &[("authorization", &format!("Bearer {good}"))]);

@@ -160,7 +160,8 @@ pub struct Envoy {
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
-fn scratch_dir() -> PathBuf {
+/// A fresh directory for one Envoy's config and log; removed when that Envoy is dropped.
+pub fn scratch_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "tokenguard-e2e-{}-{}",
         std::process::id(),

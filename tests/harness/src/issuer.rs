@@ -48,6 +48,15 @@ impl MintRequest {
         self
     }
 
+    /// The body of `POST /mint`.
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({"alg": self.alg, "ttl": self.ttl, "claims": self.claims});
+        if let Some(kid) = &self.kid {
+            v["kid"] = json!(kid);
+        }
+        v
+    }
+
     pub fn from_json(v: &Value) -> Result<MintRequest, String> {
         let alg = v.get("alg").and_then(Value::as_str).unwrap_or("RS256").to_string();
         let ttl = v.get("ttl").and_then(Value::as_i64).unwrap_or(300);

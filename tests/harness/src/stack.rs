@@ -3,9 +3,11 @@
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 
-use crate::envoy::{self, ConfigForm, Envoy, Options};
+use crate::envoy::{self, repo_root, wasm_path, ConfigForm, Envoy, Options};
 use crate::http::{Client, Response};
 use crate::issuer::{Issuer, MintRequest, DEFAULT_ISSUER};
+use crate::profile::Profile;
+use crate::target::{LogSource, Target};
 use crate::upstream::Upstream;
 use crate::IssuerKeys;
 
@@ -44,6 +46,8 @@ pub struct Stack {
     pub envoy: Envoy,
     /// One pooled connection: requests from it stay on one Envoy worker.
     pub client: Client,
+    /// The plugin configuration Envoy runs with.
+    pub profile: Profile,
 }
 
 impl Stack {
@@ -54,6 +58,7 @@ impl Stack {
     pub fn start_with(extra: Value, form: ConfigForm) -> Stack {
         let keys = demo_keys();
         let plugin = plugin_config(&keys, &extra);
+        let profile = Profile::of(&plugin);
         let issuer = Issuer::start(keys, DEFAULT_ISSUER, "127.0.0.1:0");
         let upstream = Upstream::start("127.0.0.1:0");
         let envoy = Envoy::start(&Options {
@@ -63,7 +68,41 @@ impl Stack {
             issuer_port: issuer.port,
             concurrency: 2,
         });
-        Stack { issuer, upstream, envoy, client: Client::new() }
+        Stack { issuer, upstream, envoy, client: Client::new(), profile }
+    }
+
+    /// `envoy/envoy.yaml` as committed, with only its ports and the .wasm path moved so it
+    /// cannot collide with a running `make run`.
+    pub fn start_demo() -> Stack {
+        let issuer = Issuer::start(demo_keys(), DEFAULT_ISSUER, "127.0.0.1:0");
+        let upstream = Upstream::start("127.0.0.1:0");
+        let text = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).expect("envoy.yaml");
+        let moved = text
+            .replace("port_value: 10000", "port_value: 0")
+            .replace("port_value: 9901", "port_value: 0")
+            .replace("port_value: 9101", &format!("port_value: {}", issuer.port))
+            .replace("port_value: 9102", &format!("port_value: {}", upstream.port))
+            .replace(
+                "filename: target/wasm32-wasip1/release/tokenguard.wasm",
+                &format!("filename: {}", wasm_path().display()),
+            );
+        assert_ne!(text, moved);
+        let dir = envoy::scratch_dir();
+        let cfg = dir.join("envoy.yaml");
+        std::fs::write(&cfg, moved).expect("write envoy.yaml");
+        let envoy = Envoy::start_file(&cfg, dir, 2).unwrap_or_else(|log| panic!("{log}"));
+        Stack { issuer, upstream, envoy, client: Client::new(), profile: Profile::demo() }
+    }
+
+    /// What the scenarios may touch, on this stack's ports.
+    pub fn target(&self) -> Target {
+        Target::new(
+            &self.envoy.url(""),
+            &format!("http://127.0.0.1:{}", self.envoy.admin_port),
+            &self.issuer.url(),
+            &format!("http://127.0.0.1:{}", self.upstream.port),
+            LogSource::File(self.envoy.log_path.clone()),
+        )
     }
 
     /// Like `start`, with the listener from a file so `reconfigure` can change the plugin
@@ -73,6 +112,7 @@ impl Stack {
         let plugin = plugin_config(&keys, &extra);
         let issuer = Issuer::start(keys, DEFAULT_ISSUER, "127.0.0.1:0");
         let upstream = Upstream::start("127.0.0.1:0");
+        let profile = Profile::of(&plugin);
         let envoy = Envoy::start_dynamic(&Options {
             plugin_config: plugin,
             form: ConfigForm::StringValue,
@@ -80,7 +120,7 @@ impl Stack {
             issuer_port: issuer.port,
             concurrency: 2,
         });
-        Stack { issuer, upstream, envoy, client: Client::new() }
+        Stack { issuer, upstream, envoy, client: Client::new(), profile }
     }
 
     /// Applies a new plugin configuration (same `vm_id`) to the running Envoy.
@@ -108,11 +148,5 @@ impl Stack {
             headers.push(("authorization", a.as_str()));
         }
         self.client.get(&self.envoy.url(path), &headers)
-    }
-
-    /// Audit records about one token.
-    pub fn audits_for(&self, token: &str) -> Vec<Value> {
-        let fp = crate::keys::fingerprint(token);
-        self.envoy.audit_records().into_iter().filter(|r| r["token"] == fp.as_str()).collect()
     }
 }

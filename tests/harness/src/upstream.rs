@@ -22,6 +22,20 @@ impl Received {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
+    /// Parses one entry of the report served at `REPORT_PATH`.
+    pub fn from_json(v: &Value) -> Option<Received> {
+        let headers = v["headers"]
+            .as_object()?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect();
+        Some(Received {
+            method: v["method"].as_str()?.to_string(),
+            path: v["path"].as_str()?.to_string(),
+            headers,
+        })
+    }
+
     fn to_json(&self) -> Value {
         let headers: serde_json::Map<String, Value> =
             self.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v.clone()))).collect();
