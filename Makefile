@@ -19,7 +19,7 @@ LOCAL_ENVOY_IMAGE := tokenguard/envoy:$(ENVOY_VERSION)-local
 export ENVOY_VERSION LOCAL_ENVOY_IMAGE
 compose-images compose-up compose-test: export ENVOY_IMAGE ?= $(LOCAL_ENVOY_IMAGE)
 
-.PHONY: all run test unit e2e wasm envoy target lint clean harness \
+.PHONY: all run test unit e2e wasm envoy target lint clean bench harness \
 	compose-images compose-up compose-down compose-test
 
 all: wasm
@@ -68,6 +68,14 @@ compose-down:
 ## (TOKENGUARD_SKIP_COMPOSE=1 skips it, saying so)
 compose-test: wasm envoy harness
 	./envoy/compose/test.sh
+
+## bench: throughput and latency against no filter, the Wasm floor and jwt_authn (bench/results/)
+bench: wasm envoy
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(VENV)/bin/pip install --quiet matplotlib
+	$(CARGO) build --release -p tokenguard-harness --bins
+	cd bench/floor && CARGO_TARGET_DIR=$(abspath target/bench-floor) $(CARGO) build --release --target wasm32-wasip1
+	$(VENV)/bin/python bench/run.py
 
 unit:
 	$(CARGO) test --lib

@@ -291,9 +291,14 @@ impl HttpContext for Http {
             return Action::Pause;
         };
         if let (Some(admin_cfg), None) = (&shared.cfg.admin, &shared.cfg.egress) {
+            // Only requests under the prefix pay for reading the method too.
             let path = request_header(":path").unwrap_or_default();
-            let method = request_header(":method").unwrap_or_default();
-            if let Some(route) = admin::route(admin_cfg, &method, &path) {
+            let route = if path.starts_with(admin_cfg.path_prefix.as_str()) {
+                admin::route(admin_cfg, &request_header(":method").unwrap_or_default(), &path)
+            } else {
+                None
+            };
+            if let Some(route) = route {
                 let pending = PendingAdmin {
                     route,
                     presented_token: request_header(admin::ADMIN_TOKEN_HEADER),
