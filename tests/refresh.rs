@@ -243,8 +243,19 @@ fn three_consecutive_failures_escalate_once_and_a_success_resets() {
     for _ in 0..4 {
         fail_once(&s);
     }
+    // The line is written before the held request is released; allow the log a moment.
+    let start = Instant::now();
+    while events(&s, "refresh_escalation").is_empty() && start.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let esc = events(&s, "refresh_escalation");
-    assert_eq!(esc.len(), 1, "escalated exactly once for the streak");
+    let trail: Vec<Value> = s
+        .envoy
+        .audit_records()
+        .into_iter()
+        .filter(|a| a["event"].as_str().unwrap().starts_with("refresh"))
+        .collect();
+    assert_eq!(esc.len(), 1, "escalated exactly once for the streak: {trail:#?}");
     assert!(s.envoy.log().lines().any(|l| l.contains("[error]") && l.contains("refresh_escalation")));
     assert_eq!(s.envoy.stat("wasmcustom.tokenguard.refresh.escalations"), Some(1));
     control(&s, json!({"mode": "normal"}));
