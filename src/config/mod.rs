@@ -327,14 +327,13 @@ struct RawEgress {
 impl RawEgress {
     fn validate(self) -> Result<EgressConfig, ConfigError> {
         let f = |name: &str| format!("egress.{name}");
-        for (name, v) in [("cluster", &self.cluster), ("authority", &self.authority)] {
-            if v.is_empty() {
-                return Err(ConfigError::new(f(name), "must not be empty"));
-            }
-        }
-        if !self.path.starts_with('/') {
-            return Err(ConfigError::new(f("path"), "must start with '/'"));
-        }
+        let timeout_ms = check_endpoint(
+            "egress",
+            &self.cluster,
+            &self.authority,
+            &[("path", Some(&self.path))],
+            self.timeout_ms,
+        )?;
         let grant = match self.grant.as_str() {
             "client_credentials" => {
                 if self.client_id.is_none() {
@@ -365,14 +364,7 @@ impl RawEgress {
         if !valid_header_name(&header) {
             return Err(ConfigError::new(f("header"), "is not a valid HTTP header name"));
         }
-        let timeout_ms = self.timeout_ms.unwrap_or(1000);
-        if !(10..=60_000).contains(&timeout_ms) {
-            return Err(ConfigError::new(f("timeout_ms"), "must be between 10 and 60000"));
-        }
-        let window_ratio = self.window_ratio.unwrap_or(0.2);
-        if !(window_ratio > 0.0 && window_ratio <= 1.0) {
-            return Err(ConfigError::new(f("window_ratio"), "must be greater than 0 and at most 1"));
-        }
+        let window_ratio = check_ratio("egress", self.window_ratio)?;
         let wait_ms = self.wait_ms.unwrap_or(2000);
         if wait_ms > 60_000 {
             return Err(ConfigError::new(f("wait_ms"), "must be at most 60000"));
@@ -422,23 +414,12 @@ struct RawFeed {
 impl RawFeed {
     fn validate(self) -> Result<FeedConfig, ConfigError> {
         let f = |name: &str| format!("revocation_feed.{name}");
-        for (name, v) in [("cluster", &self.cluster), ("authority", &self.authority)] {
-            if v.is_empty() {
-                return Err(ConfigError::new(f(name), "must not be empty"));
-            }
-        }
-        for (name, v) in [("path", Some(&self.path)), ("publish_path", self.publish_path.as_ref())] {
-            if v.is_some_and(|p| !p.starts_with('/')) {
-                return Err(ConfigError::new(f(name), "must start with '/'"));
-            }
-        }
+        let paths = [("path", Some(&self.path)), ("publish_path", self.publish_path.as_ref())];
+        let timeout_ms =
+            check_endpoint("revocation_feed", &self.cluster, &self.authority, &paths, self.timeout_ms)?;
         let interval_seconds = self.interval_seconds.unwrap_or(5);
         if !(1..=3600).contains(&interval_seconds) {
             return Err(ConfigError::new(f("interval_seconds"), "must be between 1 and 3600"));
-        }
-        let timeout_ms = self.timeout_ms.unwrap_or(1000);
-        if !(10..=60_000).contains(&timeout_ms) {
-            return Err(ConfigError::new(f("timeout_ms"), "must be between 10 and 60000"));
         }
         if let Some(m) = self.max_staleness_seconds {
             if m < interval_seconds {
@@ -766,22 +747,14 @@ fn decimal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Err
 impl RawRefresh {
     fn validate(self) -> Result<RefreshConfig, ConfigError> {
         let f = |name: &str| format!("refresh.{name}");
-        for (name, v) in [("cluster", &self.cluster), ("authority", &self.authority)] {
-            if v.is_empty() {
-                return Err(ConfigError::new(f(name), "must not be empty"));
-            }
-        }
-        if !self.path.starts_with('/') {
-            return Err(ConfigError::new(f("path"), "must start with '/'"));
-        }
-        let timeout_ms = self.timeout_ms.unwrap_or(1000);
-        if !(10..=60_000).contains(&timeout_ms) {
-            return Err(ConfigError::new(f("timeout_ms"), "must be between 10 and 60000"));
-        }
-        let window_ratio = self.window_ratio.unwrap_or(0.2);
-        if !(window_ratio > 0.0 && window_ratio <= 1.0) {
-            return Err(ConfigError::new(f("window_ratio"), "must be greater than 0 and at most 1"));
-        }
+        let timeout_ms = check_endpoint(
+            "refresh",
+            &self.cluster,
+            &self.authority,
+            &[("path", Some(&self.path))],
+            self.timeout_ms,
+        )?;
+        let window_ratio = check_ratio("refresh", self.window_ratio)?;
         let refresh_token_source = match (self.refresh_token_header, self.refresh_token_cookie) {
             (Some(h), None) if valid_header_name(&h) => {
                 TokenSource::Header { name: h.to_ascii_lowercase(), prefix: String::new() }
@@ -834,6 +807,42 @@ impl RawRefresh {
             escalate_after_failures,
             refresh_expired: self.refresh_expired,
         })
+    }
+}
+
+/// Checks a callout target (`cluster`, `authority`, the paths given) and returns its timeout
+/// (default 1000 ms, 10..=60000).
+fn check_endpoint(
+    section: &str,
+    cluster: &str,
+    authority: &str,
+    paths: &[(&str, Option<&String>)],
+    timeout_ms: Option<u64>,
+) -> Result<u64, ConfigError> {
+    for (name, v) in [("cluster", cluster), ("authority", authority)] {
+        if v.is_empty() {
+            return Err(ConfigError::new(format!("{section}.{name}"), "must not be empty"));
+        }
+    }
+    for (name, v) in paths {
+        if v.is_some_and(|p| !p.starts_with('/')) {
+            return Err(ConfigError::new(format!("{section}.{name}"), "must start with '/'"));
+        }
+    }
+    let timeout_ms = timeout_ms.unwrap_or(1000);
+    if !(10..=60_000).contains(&timeout_ms) {
+        return Err(ConfigError::new(format!("{section}.timeout_ms"), "must be between 10 and 60000"));
+    }
+    Ok(timeout_ms)
+}
+
+/// A refresh window ratio: default 0.2, in (0, 1].
+fn check_ratio(section: &str, ratio: Option<f64>) -> Result<f64, ConfigError> {
+    let ratio = ratio.unwrap_or(0.2);
+    if ratio > 0.0 && ratio <= 1.0 {
+        Ok(ratio)
+    } else {
+        Err(ConfigError::new(format!("{section}.window_ratio"), "must be greater than 0 and at most 1"))
     }
 }
 

@@ -42,29 +42,15 @@ impl std::fmt::Debug for EgressState {
     }
 }
 
-fn put_str(w: &mut Writer, s: &str) {
-    w.u32(s.len() as u32);
-    w.0.extend_from_slice(s.as_bytes());
-}
-
-fn get_str(r: &mut Reader) -> Option<String> {
-    let n = r.u32()? as usize;
-    let mut v = Vec::with_capacity(n.min(64 * 1024));
-    for _ in 0..n {
-        v.push(r.u8()?);
-    }
-    String::from_utf8(v).ok()
-}
-
 impl EgressState {
     pub fn decode(bytes: &[u8]) -> EgressState {
         let mut r = Reader::new(bytes);
         (|| {
             Some(EgressState {
-                access_token: get_str(&mut r)?,
+                access_token: r.long_str()?,
                 expires_at: r.u64()?,
                 fetched_at: r.u64()?,
-                refresh_token: get_str(&mut r)?,
+                refresh_token: r.long_str()?,
                 lease_until: r.u64()?,
                 failures: r.u32()?,
                 next_attempt_at: r.u64()?,
@@ -75,10 +61,10 @@ impl EgressState {
 
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        put_str(&mut w, &self.access_token);
+        w.long_str(&self.access_token);
         w.u64(self.expires_at);
         w.u64(self.fetched_at);
-        put_str(&mut w, &self.refresh_token);
+        w.long_str(&self.refresh_token);
         w.u64(self.lease_until);
         w.u32(self.failures);
         w.u64(self.next_attempt_at);
@@ -129,7 +115,7 @@ pub fn try_lease(
 /// The token request: RFC 6749 §4.4 client credentials, or §6 refresh with the newest
 /// refresh token.
 pub fn build_fetch(cfg: &EgressConfig, st: &EgressState) -> Callout {
-    let mut body = match &cfg.grant {
+    let form = match &cfg.grant {
         EgressGrant::ClientCredentials { scope, audience } => {
             let mut b = "grant_type=client_credentials".to_string();
             if let Some(s) = scope {
@@ -145,27 +131,15 @@ pub fn build_fetch(cfg: &EgressConfig, st: &EgressState) -> Callout {
             format!("grant_type=refresh_token&refresh_token={}", form_encode(rt))
         }
     };
-    let mut headers = vec![
-        (":method".to_string(), "POST".to_string()),
-        (":path".to_string(), cfg.path.clone()),
-        (":authority".to_string(), cfg.authority.clone()),
-        ("content-type".to_string(), "application/x-www-form-urlencoded".to_string()),
-        ("accept".to_string(), "application/json".to_string()),
-    ];
-    match (&cfg.client_id, &cfg.client_secret) {
-        (Some(id), Some(secret)) => {
-            use base64::Engine;
-            let basic = base64::engine::general_purpose::STANDARD.encode(format!(
-                "{}:{}",
-                form_encode(id),
-                form_encode(secret)
-            ));
-            headers.push(("authorization".to_string(), format!("Basic {basic}")));
-        }
-        (Some(id), None) => body.push_str(&format!("&client_id={}", form_encode(id))),
-        _ => {}
-    }
-    Callout { cluster: cfg.cluster.clone(), headers, body: body.into_bytes(), timeout_ms: cfg.timeout_ms }
+    let ep = refresh::TokenEndpoint {
+        cluster: &cfg.cluster,
+        authority: &cfg.authority,
+        path: &cfg.path,
+        timeout_ms: cfg.timeout_ms,
+        client_id: cfg.client_id.as_deref(),
+        client_secret: cfg.client_secret.as_deref(),
+    };
+    refresh::token_request(&ep, form)
 }
 
 /// Applies the token endpoint's answer (or failure) to the shared state; audits and counts.

@@ -45,13 +45,8 @@ impl FeedState {
     pub fn decode(bytes: &[u8]) -> FeedState {
         let mut r = Reader::new(bytes);
         (|| {
-            let n = r.u32()? as usize;
-            let mut cursor = Vec::with_capacity(n.min(1024));
-            for _ in 0..n {
-                cursor.push(r.u8()?);
-            }
             Some(FeedState {
-                cursor: String::from_utf8(cursor).ok()?,
+                cursor: r.long_str()?,
                 last_success: r.u64()?,
                 synced: r.u8()? == 1,
                 lease_until: r.u64()?,
@@ -64,8 +59,7 @@ impl FeedState {
 
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        w.u32(self.cursor.len() as u32);
-        w.0.extend_from_slice(self.cursor.as_bytes());
+        w.long_str(&self.cursor);
         w.u64(self.last_success);
         w.u8(u8::from(self.synced));
         w.u64(self.lease_until);

@@ -68,26 +68,50 @@ pub fn form_encode(s: &str) -> String {
     out
 }
 
-pub fn build_request(cfg: &RefreshConfig, refresh_token: &str) -> Callout {
+/// Where a token request goes and how the client authenticates: shared by refresh (ingress)
+/// and egress.
+pub struct TokenEndpoint<'a> {
+    pub cluster: &'a str,
+    pub authority: &'a str,
+    pub path: &'a str,
+    pub timeout_ms: u64,
+    pub client_id: Option<&'a str>,
+    pub client_secret: Option<&'a str>,
+}
+
+/// A POST of `form` (already encoded, without client credentials) to a token endpoint, with
+/// RFC 6749 §2.3.1 client authentication: id and secret form-encoded, then HTTP Basic; an id
+/// alone (a public client) goes in the body.
+pub fn token_request(ep: &TokenEndpoint, form: String) -> Callout {
     let mut headers = vec![
         (":method".to_string(), "POST".to_string()),
-        (":path".to_string(), cfg.path.clone()),
-        (":authority".to_string(), cfg.authority.clone()),
+        (":path".to_string(), ep.path.to_string()),
+        (":authority".to_string(), ep.authority.to_string()),
         ("content-type".to_string(), "application/x-www-form-urlencoded".to_string()),
         ("accept".to_string(), "application/json".to_string()),
     ];
-    let mut body = format!("grant_type=refresh_token&refresh_token={}", form_encode(refresh_token));
-    match (&cfg.client_id, &cfg.client_secret) {
-        // RFC 6749 §2.3.1: both parts are form-encoded before Basic encoding.
+    let mut body = form;
+    match (ep.client_id, ep.client_secret) {
         (Some(id), Some(secret)) => {
             let basic = STANDARD.encode(format!("{}:{}", form_encode(id), form_encode(secret)));
             headers.push(("authorization".to_string(), format!("Basic {basic}")));
         }
-        // A public client identifies itself in the body.
         (Some(id), None) => body.push_str(&format!("&client_id={}", form_encode(id))),
         _ => {}
     }
-    Callout { cluster: cfg.cluster.clone(), headers, body: body.into_bytes(), timeout_ms: cfg.timeout_ms }
+    Callout { cluster: ep.cluster.to_string(), headers, body: body.into_bytes(), timeout_ms: ep.timeout_ms }
+}
+
+pub fn build_request(cfg: &RefreshConfig, refresh_token: &str) -> Callout {
+    let ep = TokenEndpoint {
+        cluster: &cfg.cluster,
+        authority: &cfg.authority,
+        path: &cfg.path,
+        timeout_ms: cfg.timeout_ms,
+        client_id: cfg.client_id.as_deref(),
+        client_secret: cfg.client_secret.as_deref(),
+    };
+    token_request(&ep, format!("grant_type=refresh_token&refresh_token={}", form_encode(refresh_token)))
 }
 
 /// A successful refresh (RFC 6749 §5.1).

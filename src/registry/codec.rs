@@ -21,6 +21,12 @@ impl Writer {
     pub fn bytes32(&mut self, v: &[u8; 32]) {
         self.0.extend_from_slice(v);
     }
+    /// A string of any length (tokens), u32 length first.
+    pub fn long_str(&mut self, s: &str) {
+        self.u32(s.len() as u32);
+        self.0.extend_from_slice(s.as_bytes());
+    }
+
     /// A string of at most 255 bytes, cut at a character boundary.
     pub fn short_str(&mut self, s: &str) {
         let mut end = s.len().min(255);
@@ -66,6 +72,11 @@ impl<'a> Reader<'a> {
     }
     pub fn short_str(&mut self) -> Option<String> {
         let n = self.u8()? as usize;
+        String::from_utf8(self.take(n)?.to_vec()).ok()
+    }
+
+    pub fn long_str(&mut self) -> Option<String> {
+        let n = self.u32()? as usize;
         String::from_utf8(self.take(n)?.to_vec()).ok()
     }
 }

@@ -24,28 +24,14 @@ pub struct Handoff {
 
 const VERSION: u8 = 1;
 
-fn long_str(w: &mut Writer, s: &str) {
-    w.u32(s.len() as u32);
-    w.0.extend_from_slice(s.as_bytes());
-}
-
-fn read_long_str(r: &mut Reader) -> Option<String> {
-    let n = r.u32()? as usize;
-    let mut out = Vec::with_capacity(n.min(64 * 1024));
-    for _ in 0..n {
-        out.push(r.u8()?);
-    }
-    String::from_utf8(out).ok()
-}
-
 pub fn encode(entries: &[Handoff]) -> Vec<u8> {
     let mut w = Writer::default();
     w.u8(VERSION);
     w.u32(entries.len() as u32);
     for e in entries {
         w.bytes32(&e.old_fp);
-        long_str(&mut w, &e.access_token);
-        long_str(&mut w, e.refresh_token.as_deref().unwrap_or_default());
+        w.long_str(&e.access_token);
+        w.long_str(e.refresh_token.as_deref().unwrap_or_default());
         w.u64(e.until);
     }
     w.0
@@ -66,8 +52,8 @@ pub fn decode(bytes: &[u8]) -> Vec<Handoff> {
         let mut v = Vec::with_capacity(n.min(HANDOFF_SLOTS));
         for _ in 0..n {
             let old_fp = r.bytes32()?;
-            let access_token = read_long_str(&mut r)?;
-            let refresh = read_long_str(&mut r)?;
+            let access_token = r.long_str()?;
+            let refresh = r.long_str()?;
             let until = r.u64()?;
             v.push(Handoff {
                 old_fp,

@@ -2,7 +2,6 @@
 //! the registry), every worker releases the requests it held until the first sync.
 
 use proxy_wasm::hostcalls;
-use std::time::Duration;
 
 use super::Shared;
 use crate::audit::{Event, Record};
@@ -31,15 +30,7 @@ pub fn tick(shared: &Shared, in_flight: Option<(u32, u64)>, now: u64, now_ms: u6
         let lease_until = now.saturating_add(feed.timeout_ms.div_ceil(1000)).saturating_add(1);
         if let Ok(Some(cursor)) = registry.feed_try_lease(now, lease_until) {
             let call = build_poll(feed, &cursor);
-            let headers: Vec<(&str, &str)> =
-                call.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            match hostcalls::dispatch_http_call(
-                &call.cluster,
-                headers,
-                None,
-                vec![],
-                Duration::from_millis(call.timeout_ms),
-            ) {
+            match super::host::dispatch(&call) {
                 Ok(token) => in_flight = Some((token, now_ms.saturating_add(call.timeout_ms))),
                 Err(_) => finish_poll(shared, Err(Failure::DispatchFailed)),
             }

@@ -59,6 +59,19 @@ impl SharedData for EnvoyHost<'_> {
     }
 }
 
+/// Makes a callout; the answer comes back to the context active now. Returns its token.
+pub fn dispatch(call: &crate::refresh::Callout) -> Result<u32, Status> {
+    let headers: Vec<(&str, &str)> = call.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let body = (!call.body.is_empty()).then_some(call.body.as_slice());
+    hostcalls::dispatch_http_call(
+        &call.cluster,
+        headers,
+        body,
+        vec![],
+        std::time::Duration::from_millis(call.timeout_ms),
+    )
+}
+
 pub fn log_error(message: &str) {
     let _ = hostcalls::log(LogLevel::Error, message);
 }

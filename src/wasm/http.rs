@@ -5,7 +5,6 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 use std::rc::Rc;
-use std::time::Duration;
 
 use super::{Outcome, Shared};
 use crate::admin::{self, Route};
@@ -81,12 +80,7 @@ impl Http {
             pending.request_id,
         );
         if let Some(call) = answer.publish {
-            let headers: Vec<(&str, &str)> =
-                call.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            let timeout = Duration::from_millis(call.timeout_ms);
-            if hostcalls::dispatch_http_call(&call.cluster, headers, Some(&call.body), vec![], timeout)
-                .is_ok()
-            {
+            if super::host::dispatch(&call).is_ok() {
                 self.publish_reply = Some(answer.reply);
                 return;
             }
@@ -193,15 +187,7 @@ pub(super) fn check(shared: &Shared, id: u32, resume: bool) -> Action {
 
 fn start_refresh(shared: &Shared, id: u32, plan: PendingRefresh) -> Action {
     let c = &plan.callout;
-    let headers: Vec<(&str, &str)> = c.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let dispatched = hostcalls::dispatch_http_call(
-        &c.cluster,
-        headers,
-        Some(&c.body),
-        vec![],
-        Duration::from_millis(c.timeout_ms),
-    );
-    match dispatched {
+    match super::host::dispatch(c) {
         Ok(_) => {
             // Envoy's own timeout does not fire in every failure (no healthy endpoint), so
             // the root context's tick enforces the deadline too.

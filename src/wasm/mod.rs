@@ -229,10 +229,7 @@ fn egress_tick(shared: &Shared, in_flight: Option<(u32, u64)>, now: u64, now_ms:
     if in_flight.is_none() {
         if let Ok(Some(state)) = crate::egress::try_lease(&host, egress, now) {
             let call = crate::egress::build_fetch(egress, &state);
-            let headers: Vec<(&str, &str)> =
-                call.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            let timeout = Duration::from_millis(call.timeout_ms);
-            match hostcalls::dispatch_http_call(&call.cluster, headers, Some(&call.body), vec![], timeout) {
+            match host::dispatch(&call) {
                 Ok(token) => in_flight = Some((token, now_ms.saturating_add(call.timeout_ms))),
                 Err(_) => crate::egress::complete(egress, &host, Err(Failure::DispatchFailed)),
             }

@@ -96,6 +96,13 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Keys no filter trusts, made once: generating an RSA key per request would take long
+/// enough on a loaded machine to turn a wrong-key answer into a timeout.
+fn other_keys() -> &'static IssuerKeys {
+    static OTHER: std::sync::OnceLock<IssuerKeys> = std::sync::OnceLock::new();
+    OTHER.get_or_init(IssuerKeys::generate)
+}
+
 fn oauth_error(error: &str, description: &str, reason: Option<&str>) -> Response {
     let mut body = json!({"error": error, "error_description": description});
     if let Some(r) = reason {
@@ -316,7 +323,7 @@ impl OAuth {
         let seq = self.seq;
         let ttl = self.control.access_ttl as i64;
         let at = match self.control.mode.as_str() {
-            "wrong_key" => IssuerKeys::generate().sign(
+            "wrong_key" => other_keys().sign(
                 &family.alg,
                 &json!({"iss": issuer, "sub": family.sub, "aud": "api",
                 "iat": n, "exp": n as i64 + ttl, "auth_time": family.auth_time, "sid": entry.family}),
