@@ -12,7 +12,7 @@ CARGO         ?= cargo
 export ENVOY_BIN := $(abspath $(ENVOY))
 export TOKENGUARD_WASM := $(abspath $(WASM))
 
-.PHONY: all run test unit e2e wasm envoy target lint clean
+.PHONY: all run test unit e2e wasm envoy target lint clean fuzz fuzz-smoke soak
 
 all: wasm
 
@@ -47,8 +47,18 @@ unit:
 
 lint: target
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --release --target wasm32-wasip1 -p tokenguard -- -D warnings
+
+## fuzz: every cargo-fuzz target for FUZZ_SECONDS each (default 300), niced, one at a time
+FUZZ_SECONDS ?= 300
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) ./fuzz/run.sh
+
+## fuzz-smoke: the short run CI does (15 s per target); installs cargo-fuzz when missing
+fuzz-smoke:
+	FUZZ_SECONDS=15 ./fuzz/run.sh
 
 clean:
 	$(CARGO) clean
