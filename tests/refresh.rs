@@ -313,3 +313,29 @@ fn issuer_reuse_detection_revokes_the_family() {
     let r = s.client.post(&format!("{}/oauth/token", s.issuer.url()), &[], &body);
     assert_eq!(r.json()["reason"], "absolute_lifetime_exceeded");
 }
+
+/// Revoking a refreshed token also stops the grace-period handoff: a request still carrying
+/// the old token must not be forwarded as the revoked new one.
+#[test]
+fn revoking_the_new_token_stops_its_handoff_during_the_grace() {
+    const ADMIN: &str = "refresh-e2e-admin-token-0123";
+    let s = Stack::start(refresh_config(
+        json!({"grace_seconds": 30}),
+        json!({"admin": {"path_prefix": "/tokenguard/", "token": ADMIN}}),
+    ));
+    let l = login(&s, 20, json!({}));
+    let r = call(&s.client, &s, &l.access, Some(&l.refresh));
+    let new_access = r.header("x-new-access-token").expect("refreshed").to_string();
+    assert_eq!(call(&Client::new(), &s, &l.access, None).status, 200, "handoff during the grace");
+    let body = json!({"token": new_access}).to_string();
+    let revoked = s.client.post(&s.envoy.url("/tokenguard/revoke"), &[("x-admin-token", ADMIN)], &body);
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    for _ in 0..4 {
+        let c = Client::new(); // both workers
+        for token in [&new_access, &l.access] {
+            let r = call(&c, &s, token, None);
+            assert_eq!((r.status, r.json()["error"].clone()), (401, json!("token_revoked")));
+            assert!(r.header("x-new-access-token").is_none());
+        }
+    }
+}
