@@ -60,6 +60,16 @@ fuzz:
 fuzz-smoke:
 	FUZZ_SECONDS=15 ./fuzz/run.sh
 
+## soak: Envoy + issuer + upstream on loopback under load with token churn, refreshes and
+## revocations for SOAK_SECONDS (default 120), niced; writes SOAK_REPORT, fails on any 5xx,
+## lost revocation, Wasm VM failure or unbounded memory growth
+SOAK_SECONDS ?= 120
+SOAK_REPORT  ?= .run/soak.md
+soak: wasm envoy
+	@mkdir -p .run $(dir $(SOAK_REPORT))
+	$(CARGO) build --release -p tokenguard-harness --bin tg-soak
+	SOAK_SECONDS=$(SOAK_SECONDS) SOAK_REPORT=$(SOAK_REPORT) nice -n 19 target/release/tg-soak
+
 clean:
 	$(CARGO) clean
 	rm -rf $(VENV)

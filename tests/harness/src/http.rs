@@ -63,11 +63,22 @@ impl Client {
     }
 
     pub fn post(&self, url: &str, headers: &[(&str, &str)], body: &str) -> Response {
+        self.try_post(url, headers, body).unwrap_or_else(|| panic!("POST {url} failed"))
+    }
+
+    /// `None` when no HTTP answer came.
+    pub fn try_post(&self, url: &str, headers: &[(&str, &str)], body: &str) -> Option<Response> {
         let mut req = self.agent.post(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        convert(req.send(body.as_bytes()).unwrap_or_else(|e| panic!("POST {url}: {e}")))
+        match req.send(body.as_bytes()) {
+            Ok(r) => Some(convert(r)),
+            Err(e) => {
+                eprintln!("POST {url}: {e}");
+                None
+            }
+        }
     }
 }
 

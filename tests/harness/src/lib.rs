@@ -7,6 +7,7 @@ pub mod issuer;
 pub mod keys;
 pub mod oauth;
 pub mod server;
+pub mod soak;
 pub mod stack;
 pub mod upstream;
 
