@@ -182,11 +182,11 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
     };
     let revoked = known.as_ref().is_some_and(|r| r.state == State::Revoked);
     match is_revoked(host, worker, &registry, &facts, now) {
-        Ok(false) if !revoked => {}
-        Ok(_) => {
+        Some(false) if !revoked => {}
+        Some(_) => {
             return reject(Rejection::new(RejectCode::TokenRevoked, "token has been revoked"), Some(claims))
         }
-        Err(deny) => return deny,
+        None => return unavailable(),
     }
 
     if let Some(old) = known.as_ref().filter(|r| r.state == State::Superseded) {
@@ -210,14 +210,14 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
                 iat: new_claims.as_ref().and_then(|c| c.iat),
             };
             match is_revoked(host, worker, &registry, &new_facts, now) {
-                Ok(false) => {}
-                Ok(true) => {
+                Some(false) => {}
+                Some(true) => {
                     return reject(
                         Rejection::new(RejectCode::TokenRevoked, "the token's replacement has been revoked"),
                         Some(claims),
                     )
                 }
-                Err(deny) => return deny,
+                None => return unavailable(),
             }
             host.count(Counter::Accepted);
             host.count(Counter::RefreshHandoff);
@@ -290,22 +290,27 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
     Verdict::Forward { expires_in: cfg.expires_in_header.as_ref().map(|_| life.remaining_s), swap: None }
 }
 
-/// Whether a revocation covers the token. `Err` carries the 503 to answer when the shared
-/// revocation set cannot be read: refusing is then the only safe answer.
+/// Whether a revocation covers the token. `None` when the shared revocation set cannot be
+/// read (logged here): the caller must then refuse, with `unavailable()`.
 fn is_revoked(
     host: &impl Host,
     worker: &Worker,
     registry: &Registry<'_, impl Host>,
     facts: &TokenFacts,
     now: u64,
-) -> Result<bool, Verdict> {
+) -> Option<bool> {
     match worker.revocations.try_borrow_mut().map(|mut c| c.check(registry, facts, now)) {
-        Ok(Ok(found)) => Ok(found.is_some()),
+        Ok(Ok(found)) => Some(found.is_some()),
         Ok(Err(_)) | Err(_) => {
             host.log(crate::host::Level::Error, "tokenguard: revocation state unreadable; refusing requests");
-            Err(Verdict::Deny(reject::unavailable_response("revocation state unavailable")))
+            None
         }
     }
+}
+
+/// The answer when revocations cannot be checked: refusing is the only safe one.
+fn unavailable() -> Verdict {
+    Verdict::Deny(reject::unavailable_response("revocation state unavailable"))
 }
 
 /// A fresh registry record for a verified token.

@@ -339,3 +339,40 @@ fn revoking_the_new_token_stops_its_handoff_during_the_grace() {
         }
     }
 }
+
+/// While one request waits on a slow token endpoint, every other request (valid tokens not
+/// yet due, on any worker) is served at once: a refresh holds only its own request.
+#[test]
+fn valid_tokens_keep_flowing_while_a_refresh_waits_on_a_slow_issuer() {
+    let s = Stack::start(refresh_config(json!({"timeout_ms": 3000}), json!({})));
+    let due = login(&s, 20, json!({}));
+    let fresh = login(&s, 300, json!({}));
+    control(&s, json!({"delay_ms": 6000}));
+    let started = Instant::now();
+    let held = {
+        let (url, auth, rt) = (s.envoy.url("/api"), format!("Bearer {}", due.access), due.refresh.clone());
+        std::thread::spawn(move || {
+            let r = Client::new()
+                .get(&url, &[("authorization", auth.as_str()), ("x-refresh-token", rt.as_str())]);
+            (r.status, Instant::now())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200)); // the refresh call is under way
+    let flowing: Vec<_> = (0..20)
+        .map(|_| {
+            let (url, auth) = (s.envoy.url("/api"), format!("Bearer {}", fresh.access));
+            std::thread::spawn(move || {
+                (Client::new().get(&url, &[("authorization", auth.as_str())]).status, Instant::now())
+            })
+        })
+        .collect();
+    let done: Vec<(u16, Instant)> = flowing.into_iter().map(|h| h.join().unwrap()).collect();
+    let (held_status, held_done) = held.join().unwrap();
+    assert_eq!(held_status, 200, "the held request goes on with its old token");
+    assert!(held_done - started < Duration::from_millis(3000 + 1500), "held past the timeout");
+    for (status, at) in done {
+        assert_eq!(status, 200);
+        assert!(at < held_done, "a request with a valid token waited behind the refresh");
+    }
+    control(&s, json!({"delay_ms": 0}));
+}

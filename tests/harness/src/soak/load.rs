@@ -131,7 +131,7 @@ pub fn client(id: u64, shared: &Shared, url: &str, issuer_url: &str, sessions: u
     while !shared.stop.load(Ordering::SeqCst) {
         sent_count += 1;
         // A new connection now and then, so requests spread over Envoy's workers.
-        if sent_count % 40 == 0 {
+        if sent_count.is_multiple_of(40) {
             envoy = Client::new();
         }
         // 2%: a new sign-in replaces a session (token churn).
