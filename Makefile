@@ -20,7 +20,7 @@ export ENVOY_VERSION LOCAL_ENVOY_IMAGE
 compose-images compose-up compose-test: export ENVOY_IMAGE ?= $(LOCAL_ENVOY_IMAGE)
 
 .PHONY: all run test unit e2e wasm envoy target lint clean bench harness \
-	compose-images compose-up compose-down compose-test
+	compose-images compose-up compose-down compose-test fuzz fuzz-smoke soak
 
 all: wasm
 
@@ -82,8 +82,28 @@ unit:
 
 lint: target
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --release --target wasm32-wasip1 -p tokenguard -- -D warnings
+
+## fuzz: every cargo-fuzz target for FUZZ_SECONDS each (default 300), niced, one at a time
+FUZZ_SECONDS ?= 300
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) ./fuzz/run.sh
+
+## fuzz-smoke: the short run CI does (15 s per target); installs cargo-fuzz when missing
+fuzz-smoke:
+	FUZZ_SECONDS=15 ./fuzz/run.sh
+
+## soak: Envoy + issuer + upstream on loopback under load with token churn, refreshes and
+## revocations for SOAK_SECONDS (default 120), niced; writes SOAK_REPORT, fails on any 5xx,
+## lost revocation, Wasm VM failure or unbounded memory growth
+SOAK_SECONDS ?= 120
+SOAK_REPORT  ?= .run/soak.md
+soak: wasm envoy
+	@mkdir -p .run $(dir $(SOAK_REPORT))
+	$(CARGO) build --release -p tokenguard-harness --bin tg-soak
+	SOAK_SECONDS=$(SOAK_SECONDS) SOAK_REPORT=$(SOAK_REPORT) nice -n 19 target/release/tg-soak
 
 clean:
 	$(CARGO) clean

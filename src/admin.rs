@@ -134,45 +134,57 @@ struct RevokeRequest {
     token: Option<String>,
 }
 
+/// What a revoke request names, parsed from its body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RevokeTarget {
+    pub target: Target,
+    /// How the answer and the audit line show the target (a token only by fingerprint).
+    pub shown: Value,
+    /// For `{"token": ...}`: the token's fingerprint, to mark its registry record.
+    pub fingerprint: Option<Fingerprint>,
+    /// What the revocation feed calls the target: the value, or for a token the hex of its
+    /// full SHA-256 (never the token itself).
+    pub feed_value: String,
+}
+
+/// Parses a revoke body: a JSON object with exactly one non-empty key of `jti`, `sub`, `sid`,
+/// `token`. The error is the `error_description` of the 400. Pure, so it can be fuzzed.
+pub fn parse_revoke_body(body: &[u8]) -> Result<RevokeTarget, &'static str> {
+    let req: RevokeRequest = serde_json::from_slice(body)
+        .map_err(|_| "body must be a JSON object with one of jti, sub, sid, token")?;
+    let one = |kind, v: String| RevokeTarget {
+        target: Target::new(kind, &v),
+        shown: json!({ kind.as_str(): v }),
+        fingerprint: None,
+        feed_value: v,
+    };
+    Ok(match (req.jti, req.sub, req.sid, req.token) {
+        (Some(v), None, None, None) if !v.is_empty() => one(Kind::Jti, v),
+        (None, Some(v), None, None) if !v.is_empty() => one(Kind::Sub, v),
+        (None, None, Some(v), None) if !v.is_empty() => one(Kind::Sid, v),
+        (None, None, None, Some(t)) if !t.is_empty() => {
+            // The token itself is never echoed or logged: only its fingerprint.
+            let fp = Fingerprint::of(&t);
+            RevokeTarget {
+                target: Target::hashed(Kind::Token, fp.0),
+                shown: json!({"token": fp.short()}),
+                fingerprint: Some(fp),
+                feed_value: fp.0.iter().map(|b| format!("{b:02x}")).collect(),
+            }
+        }
+        _ => return Err("give exactly one non-empty key: jti, sub, sid or token"),
+    })
+}
+
 fn revoke(cfg: &Config, host: &impl Host, body: &[u8], request_id: Option<String>) -> AdminAnswer {
     let now = host.now();
-    let req: RevokeRequest = match serde_json::from_slice(body) {
-        Ok(r) => r,
-        Err(_) => {
-            return error(
-                400,
-                "invalid_request",
-                "body must be a JSON object with one of jti, sub, sid, token",
-            )
-            .into()
-        }
+    let RevokeTarget { target, shown, fingerprint, feed_value } = match parse_revoke_body(body) {
+        Ok(t) => t,
+        Err(why) => return error(400, "invalid_request", why).into(),
     };
     let retention = cfg.revocation_retention_seconds();
     let until = now.saturating_add(retention);
     let registry = Registry::new(host, layout(cfg));
-    // `feed_value` is what the revocation feed calls the target (the token's full SHA-256
-    // in hex for a token: never the token itself).
-    let (target, shown, fingerprint, feed_value) = match (req.jti, req.sub, req.sid, req.token) {
-        (Some(v), None, None, None) if !v.is_empty() => {
-            (Target::new(Kind::Jti, &v), json!({"jti": v}), None, v)
-        }
-        (None, Some(v), None, None) if !v.is_empty() => {
-            (Target::new(Kind::Sub, &v), json!({"sub": v}), None, v)
-        }
-        (None, None, Some(v), None) if !v.is_empty() => {
-            (Target::new(Kind::Sid, &v), json!({"sid": v}), None, v)
-        }
-        (None, None, None, Some(t)) if !t.is_empty() => {
-            // The token itself is never echoed or logged: only its fingerprint.
-            let fp = Fingerprint::of(&t);
-            let hex: String = fp.0.iter().map(|b| format!("{b:02x}")).collect();
-            (Target::hashed(Kind::Token, fp.0), json!({"token": fp.short()}), Some(fp), hex)
-        }
-        _ => {
-            return error(400, "invalid_request", "give exactly one non-empty key: jti, sub, sid or token")
-                .into()
-        }
-    };
     let rev = Revocation { target, revoked_at: now, until };
     match registry.revoke(rev, now) {
         Ok(()) => {}
@@ -239,6 +251,29 @@ mod tests {
         assert!(constant_time_eq(b"secret-admin-token", b"secret-admin-token"));
         assert!(!constant_time_eq(b"secret-admin-token", b"secret-admin-tokeN"));
         assert!(!constant_time_eq(b"secret", b"secret-admin-token"));
+    }
+
+    #[test]
+    fn revoke_bodies() {
+        let t = parse_revoke_body(br#"{"sub":"alice"}"#).unwrap();
+        assert_eq!(
+            (t.target, t.shown, t.fingerprint),
+            (Target::new(Kind::Sub, "alice"), json!({"sub": "alice"}), None)
+        );
+        let t = parse_revoke_body(br#"{"token":"a.b.c"}"#).unwrap();
+        assert_eq!(t.shown, json!({"token": Fingerprint::of("a.b.c").short()}));
+        assert_eq!(t.target, Target::hashed(Kind::Token, Fingerprint::of("a.b.c").0));
+        for bad in [
+            &br#"{"sub":""}"#[..],
+            br#"{"sub":"a","jti":"b"}"#,
+            br#"{"user":"a"}"#,
+            b"{}",
+            b"[]",
+            b"",
+            b"\xff",
+        ] {
+            assert!(parse_revoke_body(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]

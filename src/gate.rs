@@ -225,16 +225,12 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
         iat: claims.iat,
     };
     let revoked = known.as_ref().is_some_and(|r| r.state == State::Revoked);
-    match worker.revocations.try_borrow_mut().map(|mut c| c.check(&registry, &facts, now)) {
-        Ok(Ok(None)) if !revoked => {}
-        Ok(Ok(_)) => {
+    match is_revoked(host, worker, &registry, &facts, now) {
+        Some(false) if !revoked => {}
+        Some(_) => {
             return reject(Rejection::new(RejectCode::TokenRevoked, "token has been revoked"), Some(claims))
         }
-        Ok(Err(_)) | Err(_) => {
-            // The revocation set cannot be read: refusing is the only safe answer.
-            host.log(crate::host::Level::Error, "tokenguard: revocation state unreadable; refusing requests");
-            return Verdict::Deny(reject::unavailable_response("revocation state unavailable"));
-        }
+        None => return unavailable(),
     }
 
     if let Some(old) = known.as_ref().filter(|r| r.state == State::Superseded) {
@@ -246,10 +242,30 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
             );
         }
         if let Some(h) = registry.handoff(&fingerprint.0, now) {
+            // The replacement may have been revoked since (by its jti, or as a token): handing
+            // it on would let a revoked token through under the old one's name.
+            let new_claims = token::decode(&h.access_token).ok().map(|d| d.claims);
+            let new_fp = Fingerprint::of(&h.access_token);
+            let new_facts = TokenFacts {
+                fp: &new_fp.0,
+                jti: new_claims.as_ref().and_then(|c| c.jti.as_deref()),
+                sub: new_claims.as_ref().and_then(|c| c.sub.as_deref()),
+                sid: new_claims.as_ref().and_then(|c| c.sid.as_deref()),
+                iat: new_claims.as_ref().and_then(|c| c.iat),
+            };
+            match is_revoked(host, worker, &registry, &new_facts, now) {
+                Some(false) => {}
+                Some(true) => {
+                    return reject(
+                        Rejection::new(RejectCode::TokenRevoked, "the token's replacement has been revoked"),
+                        Some(claims),
+                    )
+                }
+                None => return unavailable(),
+            }
             host.count(Counter::Accepted);
             host.count(Counter::RefreshHandoff);
-            let expires_in =
-                token::decode(&h.access_token).ok().and_then(|d| d.claims.exp).map(|e| e.saturating_sub(now));
+            let expires_in = new_claims.and_then(|c| c.exp).map(|e| e.saturating_sub(now));
             return Verdict::Forward {
                 expires_in: cfg.expires_in_header.as_ref().and(expires_in),
                 swap: Some(Swap { access_token: h.access_token, refresh_token: h.refresh_token }),
@@ -316,6 +332,29 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
         return Verdict::Refresh(plan);
     }
     Verdict::Forward { expires_in: cfg.expires_in_header.as_ref().map(|_| life.remaining_s), swap: None }
+}
+
+/// Whether a revocation covers the token. `None` when the shared revocation set cannot be
+/// read (logged here): the caller must then refuse, with `unavailable()`.
+fn is_revoked(
+    host: &impl Host,
+    worker: &Worker,
+    registry: &Registry<'_, impl Host>,
+    facts: &TokenFacts,
+    now: u64,
+) -> Option<bool> {
+    match worker.revocations.try_borrow_mut().map(|mut c| c.check(registry, facts, now)) {
+        Ok(Ok(found)) => Some(found.is_some()),
+        Ok(Err(_)) | Err(_) => {
+            host.log(crate::host::Level::Error, "tokenguard: revocation state unreadable; refusing requests");
+            None
+        }
+    }
+}
+
+/// The answer when revocations cannot be checked: refusing is the only safe one.
+fn unavailable() -> Verdict {
+    Verdict::Deny(reject::unavailable_response("revocation state unavailable"))
 }
 
 /// A fresh registry record for a verified token.

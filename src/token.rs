@@ -16,6 +16,10 @@ use crate::reject::{RejectCode, Rejection};
 /// the bound keeps a hostile header from costing more than a bounded decode.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
+/// Longest header segment (base64url characters) jwt-simple verifies; refusing longer ones
+/// here gives the precise reason instead of an opaque verifier error.
+pub const MAX_HEADER_SEGMENT_BYTES: usize = 8192;
+
 /// The latest NumericDate accepted (9999-12-31T23:59:59Z). Larger values are nonsense, and
 /// bounding them keeps all time arithmetic far from overflow.
 pub const MAX_NUMERIC_DATE: u64 = 253_402_300_799;
@@ -79,6 +83,9 @@ pub fn decode(token: &str) -> Result<Decoded, Rejection> {
     if h.is_empty() || c.is_empty() || s.is_empty() {
         return Err(malformed("token has an empty segment"));
     }
+    if h.len() > MAX_HEADER_SEGMENT_BYTES {
+        return Err(malformed("header too long"));
+    }
     let header_bytes = b64(h, "header")?;
     let claim_bytes = b64(c, "claims")?;
     b64(s, "signature")?;
@@ -123,6 +130,30 @@ fn parse_header(obj: &Map<String, Value>) -> Result<Header, Rejection> {
         Some(_) => return Err(malformed("header kid is not a string")),
     };
     // `jku`, `x5u`, `jwk` and `x5c` are ignored on purpose: keys come only from configuration.
+    // They are still type-checked, like every member jwt-simple reads, because jwt-simple
+    // refuses a header it cannot parse and its refusal cannot be told from a broken token
+    // (a `jwk` *object*, standard in RFC 7515, is such a header: jwt-simple wants a string).
+    for name in ["typ", "cty", "jku", "jwk", "x5u", "x5t", "x5t#S256"] {
+        if !matches!(obj.get(name), None | Some(Value::Null) | Some(Value::String(_))) {
+            return Err(malformed(&format!("header {name} is not a string")));
+        }
+    }
+    match obj.get("x5c") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
+        Some(_) => return Err(malformed("header x5c is not a list of strings")),
+    }
+    // RFC 7519 §5.1 and RFC 9068: `JWT`, or a media type ending in `+jwt` (`at+jwt`).
+    if let Some(Value::String(typ)) = obj.get("typ") {
+        let t = typ.to_ascii_uppercase();
+        if t != "JWT" && !t.ends_with("+JWT") {
+            return Err(malformed("header typ is not JWT"));
+        }
+    }
+    // jwt-simple's salted-HMAC extension: no standard issuer emits it, and we never salt.
+    if !matches!(obj.get("salt"), None | Some(Value::Null)) {
+        return Err(malformed("header salt is not supported"));
+    }
     Ok(Header { alg, kid })
 }
 
@@ -135,7 +166,7 @@ fn parse_claims(all: Map<String, Value>) -> Result<Claims, Rejection> {
         }
     };
     let aud = match all.get("aud") {
-        None | Some(Value::Null) => Vec::new(),
+        None => Vec::new(),
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(items)) => items
             .iter()
@@ -153,11 +184,21 @@ fn parse_claims(all: Map<String, Value>) -> Result<Claims, Rejection> {
         jti: string("jti")?,
         sid: string("sid")?,
         aud,
-        exp: numeric_date(&all, "exp")?,
-        nbf: numeric_date(&all, "nbf")?,
-        iat: numeric_date(&all, "iat")?,
+        exp: registered_date(&all, "exp")?,
+        nbf: registered_date(&all, "nbf")?,
+        iat: registered_date(&all, "iat")?,
         all,
     })
+}
+
+/// `exp`, `nbf` and `iat`: absent or a NumericDate. An explicit null is refused: it is no
+/// NumericDate, and jwt-simple refuses it too (after the signature check, where its refusal
+/// could not be told apart from a broken token).
+fn registered_date(all: &Map<String, Value>, name: &str) -> Result<Option<u64>, Rejection> {
+    if all.get(name).is_some_and(Value::is_null) {
+        return Err(malformed(&format!("claim {name} is not a number")));
+    }
+    numeric_date(all, name)
 }
 
 /// RFC 7519 NumericDate, restricted to non-negative integers up to `MAX_NUMERIC_DATE`.
@@ -283,6 +324,40 @@ mod tests {
             "header lists critical extensions we do not support"
         );
         assert_eq!(code(&tok(r#"{"kid":"x"}"#, "{}")), "header has no alg");
+    }
+
+    #[test]
+    fn refuses_header_members_jwt_simple_cannot_read() {
+        let c = r#"{"exp":1}"#;
+        assert_eq!(
+            code(&tok(r#"{"alg":"HS256","jwk":{"kty":"oct","k":"AA"}}"#, c)),
+            "header jwk is not a string"
+        );
+        assert_eq!(code(&tok(r#"{"alg":"HS256","jku":7}"#, c)), "header jku is not a string");
+        assert_eq!(code(&tok(r#"{"alg":"HS256","x5t#S256":[]}"#, c)), "header x5t#S256 is not a string");
+        assert_eq!(code(&tok(r#"{"alg":"HS256","x5c":[1]}"#, c)), "header x5c is not a list of strings");
+        assert_eq!(code(&tok(r#"{"alg":"HS256","typ":"JOSE"}"#, c)), "header typ is not JWT");
+        assert_eq!(code(&tok(r#"{"alg":"HS256","salt":"AAAA"}"#, c)), "header salt is not supported");
+        let long = format!(r#"{{"alg":"HS256","x":"{}"}}"#, "a".repeat(MAX_HEADER_SEGMENT_BYTES));
+        assert_eq!(code(&tok(&long, c)), "header too long");
+        // What jwt-simple reads fine passes: typ JWT or *+jwt, string URLs, null members.
+        for h in [
+            r#"{"alg":"HS256","typ":"at+jwt","jku":"https://x","x5u":null,"x5c":["AA"]}"#,
+            r#"{"alg":"HS256","typ":"jwt","cty":"JWT","jwk":"not-an-object"}"#,
+        ] {
+            assert!(decode(&tok(h, c)).is_ok(), "{h}");
+        }
+    }
+
+    #[test]
+    fn refuses_null_registered_claims() {
+        let h = r#"{"alg":"HS256"}"#;
+        assert_eq!(code(&tok(h, r#"{"exp":null}"#)), "claim exp is not a number");
+        assert_eq!(code(&tok(h, r#"{"iat":null}"#)), "claim iat is not a number");
+        assert_eq!(code(&tok(h, r#"{"aud":null}"#)), "claim aud is not a string or an array of strings");
+        // Other nulls are absences, as jwt-simple reads them too.
+        let d = decode(&tok(h, r#"{"sub":null,"jti":null,"auth_time":null}"#)).unwrap();
+        assert_eq!((d.claims.numeric_date("auth_time").unwrap(), d.claims.sub), (None, None));
     }
 
     #[test]

@@ -324,3 +324,66 @@ fn issuer_reuse_detection_revokes_the_family() {
     let r = s.client.post(&format!("{}/oauth/token", s.issuer.url()), &[], &body);
     assert_eq!(r.json()["reason"], "absolute_lifetime_exceeded");
 }
+
+/// Revoking a refreshed token also stops the grace-period handoff: a request still carrying
+/// the old token must not be forwarded as the revoked new one.
+#[test]
+fn revoking_the_new_token_stops_its_handoff_during_the_grace() {
+    const ADMIN: &str = "refresh-e2e-admin-token-0123";
+    let s = Stack::start(refresh_config(
+        json!({"grace_seconds": 30}),
+        json!({"admin": {"path_prefix": "/tokenguard/", "token": ADMIN}}),
+    ));
+    let l = login(&s, 20, json!({}));
+    let r = call(&s.client, &s, &l.access, Some(&l.refresh));
+    let new_access = r.header("x-new-access-token").expect("refreshed").to_string();
+    assert_eq!(call(&Client::new(), &s, &l.access, None).status, 200, "handoff during the grace");
+    let body = json!({"token": new_access}).to_string();
+    let revoked = s.client.post(&s.envoy.url("/tokenguard/revoke"), &[("x-admin-token", ADMIN)], &body);
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    for _ in 0..4 {
+        let c = Client::new(); // both workers
+        for token in [&new_access, &l.access] {
+            let r = call(&c, &s, token, None);
+            assert_eq!((r.status, r.json()["error"].clone()), (401, json!("token_revoked")));
+            assert!(r.header("x-new-access-token").is_none());
+        }
+    }
+}
+
+/// While one request waits on a slow token endpoint, every other request (valid tokens not
+/// yet due, on any worker) is served at once: a refresh holds only its own request.
+#[test]
+fn valid_tokens_keep_flowing_while_a_refresh_waits_on_a_slow_issuer() {
+    let s = Stack::start(refresh_config(json!({"timeout_ms": 3000}), json!({})));
+    let due = login(&s, 20, json!({}));
+    let fresh = login(&s, 300, json!({}));
+    control(&s, json!({"delay_ms": 6000}));
+    let started = Instant::now();
+    let held = {
+        let (url, auth, rt) = (s.envoy.url("/api"), format!("Bearer {}", due.access), due.refresh.clone());
+        std::thread::spawn(move || {
+            let r = Client::new()
+                .get(&url, &[("authorization", auth.as_str()), ("x-refresh-token", rt.as_str())]);
+            (r.status, Instant::now())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200)); // the refresh call is under way
+    let flowing: Vec<_> = (0..20)
+        .map(|_| {
+            let (url, auth) = (s.envoy.url("/api"), format!("Bearer {}", fresh.access));
+            std::thread::spawn(move || {
+                (Client::new().get(&url, &[("authorization", auth.as_str())]).status, Instant::now())
+            })
+        })
+        .collect();
+    let done: Vec<(u16, Instant)> = flowing.into_iter().map(|h| h.join().unwrap()).collect();
+    let (held_status, held_done) = held.join().unwrap();
+    assert_eq!(held_status, 200, "the held request goes on with its old token");
+    assert!(held_done - started < Duration::from_millis(3000 + 1500), "held past the timeout");
+    for (status, at) in done {
+        assert_eq!(status, 200);
+        assert!(at < held_done, "a request with a valid token waited behind the refresh");
+    }
+    control(&s, json!({"delay_ms": 0}));
+}

@@ -334,3 +334,32 @@ fn a_failed_refresh_backs_off_and_keeps_the_old_token() {
     assert_eq!(failed.0, Level::Warn);
     assert!(failed.1["reason"].as_str().unwrap().starts_with("timeout"));
 }
+
+/// Found while designing the soak's lost-revocation check: revoking a refreshed token (by its jti or as a token) must also stop
+/// the grace-period handoff that forwards the old token as the new one.
+#[test]
+fn a_revoked_replacement_is_not_handed_off_during_the_grace() {
+    use crate::registry::revocation::{Kind, Revocation, Target};
+    let cfg = refresh_cfg();
+    let w = Worker::default();
+    for target in ["jti", "token"] {
+        let host = FakeHost::at(NOW);
+        let old = mint("ES256", json!({"iat": NOW - 10, "exp": NOW + 30}));
+        let Verdict::Refresh(plan) = run_rt(&cfg, &host, &w, &old) else { panic!("no refresh started") };
+        let new = mint("ES256", json!({"iat": NOW, "exp": NOW + 600, "jti": "new"}));
+        let body = json!({"access_token": new, "token_type": "Bearer", "expires_in": 600});
+        complete_refresh(&cfg, &host, &plan, Ok((Some(200), body.to_string().into_bytes())));
+        assert!(matches!(run_rt(&cfg, &host, &w, &old), Verdict::Forward { swap: Some(_), .. }));
+        let t = match target {
+            "jti" => Target::new(Kind::Jti, "new"),
+            _ => Target::hashed(Kind::Token, Fingerprint::of(&new).0),
+        };
+        let reg = Registry::new(&host, layout(&cfg));
+        reg.revoke(Revocation { target: t, revoked_at: NOW, until: NOW + 600 }, NOW).unwrap();
+        let Verdict::Deny(r) = run_rt(&cfg, &host, &w, &new) else { panic!("{target}: new token accepted") };
+        assert!(r.body.contains("token_revoked"));
+        let v = run_rt(&cfg, &host, &w, &old);
+        let Verdict::Deny(r) = v else { panic!("{target}: the revoked replacement was handed off: {v:?}") };
+        assert!(r.body.contains("token_revoked"), "{}", r.body);
+    }
+}

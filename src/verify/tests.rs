@@ -169,3 +169,37 @@ fn every_rejection_code_except_revocation_is_reachable() {
         }
     }
 }
+
+/// Found by the hostile-token e2e tests: validly signed tokens that jwt-simple refused for a
+/// reason `token::decode` had let through came out as an opaque "refused by the signature
+/// verifier". Each now gets decode's precise reason, before any signature work.
+#[test]
+fn decode_refuses_everything_jwt_simple_would_so_reasons_stay_precise() {
+    let c = claims(json!({})).to_string();
+    let cases = [
+        (
+            raw(r#"{"alg":"HS256","kid":"hs-1","jwk":{"kty":"oct","k":"AA"}}"#, &c),
+            "header jwk is not a string",
+        ),
+        (raw(r#"{"alg":"HS256","kid":"hs-1","typ":"JOSE"}"#, &c), "header typ is not JWT"),
+        (raw(r#"{"alg":"HS256","kid":"hs-1","salt":"AAAA"}"#, &c), "header salt is not supported"),
+        (raw(r#"{"alg":"HS256","kid":"hs-1","x5c":[{}]}"#, &c), "header x5c is not a list of strings"),
+        (
+            raw(r#"{"alg":"HS256","kid":"hs-1"}"#, &c.replacen("\"exp\":", "\"exp\":null,\"was\":", 1)),
+            "claim exp is not a number",
+        ),
+        (
+            raw(r#"{"alg":"HS256","kid":"hs-1"}"#, &c.replacen("\"aud\":", "\"aud\":null,\"was\":", 1)),
+            "claim aud is not a string or an array of strings",
+        ),
+    ];
+    let cfg = config(json!({}));
+    for (token, why) in cases {
+        let r = validate(&cfg, &token, NOW).err().expect("refused");
+        assert_eq!((r.code, r.description.as_str()), (MalformedToken, why));
+    }
+    // The same headers with acceptable values verify.
+    let ok =
+        raw(r#"{"alg":"HS256","kid":"hs-1","typ":"at+jwt","jku":"https://evil.test/jwks","x5c":["AA"]}"#, &c);
+    assert!(validate(&cfg, &ok, NOW).is_ok());
+}

@@ -330,6 +330,40 @@ impl Envoy {
     }
 }
 
+impl Envoy {
+    /// Envoy's own Wasm samples (`envoy_wasm_*` in Prometheus form), by name.
+    pub fn wasm_stats(&self) -> Vec<(String, u64)> {
+        self.prometheus()
+            .lines()
+            .filter(|l| l.starts_with("envoy_wasm_"))
+            .filter_map(|l| {
+                let (name, value) = l.split_once(' ')?;
+                Some((name.trim_end_matches("{}").to_string(), value.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// Panics unless Envoy reports no Wasm VM failure: every `envoy_wasm_*` sample naming a
+    /// failure or a reload is 0 (with `FAIL_RELOAD` a crashed VM is reloaded and counted),
+    /// and no VM was created since `created_before` (see `wasm_vms_created`).
+    pub fn assert_wasm_healthy(&self, created_before: u64) {
+        let stats = self.wasm_stats();
+        assert!(!stats.is_empty(), "Envoy reports no envoy_wasm_* stats");
+        let bad: Vec<&(String, u64)> =
+            stats.iter().filter(|(n, v)| *v > 0 && (n.contains("fail") || n.contains("reload"))).collect();
+        assert!(bad.is_empty(), "Wasm VM failures: {bad:?}");
+        assert_eq!(self.wasm_vms_created(), created_before, "a Wasm VM was created (reloaded) meanwhile");
+    }
+
+    /// How many Wasm VMs Envoy created so far (a reload after a crash creates one more).
+    pub fn wasm_vms_created(&self) -> u64 {
+        self.wasm_stats()
+            .into_iter()
+            .find(|(n, _)| n.starts_with("envoy_wasm_envoy_wasm_runtime_") && n.ends_with("_created"))
+            .map_or(0, |(_, v)| v)
+    }
+}
+
 pub fn audit_records(log: &str) -> Vec<Value> {
     log.lines()
         .filter_map(|l| l.split_once("audit {").map(|(_, rest)| format!("{{{rest}")))

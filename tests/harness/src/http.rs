@@ -1,5 +1,7 @@
 //! A small blocking HTTP client for scenarios: every status is returned, never raised.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -61,11 +63,22 @@ impl Client {
     }
 
     pub fn post(&self, url: &str, headers: &[(&str, &str)], body: &str) -> Response {
+        self.try_post(url, headers, body).unwrap_or_else(|| panic!("POST {url} failed"))
+    }
+
+    /// `None` when no HTTP answer came.
+    pub fn try_post(&self, url: &str, headers: &[(&str, &str)], body: &str) -> Option<Response> {
         let mut req = self.agent.post(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        convert(req.send(body.as_bytes()).unwrap_or_else(|e| panic!("POST {url}: {e}")))
+        match req.send(body.as_bytes()) {
+            Ok(r) => Some(convert(r)),
+            Err(e) => {
+                eprintln!("POST {url}: {e}");
+                None
+            }
+        }
     }
 }
 
@@ -78,4 +91,33 @@ fn convert(mut resp: ureq::http::Response<ureq::Body>) -> Response {
         .collect();
     let body = resp.body_mut().read_to_string().unwrap_or_default();
     Response { status, headers, body }
+}
+
+/// Sends `request` exactly as given (any bytes, including ones no HTTP library would put in
+/// a header) on a fresh connection and reads the answer until the server closes it. The
+/// request should carry `connection: close`.
+pub fn raw_exchange(port: u16, request: &[u8]) -> Response {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+    stream.write_all(request).expect("write request");
+    let mut wire = Vec::new();
+    let _ = stream.read_to_end(&mut wire);
+    parse_response(&wire).unwrap_or_else(|| panic!("no HTTP answer: {:?}", String::from_utf8_lossy(&wire)))
+}
+
+/// An HTTP/1.1 answer with a content-length body (what Envoy's local replies are).
+fn parse_response(wire: &[u8]) -> Option<Response> {
+    let split = wire.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&wire[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = wire[split + 4..].to_vec();
+    if let Some(len) = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()) {
+        body.truncate(len);
+    }
+    Some(Response { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
 }

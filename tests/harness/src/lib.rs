@@ -10,6 +10,7 @@ pub mod oauth;
 pub mod profile;
 pub mod scenarios;
 pub mod server;
+pub mod soak;
 pub mod stack;
 pub mod target;
 pub mod upstream;

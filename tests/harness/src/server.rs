@@ -130,18 +130,24 @@ fn serve(stream: TcpStream, handler: Handler) {
     let _ = writer.shutdown(Shutdown::Both);
 }
 
-fn read_request(r: &mut BufReader<TcpStream>) -> Option<Request> {
-    let mut line = String::new();
-    if r.read_line(&mut line).ok()? == 0 {
+/// One line, lossily decoded: header values may hold bytes that are not UTF-8 (obs-text),
+/// and Envoy forwards them as they came.
+fn read_line(r: &mut BufReader<TcpStream>) -> Option<String> {
+    let mut raw = Vec::new();
+    if r.read_until(b'\n', &mut raw).ok()? == 0 {
         return None;
     }
+    Some(String::from_utf8_lossy(&raw).into_owned())
+}
+
+fn read_request(r: &mut BufReader<TcpStream>) -> Option<Request> {
+    let line = read_line(r)?;
     let mut parts = line.split_whitespace();
     let method = parts.next()?.to_string();
     let target = parts.next()?.to_string();
     let mut headers = Vec::new();
     loop {
-        let mut h = String::new();
-        r.read_line(&mut h).ok()?;
+        let h = read_line(r)?;
         let h = h.trim_end();
         if h.is_empty() {
             break;
@@ -155,8 +161,7 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<Request> {
     let mut body = Vec::new();
     if find("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
         loop {
-            let mut size = String::new();
-            r.read_line(&mut size).ok()?;
+            let size = read_line(r)?;
             let n = usize::from_str_radix(size.trim().split(';').next()?, 16).ok()?;
             let mut chunk = vec![0; n + 2];
             r.read_exact(&mut chunk).ok()?;
