@@ -548,7 +548,7 @@ fn non_utf8_and_control_bytes_are_refused_not_crashed_on() {
     // A refused token with a non-UTF-8 request id: the audit line stays valid JSON.
     let r = raw_get(&s, &[&bearer_line(b"x.y.z"), b"x-request-id: req-\xff\xfe-1"]);
     assert_refused("non-UTF-8 request id", &r, "malformed_token").unwrap();
-    assert_eq!(s.audits_for("x.y.z").len(), 1, "the audit line is still one valid JSON record");
+    assert_eq!(s.target().audits_for("x.y.z").len(), 1, "the audit line is still one valid JSON record");
     // NUL is refused by Envoy's HTTP codec before any filter runs (a 400); a bare CR reaches
     // the filter as part of the value.
     let r = raw_get(&s, &[&bearer_line(b"abc\x00def")]);
