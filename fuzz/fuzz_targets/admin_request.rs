@@ -17,7 +17,9 @@ fuzz_target!(|data: &[u8]| {
     let cfg = header_config();
     let Some(admin_cfg) = &cfg.admin else { return };
     let host = FakeHost::at(NOW);
-    let reply = admin::handle(cfg, admin_cfg, &host, Route::Revoke, Some(ADMIN_TOKEN), data, None);
+    let answer = admin::handle(cfg, admin_cfg, &host, Route::Revoke, Some(ADMIN_TOKEN), data, None);
+    assert!(answer.publish.is_none(), "no revocation feed configured, nothing to publish");
+    let reply = answer.reply;
     assert!(matches!(reply.status, 200 | 400 | 413), "{} {}", reply.status, reply.body);
     assert_eq!(reply.status == 200, parsed.is_ok());
     // A plain token of 20+ characters cannot occur by chance in an answer or audit line.
@@ -34,6 +36,6 @@ fuzz_target!(|data: &[u8]| {
     let _ = admin::route(admin_cfg, "POST", &text);
     let _ = admin::route(admin_cfg, "GET", &format!("/tokenguard/{text}"));
     assert_eq!(admin::authorized(admin_cfg, Some(&text)), text == ADMIN_TOKEN);
-    let denied = admin::handle(cfg, admin_cfg, &host, Route::Stats, Some(&text), &[], None);
+    let denied = admin::handle(cfg, admin_cfg, &host, Route::Stats, Some(&text), &[], None).reply;
     assert_eq!(denied.status == 401, text != ADMIN_TOKEN);
 });
