@@ -296,6 +296,14 @@ impl Envoy {
         }
     }
 
+    /// Envoy's resident memory (VmRSS, bytes), from /proc: this includes the Wasm VMs' linear
+    /// memory, which Envoy's own `server.memory_allocated` does not count.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let kb = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?;
+        kb.parse::<u64>().ok().map(|k| k * 1024)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }

@@ -6,7 +6,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::Shared;
 use crate::http::{Client, Response};
@@ -128,14 +128,17 @@ pub fn client(id: u64, shared: &Shared, url: &str, issuer_url: &str, sessions: u
         (0..sessions).filter_map(|_| login(&issuer, issuer_url, &mut rng, shared)).collect();
     let mut envoy = Client::new();
     let mut sent_count = 0u64;
+    let mut last_signin = Instant::now();
     while !shared.stop.load(Ordering::SeqCst) {
         sent_count += 1;
         // A new connection now and then, so requests spread over Envoy's workers.
         if sent_count.is_multiple_of(40) {
             envoy = Client::new();
         }
-        // 2%: a new sign-in replaces a session (token churn).
-        if !pool.is_empty() && rng.below(50) == 0 {
+        // Every 5 s a new sign-in replaces a session (token churn): a session then lives
+        // about 40 s, long enough to be refreshed a few times.
+        if !pool.is_empty() && last_signin.elapsed() >= Duration::from_secs(5) {
+            last_signin = Instant::now();
             let i = rng.below(pool.len() as u64) as usize;
             if let Some(s) = login(&issuer, issuer_url, &mut rng, shared) {
                 pool[i] = s;

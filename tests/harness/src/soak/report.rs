@@ -13,6 +13,8 @@ pub struct Sample {
     /// Envoy's `server.memory_allocated` and `server.memory_heap_size` (bytes).
     pub allocated: u64,
     pub heap: u64,
+    /// The whole process (includes the Wasm VMs' linear memory).
+    pub rss: u64,
     /// The filter's shared data (from its admin stats endpoint).
     pub shared_bytes: u64,
     pub tracked_tokens: u64,
@@ -29,6 +31,7 @@ pub(crate) fn sample(stack: &Stack, shared: &Shared, admin_url: &str) -> Sample 
         t_s: shared.started.elapsed().as_secs(),
         allocated: stack.envoy.stat("server.memory_allocated").unwrap_or(0),
         heap: stack.envoy.stat("server.memory_heap_size").unwrap_or(0),
+        rss: stack.envoy.rss_bytes().unwrap_or(0),
         shared_bytes: stats["shared_data"]["bytes"].as_u64().unwrap_or(0),
         tracked_tokens: stats["tracked_tokens"].as_u64().unwrap_or(0),
         revocations: stats["revocations"].as_u64().unwrap_or(0),
@@ -52,24 +55,35 @@ fn mean(xs: &[u64]) -> f64 {
 /// Memory after warm-up (the first quarter of the run: the registry filling, V8 growing its
 /// heaps) must level off: the mean of the last third of the remaining samples may exceed
 /// the mean of the first third by at most 10% + 4 MiB. Steady growth fails this long
-/// before it matters; GC sawtooth does not.
-fn memory_verdict(samples: &[Sample], seconds: u64) -> (String, Option<String>) {
-    let steady: Vec<u64> = samples.iter().filter(|s| s.t_s * 4 >= seconds).map(|s| s.allocated).collect();
-    if steady.len() < 6 {
-        return ("too few samples to judge".into(), Some("memory: too few samples after warm-up".into()));
+/// before it matters; GC sawtooth does not. Judged for Envoy's own allocations and for the
+/// whole process (which includes the Wasm VMs' linear memory).
+fn memory_verdict(samples: &[Sample], seconds: u64) -> (String, Vec<String>) {
+    let mut lines = Vec::new();
+    let mut fails = Vec::new();
+    for (what, get) in
+        [("memory_allocated", (|s: &Sample| s.allocated) as fn(&Sample) -> u64), ("RSS", |s: &Sample| s.rss)]
+    {
+        let steady: Vec<u64> = samples.iter().filter(|s| s.t_s * 4 >= seconds).map(get).collect();
+        if steady.len() < 6 {
+            fails.push(format!("{what}: too few samples after warm-up to judge"));
+            continue;
+        }
+        let third = steady.len() / 3;
+        let (first, last) = (mean(&steady[..third]), mean(&steady[steady.len() - third..]));
+        let allowed = first * 1.10 + 4.0 * 1024.0 * 1024.0;
+        let line = format!(
+            "{what} after warm-up: first third {:.1} MiB, last third {:.1} MiB ({:+.1} MiB; limit {:.1} MiB)",
+            first / 1048576.0,
+            last / 1048576.0,
+            (last - first) / 1048576.0,
+            allowed / 1048576.0
+        );
+        if last > allowed {
+            fails.push(format!("memory grew: {line}"));
+        }
+        lines.push(line);
     }
-    let third = steady.len() / 3;
-    let (first, last) = (mean(&steady[..third]), mean(&steady[steady.len() - third..]));
-    let allowed = first * 1.10 + 4.0 * 1024.0 * 1024.0;
-    let line = format!(
-        "after warm-up: first third {:.1} MiB, last third {:.1} MiB ({:+.1} MiB; limit {:.1} MiB)",
-        first / 1048576.0,
-        last / 1048576.0,
-        (last - first) / 1048576.0,
-        allowed / 1048576.0
-    );
-    let fail = (last > allowed).then(|| format!("memory grew: {line}"));
-    (line, fail)
+    (lines.join("; "), fails)
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -101,7 +115,7 @@ impl Report {
         let vms_now = stack.envoy.wasm_vms_created();
         let mut lat = c.latencies_us.clone();
         lat.sort_unstable();
-        let (mem_line, mem_fail) = memory_verdict(&samples, settings.seconds);
+        let (mem_line, mem_fails) = memory_verdict(&samples, settings.seconds);
 
         let mut failures = Vec::new();
         if c.server_errors > 0 {
@@ -119,7 +133,7 @@ impl Report {
         if c.revocations == 0 || c.refreshed == 0 {
             failures.push("the run did no revocation or no refresh: it proves nothing".into());
         }
-        failures.extend(mem_fail);
+        failures.extend(mem_fails);
 
         let mut t = String::new();
         let _ = writeln!(t, "# tokenguard soak: {} s\n", settings.seconds);
@@ -186,16 +200,17 @@ impl Report {
             let _ = writeln!(t, "| {k} | {v} |");
         }
         let _ = writeln!(t, "\n## Envoy memory and the filter's shared data over time\n");
-        let _ = writeln!(t, "| t (s) | requests | memory_allocated (MiB) | heap_size (MiB) | shared data (KiB) | tracked tokens | revocations in force |");
-        let _ = writeln!(t, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        let _ = writeln!(t, "| t (s) | requests | memory_allocated (MiB) | heap_size (MiB) | RSS (MiB) | shared data (KiB) | tracked tokens | revocations in force |");
+        let _ = writeln!(t, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         for s in &samples {
             let _ = writeln!(
                 t,
-                "| {} | {} | {:.1} | {:.1} | {:.1} | {} | {} |",
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
                 s.t_s,
                 s.requests,
                 mib(s.allocated),
                 mib(s.heap),
+                mib(s.rss),
                 s.shared_bytes as f64 / 1024.0,
                 s.tracked_tokens,
                 s.revocations
