@@ -60,6 +60,14 @@ impl TokenRecord {
         RECORD_FIXED_BYTES + self.sub.len().min(255) + self.jti.len().min(255) + self.sid.len().min(255)
     }
 
+    /// More than a verification cache: a superseded or revoked token, or a refresh lease or
+    /// backoff in force. Losing it changes what the filter does, not only what it costs.
+    pub fn carries_state(&self, now: u64) -> bool {
+        matches!(self.state, State::Superseded | State::Revoked)
+            || self.refresh_lease_until > now
+            || self.refresh_retry_at > now
+    }
+
     fn write(&self, w: &mut Writer) {
         w.bytes32(&self.fp);
         w.u64(self.exp);
@@ -154,7 +162,13 @@ impl Bucket {
     }
 
     /// Inserts `rec`, making room when the bucket holds `slots` records: first by sweeping,
-    /// then by evicting the records that expire first. Returns the evicted (still live) ones.
+    /// then by evicting plain cache entries before records that carry state, and among
+    /// those the one that expires first. Returns the evicted (still live) ones.
+    ///
+    /// Why the preference: tokens due for a refresh are by definition the ones that expire
+    /// first, and evicting their records under churn lost a superseded token's retirement
+    /// (it was then accepted after its grace) and the refresh backoff (the soak saw five
+    /// times more calls to a failing token endpoint). A cache entry costs only a re-check.
     pub fn insert(&mut self, rec: TokenRecord, slots: usize, now: u64, retain: u64) -> Vec<TokenRecord> {
         if let Some(existing) = self.find_mut(&rec.fp) {
             *existing = rec;
@@ -165,7 +179,8 @@ impl Bucket {
             self.sweep(now, retain);
         }
         while self.records.len() >= slots.max(1) {
-            let Some(idx) = self.records.iter().enumerate().min_by_key(|(_, r)| r.exp).map(|(i, _)| i) else {
+            let victim = self.records.iter().enumerate().min_by_key(|(_, r)| (r.carries_state(now), r.exp));
+            let Some(idx) = victim.map(|(i, _)| i) else {
                 break;
             };
             evicted.push(self.records.swap_remove(idx));
@@ -233,5 +248,28 @@ mod tests {
         // Re-inserting an existing token updates it in place.
         assert!(b.insert(rec(2, 300), 2, 250, 0).is_empty());
         assert_eq!(b.records.len(), 2);
+    }
+
+    #[test]
+    fn eviction_spares_records_that_carry_state() {
+        let mut b = Bucket::default();
+        let superseded = TokenRecord { state: State::Superseded, superseded_at: 40, ..rec(1, 100) };
+        let backing_off = TokenRecord { refresh_retry_at: 60, ..rec(2, 110) };
+        b.insert(superseded, 3, 50, 0);
+        b.insert(backing_off, 3, 50, 0);
+        b.insert(rec(3, 500), 3, 50, 0);
+        // Full: the plain entry goes, although both others expire sooner.
+        let ev = b.insert(rec(4, 600), 3, 50, 0);
+        assert_eq!(ev.iter().map(|r| r.fp[0]).collect::<Vec<_>>(), vec![3]);
+        // Once the backoff is over, that record is a plain entry again.
+        let ev = b.insert(rec(5, 700), 3, 61, 0);
+        assert_eq!(ev.iter().map(|r| r.fp[0]).collect::<Vec<_>>(), vec![2]);
+        // When everything carries state, memory still wins: the soonest-expiring goes.
+        let mut full = Bucket::default();
+        for n in 1..=2 {
+            full.insert(TokenRecord { state: State::Revoked, ..rec(n, 100 * u64::from(n)) }, 2, 50, 0);
+        }
+        let ev = full.insert(TokenRecord { state: State::Revoked, ..rec(3, 300) }, 2, 50, 0);
+        assert_eq!(ev.iter().map(|r| r.fp[0]).collect::<Vec<_>>(), vec![1]);
     }
 }

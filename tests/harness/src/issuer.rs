@@ -118,6 +118,10 @@ impl Issuer {
         });
         let st = state.clone();
         let server = Server::start(addr, Arc::new(move |req: &Request| route(&st, req)));
+        // Generated ahead, off the request path (see `oauth::wrong_keys`).
+        std::thread::spawn(|| {
+            crate::oauth::wrong_keys();
+        });
         Issuer { port: server.port, _server: server, state }
     }
 

@@ -96,11 +96,11 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Keys no filter trusts, made once: generating an RSA key per request would take long
-/// enough on a loaded machine to turn a wrong-key answer into a timeout.
-fn other_keys() -> &'static IssuerKeys {
-    static OTHER: std::sync::OnceLock<IssuerKeys> = std::sync::OnceLock::new();
-    OTHER.get_or_init(IssuerKeys::generate)
+/// Another issuer's keys, generated once: generating an RSA key per call took longer than
+/// a refresh timeout on a loaded machine, turning "wrong key" into "timeout".
+pub fn wrong_keys() -> &'static IssuerKeys {
+    static KEYS: std::sync::OnceLock<IssuerKeys> = std::sync::OnceLock::new();
+    KEYS.get_or_init(IssuerKeys::generate)
 }
 
 fn oauth_error(error: &str, description: &str, reason: Option<&str>) -> Response {
@@ -323,7 +323,7 @@ impl OAuth {
         let seq = self.seq;
         let ttl = self.control.access_ttl as i64;
         let at = match self.control.mode.as_str() {
-            "wrong_key" => other_keys().sign(
+            "wrong_key" => wrong_keys().sign(
                 &family.alg,
                 &json!({"iss": issuer, "sub": family.sub, "aud": "api",
                 "iat": n, "exp": n as i64 + ttl, "auth_time": family.auth_time, "sid": entry.family}),

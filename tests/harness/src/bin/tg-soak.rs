@@ -20,6 +20,7 @@ fn main() {
         sessions_per_client: env("SOAK_SESSIONS", d.sessions_per_client as u64) as usize,
         sample_seconds: env("SOAK_SAMPLE_SECONDS", d.sample_seconds),
         issuer_outages: env("SOAK_ISSUER_OUTAGES", 1) == 1,
+        registry_capacity: env("SOAK_REGISTRY_CAPACITY", d.registry_capacity),
     };
     eprintln!("tg-soak: {settings:?}");
     let report = run(&settings);

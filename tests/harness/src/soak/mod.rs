@@ -33,23 +33,32 @@ pub struct Settings {
     pub sample_seconds: u64,
     /// Every minute the issuer fails for a few seconds (refreshes then fail and back off).
     pub issuer_outages: bool,
+    /// `registry.capacity`: small enough by default that token churn keeps evicting.
+    pub registry_capacity: u64,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { seconds: 120, clients: 4, sessions_per_client: 8, sample_seconds: 5, issuer_outages: true }
+        Settings {
+            seconds: 120,
+            clients: 4,
+            sessions_per_client: 8,
+            sample_seconds: 5,
+            issuer_outages: true,
+            registry_capacity: 1000,
+        }
     }
 }
 
 /// The plugin configuration under soak: refresh, admin API, and a registry small enough
 /// that token churn keeps evicting; short token lifetimes so revocations expire and are
 /// swept within a run.
-pub fn plugin_extra() -> Value {
+pub fn plugin_extra(registry_capacity: u64) -> Value {
     json!({
         "clock_skew_seconds": 5,
         "max_token_lifetime_seconds": 120,
         "near_expiry_warning_seconds": 15,
-        "registry": {"capacity": 1000, "max_revocations": 5000},
+        "registry": {"capacity": registry_capacity, "max_revocations": 5000},
         "admin": {"path_prefix": "/tokenguard/", "token": ADMIN_TOKEN},
         "refresh": {
             "cluster": "issuer", "authority": "issuer.test", "path": "/oauth/token",
@@ -72,7 +81,7 @@ pub(crate) struct Shared {
 }
 
 pub fn run(settings: &Settings) -> Report {
-    let stack = Stack::start(plugin_extra());
+    let stack = Stack::start(plugin_extra(settings.registry_capacity));
     let issuer = stack.issuer.url();
     // Refreshed tokens live 40 s: due 10 s after issue (window 30 s), so every session is
     // refreshed every ten seconds or so.

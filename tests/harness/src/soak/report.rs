@@ -141,8 +141,11 @@ impl Report {
             t,
             "Envoy 1.40.0 (2 workers) with the filter, the test issuer and upstream on 127.0.0.1; \
              {} client threads x {} signed-in sessions, niced; issuer outages (5 s of 500s each \
-             minute): {}. Configuration: `tokenguard_harness::soak::plugin_extra()`.\n",
-            settings.clients, settings.sessions_per_client, settings.issuer_outages
+             minute): {}. Configuration: `tokenguard_harness::soak::plugin_extra({})`.\n",
+            settings.clients,
+            settings.sessions_per_client,
+            settings.issuer_outages,
+            settings.registry_capacity
         );
         let _ = writeln!(
             t,
