@@ -17,6 +17,7 @@ use crate::reject::{self, DenyResponse, RejectCode, Rejection};
 use crate::token::{self, Claims, Fingerprint};
 use crate::verify;
 
+mod accepted;
 mod refreshing;
 pub use refreshing::{complete as complete_refresh, PendingRefresh};
 
@@ -92,6 +93,8 @@ pub struct Worker {
     pub revocations: RefCell<RevocationCache>,
     /// The revocation feed has been loaded (a process never goes back to unsynced).
     pub feed_synced: std::cell::Cell<bool>,
+    /// Tokens this worker accepted a moment ago: the hot path (see `accepted`).
+    pub accepted: RefCell<accepted::AcceptedCache>,
 }
 
 /// The registry layout a configuration asks for.
@@ -160,6 +163,10 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
         host.count(Counter::MissingToken);
         return Verdict::Deny(reject::missing_token_response(&cfg.realm));
     };
+    let registry = Registry::new(host, layout(cfg));
+    if let Some(verdict) = accepted_again(cfg, host, worker, &registry, token, now, req) {
+        return verdict;
+    }
     let fingerprint = Fingerprint::of(token);
     let with_request = |mut r: Record| {
         r.request_id = req.meta.request_id();
@@ -185,7 +192,6 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
         Ok(d) => d,
         Err(rejection) => return reject(rejection, None),
     };
-    let registry = Registry::new(host, layout(cfg));
     let known = registry.lookup(&fingerprint.0);
     // Same bytes (same SHA-256) verified under the same configuration: the signature holds.
     let cached = known.as_ref().is_some_and(|r| r.config_gen == cfg.generation);
@@ -196,25 +202,8 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
     };
     let claims = &auth.decoded.claims;
 
-    if let Some(feed) = &cfg.revocation_feed {
-        if !worker.feed_synced.get() || feed.max_staleness_seconds.is_some() {
-            let state = registry.feed_state();
-            if !state.synced {
-                // Trusting the registry before the feed is loaded could let a revoked token
-                // through after a restart.
-                return Verdict::Hold {
-                    wait_ms: feed.startup_wait_ms,
-                    reason: crate::egress::HoldReason::RevocationFeed,
-                };
-            }
-            worker.feed_synced.set(true);
-            if let Some(max) = feed.max_staleness_seconds {
-                if state.age(now).is_none_or(|age| age > max) {
-                    host.count(Counter::FeedStale);
-                    return Verdict::Deny(reject::unavailable_response("revocation data is stale"));
-                }
-            }
-        }
+    if let Some(v) = feed_gate(cfg, host, worker, &registry, now) {
+        return v;
     }
 
     let facts = TokenFacts {
@@ -305,10 +294,12 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
         r.config_gen != cfg.generation
             || now.saturating_sub(r.last_seen) >= crate::registry::LAST_SEEN_GRANULARITY_S
     });
+    let mut recorded = !stale;
     if stale || (due_warning && !already_warned) {
         let rec = record_for(cfg, &fingerprint, claims, life.exp, now);
         match registry.remember(rec, due_warning, now) {
             Ok(done) => {
+                recorded = true;
                 if done.warned_now {
                     host.count(Counter::NearExpiryWarning);
                     emit(host, record(Event::NearExpiry));
@@ -331,7 +322,134 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
     if let Some(plan) = refreshing::start(cfg, host, &registry, req, &fingerprint, claims, Some(life)) {
         return Verdict::Refresh(plan);
     }
+    let plain = known.as_ref().is_none_or(|r| !matches!(r.state, State::Superseded | State::Revoked));
+    if recorded && plain {
+        let last_seen = known.as_ref().filter(|_| !stale).map_or(now, |r| r.last_seen);
+        remember_accepted(cfg, worker, token, fingerprint, claims, life, last_seen, now);
+    }
     Verdict::Forward { expires_in: cfg.expires_in_header.as_ref().map(|_| life.remaining_s), swap: None }
+}
+
+/// The revocation feed's say before anything is trusted: hold until a fresh process has
+/// loaded it, and refuse on stale data when the operator asked for that.
+fn feed_gate(
+    cfg: &Config,
+    host: &impl Host,
+    worker: &Worker,
+    registry: &Registry<'_, impl Host>,
+    now: u64,
+) -> Option<Verdict> {
+    let feed = cfg.revocation_feed.as_ref()?;
+    if worker.feed_synced.get() && feed.max_staleness_seconds.is_none() {
+        return None;
+    }
+    let state = registry.feed_state();
+    if !state.synced {
+        // Trusting the registry before the feed is loaded could let a revoked token
+        // through after a restart.
+        return Some(Verdict::Hold {
+            wait_ms: feed.startup_wait_ms,
+            reason: crate::egress::HoldReason::RevocationFeed,
+        });
+    }
+    worker.feed_synced.set(true);
+    let max = feed.max_staleness_seconds?;
+    if state.age(now).is_none_or(|age| age > max) {
+        host.count(Counter::FeedStale);
+        return Some(Verdict::Deny(reject::unavailable_response("revocation data is stale")));
+    }
+    None
+}
+
+/// The hot path: a token this worker accepted a moment ago, when nothing that could change
+/// the answer has changed (see `accepted`). `None` sends the request down the full path,
+/// which also produces every refusal.
+fn accepted_again(
+    cfg: &Config,
+    host: &impl Host,
+    worker: &Worker,
+    registry: &Registry<'_, impl Host>,
+    token: &str,
+    now: u64,
+    req: &Request,
+) -> Option<Verdict> {
+    let cache = worker.accepted.try_borrow().ok()?;
+    let entry = cache.get(token)?;
+    if let Some(v) = feed_gate(cfg, host, worker, registry, now) {
+        return Some(v);
+    }
+    let not_revoked = worker
+        .revocations
+        .try_borrow_mut()
+        .ok()
+        .and_then(|mut c| c.check_targets(registry, &entry.targets, &entry.facts(), now).ok())
+        .is_some_and(|found| found.is_none());
+    let epoch = worker.revocations.try_borrow().ok().and_then(|r| r.epoch());
+    if !not_revoked || !epoch.is_some_and(|e| entry.fresh(cfg.generation, now, e)) {
+        drop(cache);
+        if let Ok(mut c) = worker.accepted.try_borrow_mut() {
+            c.forget(token);
+        }
+        return None;
+    }
+    host.count(Counter::RegistryHit);
+    host.count(Counter::Accepted);
+    let remaining_s = entry.exp.saturating_sub(now);
+    if cfg.log_accepted {
+        let mut r = Record::new(Event::TokenAccepted, now);
+        r.token = Some(entry.fingerprint.short());
+        r.sub = entry.sub.clone();
+        r.jti = entry.jti.clone();
+        r.exp = Some(entry.exp);
+        r.remaining_s = Some(remaining_s);
+        r.request_id = req.meta.request_id();
+        r.path = req.meta.path();
+        emit(host, r);
+    }
+    Some(Verdict::Forward { expires_in: cfg.expires_in_header.as_ref().map(|_| remaining_s), swap: None })
+}
+
+/// Remembers a token the full path has just accepted, until the first moment the full path
+/// could answer differently: the near-expiry warning, the refresh window, the session
+/// limit, or the registry's next `last_seen` update.
+#[allow(clippy::too_many_arguments)]
+fn remember_accepted(
+    cfg: &Config,
+    worker: &Worker,
+    token: &str,
+    fingerprint: Fingerprint,
+    claims: &Claims,
+    life: verify::Lifetime,
+    last_seen: u64,
+    now: u64,
+) {
+    let Some(epoch) = worker.revocations.try_borrow().ok().and_then(|r| r.epoch()) else { return };
+    let mut until = life.exp.saturating_sub(cfg.near_expiry_warning_seconds);
+    if let Some(r) = &cfg.refresh {
+        until = until.min(life.exp.saturating_sub(crate::refresh::window_seconds(r, life.exp, claims.iat)));
+    }
+    if let Some(ends) = life.session_ends {
+        until = until.min(ends);
+    }
+    until = until.min(last_seen.saturating_add(crate::registry::LAST_SEEN_GRANULARITY_S));
+    let entry = accepted::Entry {
+        config_gen: cfg.generation,
+        fingerprint,
+        sub: claims.sub.clone(),
+        jti: claims.jti.clone(),
+        sid: claims.sid.clone(),
+        iat: claims.iat,
+        exp: life.exp,
+        accepted_at: now,
+        // One second of margin: the full path's own boundaries are inclusive.
+        fresh_until: until.saturating_sub(1),
+        revocation_epoch: epoch,
+        targets: Vec::new(),
+    }
+    .with_targets();
+    if let Ok(mut c) = worker.accepted.try_borrow_mut() {
+        c.remember(token, entry);
+    }
 }
 
 /// Whether a revocation covers the token. `None` when the shared revocation set cannot be

@@ -363,3 +363,76 @@ fn a_revoked_replacement_is_not_handed_off_during_the_grace() {
         assert!(r.body.contains("token_revoked"), "{}", r.body);
     }
 }
+
+/// The worker's hot path answers exactly as the full path would: same verdicts, counters
+/// and audit lines, and it gives way whenever time or a revocation could change the answer.
+#[test]
+fn the_hot_path_gives_way_to_time_and_revocations() {
+    use crate::registry::revocation::{Kind, Revocation, Target};
+    let cfg = config(json!({"near_expiry_warning_seconds": 60, "audit": {"log_accepted": true},
+        "session": {"max_lifetime_seconds": 3600, "start_claim": "auth_time"}}));
+    let host = FakeHost::at(NOW);
+    let w = Worker::default();
+    let t = mint("ES256", json!({"exp": NOW + 300, "auth_time": NOW - 3400, "jti": "hot"}));
+    for _ in 0..3 {
+        assert!(matches!(run(&cfg, &host, &w, Some(&bearer(&t))), Verdict::Forward { .. }));
+    }
+    assert_eq!(w.accepted.borrow().len(), 1, "remembered after the first acceptance");
+    assert_eq!(host.value(Counter::SignatureVerified), Some(1));
+    assert_eq!(host.value(Counter::RegistryHit), Some(2));
+    assert_eq!(host.value(Counter::Accepted), Some(3));
+    let accepted: Vec<Value> =
+        host.audits().into_iter().map(|(_, a)| a).filter(|a| a["event"] == "token_accepted").collect();
+    assert_eq!(accepted.len(), 3, "log_accepted holds on the hot path too");
+    assert_eq!(accepted[2]["jti"], "hot");
+    assert_eq!(accepted[2]["request_id"], "rid-1");
+
+    // The session limit (NOW + 200) comes before the warning (exp - 60 = NOW + 240).
+    host.now.set(NOW + 199);
+    assert!(matches!(run(&cfg, &host, &w, Some(&bearer(&t))), Verdict::Forward { .. }));
+    host.now.set(NOW + 200);
+    let Verdict::Deny(r) = run(&cfg, &host, &w, Some(&bearer(&t))) else { panic!("session outlived") };
+    assert!(r.body.contains("session_expired"), "{}", r.body);
+
+    // A revocation anywhere in the process ends the hot path for the token it names.
+    host.now.set(NOW);
+    let u = mint("ES256", json!({"exp": NOW + 300, "auth_time": NOW, "jti": "u1"}));
+    run(&cfg, &host, &w, Some(&bearer(&u)));
+    assert!(matches!(run(&cfg, &host, &w, Some(&bearer(&u))), Verdict::Forward { .. }));
+    let reg = Registry::new(&host, layout(&cfg));
+    reg.revoke(Revocation { target: Target::new(Kind::Jti, "u1"), revoked_at: NOW, until: NOW + 600 }, NOW)
+        .unwrap();
+    let Verdict::Deny(r) = run(&cfg, &host, &w, Some(&bearer(&u))) else { panic!("revoked token forwarded") };
+    assert!(r.body.contains("token_revoked"));
+    assert!(w.accepted.borrow().get(&u).is_none(), "forgotten once refused");
+}
+
+#[test]
+fn the_hot_path_warns_once_when_the_token_nears_expiry() {
+    let cfg = config(json!({"near_expiry_warning_seconds": 60}));
+    let host = FakeHost::at(NOW);
+    let w = Worker::default();
+    let t = mint("HS256", json!({"exp": NOW + 300}));
+    for at in [NOW, NOW + 100, NOW + 239, NOW + 240, NOW + 241, NOW + 299] {
+        host.now.set(at);
+        assert!(matches!(run(&cfg, &host, &w, Some(&bearer(&t))), Verdict::Forward { .. }), "at {at}");
+    }
+    assert_eq!(host.value(Counter::NearExpiryWarning), Some(1));
+    host.now.set(NOW + 300);
+    let Verdict::Deny(r) = run(&cfg, &host, &w, Some(&bearer(&t))) else { panic!("expired token forwarded") };
+    assert!(r.body.contains("token_expired"));
+}
+
+#[test]
+fn an_altered_token_never_matches_the_hot_path() {
+    let cfg = config(json!({}));
+    let host = FakeHost::at(NOW);
+    let w = Worker::default();
+    let t = mint("HS256", json!({}));
+    run(&cfg, &host, &w, Some(&bearer(&t)));
+    let mut forged = t.clone();
+    forged.pop();
+    forged.push(if t.ends_with('A') { 'B' } else { 'A' });
+    let Verdict::Deny(r) = run(&cfg, &host, &w, Some(&bearer(&forged))) else { panic!("forgery forwarded") };
+    assert!(r.body.contains("invalid_signature") || r.body.contains("malformed_token"), "{}", r.body);
+}

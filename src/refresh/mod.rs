@@ -21,14 +21,24 @@ pub const MAX_BACKOFF_SECONDS: u64 = 60;
 /// applies.
 pub fn is_due(cfg: &RefreshConfig, exp: u64, iat: Option<u64>, now: u64) -> bool {
     let remaining = exp.saturating_sub(now);
-    let window = match iat {
+    (remaining as f64) <= window(cfg, exp, iat)
+}
+
+fn window(cfg: &RefreshConfig, exp: u64, iat: Option<u64>) -> f64 {
+    match iat {
         Some(iat) => {
             let ratio_window = cfg.window_ratio * exp.saturating_sub(iat) as f64;
             (cfg.window_seconds as f64).min(ratio_window)
         }
         None => cfg.window_seconds as f64,
-    };
-    (remaining as f64) <= window
+    }
+}
+
+/// The refresh window in whole seconds, rounded up: a token is never due while more than
+/// this is left.
+pub fn window_seconds(cfg: &RefreshConfig, exp: u64, iat: Option<u64>) -> u64 {
+    // `as` saturates for floats (NaN gives 0); the window is at most `window_seconds`.
+    window(cfg, exp, iat).max(0.0).ceil() as u64
 }
 
 /// 5 s after the first failure, doubling, at most a minute.

@@ -581,11 +581,27 @@ pub struct RevocationCache {
 }
 
 impl RevocationCache {
+    /// The revocation epoch this worker's copy was loaded at.
+    pub fn epoch(&self) -> Option<u64> {
+        self.epoch
+    }
+
     /// The revocation covering this token, if any. `Err` when the shared set could not be
     /// read: the caller must fail closed.
     pub fn check<S: SharedData>(
         &mut self,
         registry: &Registry<S>,
+        facts: &TokenFacts,
+        now: u64,
+    ) -> Result<Option<Revocation>, Unreadable> {
+        self.check_targets(registry, &Revocation::targets_of(facts), facts, now)
+    }
+
+    /// `check` with the token's targets already hashed.
+    pub fn check_targets<S: SharedData>(
+        &mut self,
+        registry: &Registry<S>,
+        targets: &[Target],
         facts: &TokenFacts,
         now: u64,
     ) -> Result<Option<Revocation>, Unreadable> {
@@ -595,7 +611,7 @@ impl RevocationCache {
             self.entries = all.into_iter().map(|r| (r.target, r)).collect();
             self.epoch = Some(epoch);
         }
-        Ok(Revocation::targets_of(facts)
+        Ok(targets
             .iter()
             .filter_map(|t| self.entries.get(t))
             .find(|r| r.until > now && r.covers(facts))

@@ -113,7 +113,9 @@ impl Http {
 pub(super) fn apply(shared: &Shared, id: u32, verdict: Verdict, resume: bool) -> Action {
     if !matches!(verdict, Verdict::Hold { .. }) {
         if let Ok(mut held) = shared.held.try_borrow_mut() {
-            held.remove(&id);
+            if !held.is_empty() {
+                held.remove(&id);
+            }
         }
     }
     match verdict {
@@ -134,8 +136,11 @@ pub(super) fn apply(shared: &Shared, id: u32, verdict: Verdict, resume: bool) ->
             {
                 let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
             }
-            if let Ok(mut outcomes) = shared.outcomes.try_borrow_mut() {
-                outcomes.insert(id, Outcome { expires_in, swap });
+            // Only what the response has to carry; most requests leave nothing behind.
+            if expires_in.is_some() || swap.is_some() {
+                if let Ok(mut outcomes) = shared.outcomes.try_borrow_mut() {
+                    outcomes.insert(id, Outcome { expires_in, swap });
+                }
             }
             if resume {
                 let _ = hostcalls::resume_http_request();
@@ -255,17 +260,20 @@ impl Context for Http {
 
     fn on_done(&mut self) -> bool {
         if let Some(shared) = &self.shared {
-            if let Ok(mut p) = shared.pending.try_borrow_mut() {
-                p.remove(&self.id);
-            }
-            if let Ok(mut o) = shared.outcomes.try_borrow_mut() {
-                o.remove(&self.id);
-            }
-            if let Ok(mut h) = shared.held.try_borrow_mut() {
-                h.remove(&self.id);
-            }
+            forget(&shared.pending, self.id);
+            forget(&shared.outcomes, self.id);
+            forget(&shared.held, self.id);
         }
         true
+    }
+}
+
+/// Drops a finished stream's entry; most maps are empty, and then hashing is skipped.
+fn forget<V>(map: &std::cell::RefCell<std::collections::HashMap<u32, V>>, id: u32) {
+    if let Ok(mut m) = map.try_borrow_mut() {
+        if !m.is_empty() {
+            m.remove(&id);
+        }
     }
 }
 
@@ -333,7 +341,12 @@ impl HttpContext for Http {
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         let Some(shared) = self.shared.as_ref() else { return Action::Continue };
-        let outcome = shared.outcomes.try_borrow_mut().ok().and_then(|mut o| o.remove(&self.id));
+        let outcome = shared
+            .outcomes
+            .try_borrow_mut()
+            .ok()
+            .filter(|o| !o.is_empty())
+            .and_then(|mut o| o.remove(&self.id));
         let Some(Outcome { expires_in, swap }) = outcome else { return Action::Continue };
         if let (Some(seconds), Some(name)) = (expires_in, &shared.cfg.expires_in_header) {
             let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(&seconds.to_string()));

@@ -1,0 +1,171 @@
+//! Each worker's memory of tokens it has just accepted: the hot path.
+//!
+//! A request carrying a token this worker accepted a moment ago needs no SHA-256, no
+//! decoding and no registry read: the answer is the same until something time-dependent or
+//! shared changes. Entries are keyed by the whole token (a lookup compares every byte, so no
+//! altered token can match) and are only trusted while all of these hold:
+//! - `now` is in `[accepted_at, fresh_until)`, where `fresh_until` is the earliest moment
+//!   the full path would act differently: the near-expiry warning, the refresh window, the
+//!   session limit, the registry's `last_seen` refresh, and expiry itself;
+//! - the process-wide revocation epoch is the one seen at acceptance: every revocation
+//!   (admin API, feed, refresh reuse) bumps it, and marking a record revoked always comes
+//!   with one, so any revocation anywhere sends the worker back to the full path;
+//! - and the token's revocation facts are still checked on every hit, as on the full path.
+//!
+//! A superseded token is never remembered: after its grace it must be refused.
+
+use std::collections::HashMap;
+
+use crate::registry::revocation::{Revocation, Target, TokenFacts};
+use crate::token::Fingerprint;
+
+/// Entries per worker. The hot set of a gateway is the tokens of its active clients; a
+/// full cache drops an arbitrary entry, which costs that token one full-path request.
+pub const MAX_ENTRIES: usize = 2048;
+/// Longer tokens are not remembered, bounding the cache to a few MiB per worker.
+pub const MAX_TOKEN_BYTES: usize = 2048;
+
+pub struct Entry {
+    /// The configuration that accepted it (`Config::generation`).
+    pub config_gen: u32,
+    pub fingerprint: Fingerprint,
+    pub sub: Option<String>,
+    pub jti: Option<String>,
+    pub sid: Option<String>,
+    pub iat: Option<u64>,
+    pub exp: u64,
+    pub accepted_at: u64,
+    pub fresh_until: u64,
+    pub revocation_epoch: u64,
+    /// What a revocation of this token would name, hashed once here rather than per request.
+    pub targets: Vec<Target>,
+}
+
+impl Entry {
+    pub fn facts(&self) -> TokenFacts<'_> {
+        TokenFacts {
+            fp: &self.fingerprint.0,
+            jti: self.jti.as_deref(),
+            sub: self.sub.as_deref(),
+            sid: self.sid.as_deref(),
+            iat: self.iat,
+        }
+    }
+
+    /// Fills in `targets` from the other fields.
+    pub fn with_targets(mut self) -> Entry {
+        self.targets = Revocation::targets_of(&self.facts());
+        self
+    }
+
+    /// Whether the full path would, at `now`, accept the token exactly as it did before.
+    pub fn fresh(&self, config_gen: u32, now: u64, revocation_epoch: u64) -> bool {
+        self.config_gen == config_gen
+            && self.accepted_at <= now
+            && now < self.fresh_until
+            && self.revocation_epoch == revocation_epoch
+    }
+}
+
+#[derive(Default)]
+pub struct AcceptedCache {
+    entries: HashMap<Box<str>, Entry>,
+}
+
+impl AcceptedCache {
+    pub fn get(&self, token: &str) -> Option<&Entry> {
+        self.entries.get(token)
+    }
+
+    pub fn forget(&mut self, token: &str) {
+        self.entries.remove(token);
+    }
+
+    pub fn remember(&mut self, token: &str, entry: Entry) {
+        if token.len() > MAX_TOKEN_BYTES || entry.fresh_until <= entry.accepted_at {
+            return;
+        }
+        if self.entries.len() >= MAX_ENTRIES && !self.entries.contains_key(token) {
+            let now = entry.accepted_at;
+            self.entries.retain(|_, e| e.fresh_until > now);
+            if self.entries.len() >= MAX_ENTRIES {
+                let victim = self.entries.keys().next().cloned();
+                if let Some(k) = victim {
+                    self.entries.remove(&k);
+                }
+            }
+        }
+        self.entries.insert(token.into(), entry);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(accepted_at: u64, fresh_until: u64) -> Entry {
+        Entry {
+            config_gen: 1,
+            fingerprint: Fingerprint([7; 32]),
+            sub: Some("alice".into()),
+            jti: None,
+            sid: None,
+            iat: Some(accepted_at),
+            exp: fresh_until + 100,
+            accepted_at,
+            fresh_until,
+            revocation_epoch: 3,
+            targets: Vec::new(),
+        }
+        .with_targets()
+    }
+
+    #[test]
+    fn fresh_only_inside_its_window_and_epoch() {
+        let e = entry(100, 200);
+        assert!(e.fresh(1, 100, 3));
+        assert!(e.fresh(1, 199, 3));
+        assert!(!e.fresh(1, 200, 3), "the full path takes over at fresh_until");
+        assert!(!e.fresh(1, 99, 3), "a clock that went back is not trusted");
+        assert!(!e.fresh(1, 150, 4), "any new revocation sends the token back to the full path");
+        assert!(!e.fresh(2, 150, 3), "another configuration decides afresh");
+        assert_eq!(e.targets.len(), 2, "token and subject");
+    }
+
+    #[test]
+    fn bounded_and_exact() {
+        let mut c = AcceptedCache::default();
+        for i in 0..MAX_ENTRIES + 10 {
+            c.remember(&format!("t{i}"), entry(100, 200));
+        }
+        assert_eq!(c.len(), MAX_ENTRIES);
+        c.remember("x", entry(100, 200));
+        assert!(c.get("x").is_some());
+        assert!(c.get("x ").is_none() && c.get("X").is_none(), "only the same bytes match");
+        c.remember(&"y".repeat(MAX_TOKEN_BYTES + 1), entry(100, 200));
+        assert!(c.get(&"y".repeat(MAX_TOKEN_BYTES + 1)).is_none(), "long tokens are not kept");
+        c.remember("stale", entry(100, 100));
+        assert!(c.get("stale").is_none(), "nothing to gain from an entry that is never fresh");
+        c.forget("x");
+        assert!(c.get("x").is_none());
+    }
+
+    #[test]
+    fn a_full_cache_drops_expired_entries_first() {
+        let mut c = AcceptedCache::default();
+        for i in 0..MAX_ENTRIES {
+            c.remember(&format!("t{i}"), entry(100, if i == 0 { 300 } else { 150 }));
+        }
+        c.remember("new", entry(160, 400));
+        assert_eq!(c.len(), 2, "every entry past its window went");
+        assert!(c.get("t0").is_some() && c.get("new").is_some());
+    }
+}
