@@ -322,7 +322,9 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
     if let Some(plan) = refreshing::start(cfg, host, &registry, req, &fingerprint, claims, Some(life)) {
         return Verdict::Refresh(plan);
     }
-    let plain = known.as_ref().is_none_or(|r| !matches!(r.state, State::Superseded | State::Revoked));
+    // Remembered from the second sight on: a token seen once (a flood of one-shot tokens,
+    // say) would only churn the cache.
+    let plain = known.as_ref().is_some_and(|r| !matches!(r.state, State::Superseded | State::Revoked));
     if recorded && plain {
         let last_seen = known.as_ref().filter(|_| !stale).map_or(now, |r| r.last_seen);
         remember_accepted(cfg, worker, token, fingerprint, claims, life, last_seen, now);
