@@ -33,6 +33,9 @@ RESULTS = ROOT / "bench/results"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "3"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
+# Comma-separated substrings: only configurations whose name holds one of them run (a quick
+# look while working; the committed record always runs them all).
+ONLY = [w.strip() for w in os.environ.get("BENCH_ONLY", "").split(",") if w.strip()]
 ISS = "https://issuer.test"
 ALGS = ["HS256", "RS256", "ES256", "EdDSA"]
 # Distinct tokens per cold run: more than the requests one run makes, so no token repeats
@@ -202,6 +205,8 @@ def configs():
     for alg in ALGS:
         cfgs.append((f"tokenguard cold {alg}", [tokenguard_filter()], tokens(alg, POOL[alg], "cold"), "cold"))
         cfgs.append((f"jwt_authn {alg} no cache", [jwt_authn(False)], tokens(alg, 5_000, "jwt"), None))
+    if ONLY:
+        cfgs = [c for c in cfgs if any(w in c[0] for w in ONLY)]
     return cfgs
 
 
@@ -265,6 +270,11 @@ def med(runs, key):
 
 
 def report(results, registry_stats):
+    if ONLY:
+        # A partial run is a quick look, never the record: medians only, nothing written.
+        for name, runs in results.items():
+            print(f"{name:48s} {med(runs, 'rps'):>10,.0f} rps  p50 {med(runs, 'p50'):.3f} ms  p99 {med(runs, 'p99'):.3f} ms")
+        return
     base = med(results["no filter"], "rps")
     floor = med(results["Wasm floor (reads the header)"], "rps")
     versus = {
