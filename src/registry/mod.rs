@@ -611,6 +611,9 @@ impl RevocationCache {
             self.entries = all.into_iter().map(|r| (r.target, r)).collect();
             self.epoch = Some(epoch);
         }
+        if self.entries.is_empty() {
+            return Ok(None);
+        }
         Ok(targets
             .iter()
             .filter_map(|t| self.entries.get(t))

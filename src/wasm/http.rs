@@ -41,7 +41,9 @@ impl Http {
 /// Reads a request header as bytes: header values may hold obs-text that is not UTF-8.
 fn request_header(name: &str) -> Option<String> {
     match hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name) {
-        Ok(Some(bytes)) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+        Ok(Some(bytes)) => Some(
+            String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        ),
         _ => None,
     }
 }

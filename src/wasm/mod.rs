@@ -70,6 +70,7 @@ fn holder_id(context_id: u32) -> u64 {
 pub(crate) struct Shared {
     pub cfg: Config,
     pub metric_ids: Vec<u32>,
+    pub batched: host::Batched,
     pub worker: Worker,
     pub pending: RefCell<HashMap<u32, Pending>>,
     pub outcomes: RefCell<HashMap<u32, Outcome>>,
@@ -83,7 +84,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub fn host(&self) -> EnvoyHost<'_> {
-        EnvoyHost { metric_ids: &self.metric_ids }
+        EnvoyHost { metric_ids: &self.metric_ids, batched: &self.batched }
     }
 }
 
@@ -155,6 +156,7 @@ impl RootContext for Root {
         let mut shared = Shared {
             cfg,
             metric_ids,
+            batched: host::Batched::default(),
             worker: Worker::default(),
             pending: RefCell::new(HashMap::new()),
             outcomes: RefCell::new(HashMap::new()),
@@ -176,6 +178,7 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         let Some(shared) = self.shared.clone() else { return };
+        shared.batched.flush(&shared.metric_ids);
         let host = shared.host();
         let now = crate::host::Clock::now(&host);
         let _ = Registry::new(&host, gate::layout(&shared.cfg)).sweep_step(now, self.holder, SWEEP_PERIOD_S);

@@ -175,6 +175,19 @@ impl Target {
     }
 }
 
+/// Reads until `done` holds, for at most 3 s, and returns the last reading. For counters the
+/// filter publishes on its workers' next tick (`requests.accepted`, `registry.hits`).
+pub fn settled<T>(read: impl Fn() -> T, done: impl Fn(&T) -> bool) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let v = read();
+        if done(&v) || std::time::Instant::now() >= deadline {
+            return v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// A Prometheus sample without labels (`name value` or `name{} value`), by metric name.
 pub fn sample(prom: &str, name: &str) -> Option<u64> {
     prom.lines()

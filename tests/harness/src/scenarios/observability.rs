@@ -53,8 +53,9 @@ pub fn counters_are_visible_to_prometheus(t: &Target, p: &Profile) {
         t.get("/", Some(&expired));
     }
     t.get("/", None);
-    let prom = t.prometheus();
-    let moved = |i: usize| sample(&prom, names[i]).map(|v| v - before[i]);
+    let moved_in = |prom: &str, i: usize| sample(prom, names[i]).map(|v| v - before[i]);
+    let prom = crate::target::settled(|| t.prometheus(), |prom| moved_in(prom, 0) == Some(3));
+    let moved = |i: usize| moved_in(&prom, i);
     assert_eq!(moved(0), Some(3), "{prom}");
     assert_eq!(moved(1), Some(2));
     assert_eq!(moved(2), Some(1));
