@@ -167,6 +167,13 @@ impl Target {
         sample(&self.prometheus(), name)
     }
 
+    /// Waits out the filter's per-worker counter batching (each worker publishes
+    /// `requests.accepted` and `registry.hits` on its tick, every second), so that a reading
+    /// taken next includes every request made before.
+    pub fn settle_counters(&self) {
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+    }
+
     /// A counter from `/stats?format=json`, by its full Envoy name.
     pub fn stat(&self, name: &str) -> Option<u64> {
         let url = format!("{}/stats?format=json&filter=^{}$", self.admin, name.replace('.', "\\."));

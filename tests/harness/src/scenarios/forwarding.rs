@@ -49,6 +49,7 @@ pub fn both_workers_enforce_the_same_policy(t: &Target, p: &Profile) {
     let good = t.mint(&MintRequest::new(&alg, 300));
     let bad = t.mint(&MintRequest::new(&alg, -1 - p.clock_skew));
     let received = t.received().len();
+    t.settle_counters();
     let accepted = t.stat("wasmcustom.tokenguard.requests.accepted").expect("the accepted counter");
     // Fresh connections spread across Envoy's two workers.
     let handles: Vec<_> = (0..8)

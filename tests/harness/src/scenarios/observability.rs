@@ -43,6 +43,7 @@ pub fn counters_are_visible_to_prometheus(t: &Target, p: &Profile) {
         "tokenguard_requests_missing_token",
         "tokenguard_requests_rejected_invalid_signature",
     ];
+    t.settle_counters();
     let prom = t.prometheus();
     let before: Vec<u64> =
         names.iter().map(|n| sample(&prom, n).unwrap_or_else(|| panic!("no {n} in {prom}"))).collect();

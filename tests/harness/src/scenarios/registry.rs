@@ -73,6 +73,7 @@ pub fn a_known_token_skips_signature_verification(t: &Target, p: &Profile) {
         let v = t.stat("wasmcustom.tokenguard.signature_verifications").unwrap_or(0);
         (v, t.stat("wasmcustom.tokenguard.registry.hits").unwrap_or(0))
     };
+    t.settle_counters();
     let (v0, h0) = counters();
     assert_eq!(t.get("/", Some(&token)).status, 200);
     assert_eq!(counters(), (v0 + 1, h0));
