@@ -218,7 +218,11 @@ fn montgomery_arithmetic_matches_the_reference() {
     for n in test_moduli(&mut rng) {
         let m = Modulus::new(n.clone()).unwrap();
         let s = n.len();
-        let mut t = vec![0u32; 2 * s + 1];
+        let mont = |a: &[u32], b: &[u32]| {
+            let mut out = vec![0u32; s];
+            m.mul(a, b, &mut out);
+            out
+        };
         // R mod n, then R^2 mod n, by the reference.
         let mut r = vec![0u32; s];
         r[0] = 1;
@@ -228,7 +232,7 @@ fn montgomery_arithmetic_matches_the_reference() {
         let rr = ref_mul_mod(&r, &r, &n);
         let mut one = vec![0u32; s];
         one[0] = 1;
-        assert_eq!(m.mul(&one, &rr, &mut t), r, "R^2 * R^-1 = R");
+        assert_eq!(mont(&one, &rr), r, "R^2 * R^-1 = R");
 
         let mut n_minus_1 = n.clone();
         n_minus_1[0] -= 1;
@@ -236,11 +240,9 @@ fn montgomery_arithmetic_matches_the_reference() {
         specials.extend((0..3).map(|_| random_below(&mut rng, &n)));
         for a in &specials {
             let a_mont = ref_mul_mod(a, &r, &n);
-            // Squaring is multiplication by itself.
-            assert_eq!(m.sqr(a, &mut t), m.mul(a, a, &mut t));
             for b in &specials {
                 // (aR) * b * R^-1 = ab mod n.
-                assert_eq!(m.mul(&a_mont, b, &mut t), ref_mul_mod(a, b, &n));
+                assert_eq!(mont(&a_mont, b), ref_mul_mod(a, b, &n));
             }
         }
         // Exponentiation, including the e = 65537 and e = 3 paths, and (on the smaller
