@@ -88,10 +88,10 @@ fn sub_in_place(a: &mut [u32], b: &[u32]) -> bool {
     borrow
 }
 
-/// -n0^-1 mod 2^32 for odd n0, by Newton's iteration (each step doubles the correct bits:
-/// 1 -> 2 -> 4 -> 8 -> 16 -> 32 starting from inv = n0, which is right to 3 bits).
+/// -n0^-1 mod 2^32 for odd n0, by Newton's iteration: inv = n0 is right to 3 bits
+/// (n0 * n0 = 1 mod 8) and each step doubles that, 3 -> 6 -> 12 -> 24 -> 48.
 fn neg_inverse(n0: u32) -> u32 {
-    let mut inv = n0; // n0 * n0 = 1 mod 8 for odd n0
+    let mut inv = n0;
     for _ in 0..4 {
         inv = inv.wrapping_mul(2u32.wrapping_sub(n0.wrapping_mul(inv)));
     }
