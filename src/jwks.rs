@@ -344,6 +344,9 @@ fn rsa_key(n: &[u8], e: &[u8]) -> Result<rsa::PublicKey, String> {
     let too_long = |bits| format!("modulus of {bits} bits is too long (at most {RSA_MAX_MODULUS_BITS})");
     let key = rsa::PublicKey::from_be_bytes(n, e).map_err(|e| match e {
         rsa::KeyError::ModulusTooLong { bits } => too_long(bits),
+        rsa::KeyError::UnsupportedExponent => {
+            format!("public exponent is not supported (only {RSA_EXPONENT})")
+        }
         other => other.to_string(),
     })?;
     if key.bits() > RSA_MAX_MODULUS_BITS {
