@@ -20,7 +20,7 @@ export ENVOY_VERSION LOCAL_ENVOY_IMAGE
 compose-images compose-up compose-test: export ENVOY_IMAGE ?= $(LOCAL_ENVOY_IMAGE)
 
 .PHONY: all run test unit e2e wasm envoy target lint clean bench harness \
-	compose-images compose-up compose-down compose-test fuzz fuzz-smoke soak
+	compose-images compose-up compose-down compose-test fuzz fuzz-smoke soak bench-verify
 
 all: wasm
 
@@ -76,6 +76,20 @@ bench: wasm envoy
 	$(CARGO) build --release -p tokenguard-harness --bins
 	cd bench/floor && CARGO_TARGET_DIR=$(abspath target/bench-floor) $(CARGO) build --release --target wasm32-wasip1
 	$(VENV)/bin/python bench/run.py
+
+## bench-verify: microseconds per signature verification and per first-sight validation, for
+## each algorithm, in V8 (node's WASI) and natively (bench/results/verify.md); niced
+BENCH_VERIFY_MS ?= 800
+BENCH_VERIFY_TARGET := $(abspath target/bench-verify)
+bench-verify: target
+	@command -v node >/dev/null || { echo "bench-verify needs node (v20 or later, for WASI preview1)"; exit 1; }
+	cd bench/verify && CARGO_TARGET_DIR=$(BENCH_VERIFY_TARGET) nice $(CARGO) build --release --target wasm32-wasip1
+	cd bench/verify && CARGO_TARGET_DIR=$(BENCH_VERIFY_TARGET) nice $(CARGO) build --release
+	@mkdir -p bench/results
+	nice node --no-warnings bench/verify/run.mjs $(BENCH_VERIFY_TARGET)/wasm32-wasip1/release/tokenguard-bench-verify.wasm \
+		$(BENCH_VERIFY_TARGET)/release/tokenguard-bench-verify $(BENCH_VERIFY_MS) > bench/results/verify.md.tmp
+	mv bench/results/verify.md.tmp bench/results/verify.md
+	@cat bench/results/verify.md
 
 unit:
 	$(CARGO) test --lib

@@ -11,6 +11,8 @@ use jwt_simple::prelude::*;
 use jwt_simple::JWTError;
 use serde::Deserialize;
 
+use crate::rsa;
+
 /// Signature algorithms tokenguard accepts. `none` is deliberately absent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Alg {
@@ -101,9 +103,11 @@ pub enum Verifier {
     HS256(HS256Key),
     HS384(HS384Key),
     HS512(HS512Key),
-    RS256(RS256PublicKey),
-    RS384(RS384PublicKey),
-    RS512(RS512PublicKey),
+    /// RS*: tokenguard's own RSASSA-PKCS1-v1_5 (`crate::rsa`), many times faster in Wasm
+    /// than jwt-simple's.
+    RS256(rsa::PublicKey),
+    RS384(rsa::PublicKey),
+    RS512(rsa::PublicKey),
     PS256(PS256PublicKey),
     PS384(PS384PublicKey),
     PS512(PS512PublicKey),
@@ -112,12 +116,12 @@ pub enum Verifier {
     EdDSA(Ed25519PublicKey),
 }
 
-/// Why jwt-simple refused a token whose structure we had already checked.
+/// Why a verifier refused a token whose structure we had already checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignatureError {
     /// The signature does not verify under this key.
     Mismatch,
-    /// jwt-simple rejected the token for another reason (it re-parses the token).
+    /// The verifier rejected the token for another reason (jwt-simple re-parses the token).
     Rejected,
 }
 
@@ -126,6 +130,9 @@ impl Verifier {
     /// leeway and RFC 7519's strict `exp` boundary, so jwt-simple's own time checks are
     /// neutralised: its clock is pinned to the epoch with zero tolerance and future tokens
     /// accepted, which makes every time comparison it does pass for any in-range timestamp.
+    ///
+    /// The caller binds the algorithm: it picks this verifier by the token header's `alg`
+    /// (`KeySet::lookup`), which jwt-simple checks again but the RS* path does not.
     pub fn verify(&self, token: &str) -> Result<(), SignatureError> {
         let opts = || {
             Some(VerificationOptions {
@@ -140,9 +147,9 @@ impl Verifier {
             Verifier::HS256(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
             Verifier::HS384(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
             Verifier::HS512(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
-            Verifier::RS256(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
-            Verifier::RS384(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
-            Verifier::RS512(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
+            Verifier::RS256(k) => return verify_rsa(k, rsa::Hash::Sha256, token),
+            Verifier::RS384(k) => return verify_rsa(k, rsa::Hash::Sha384, token),
+            Verifier::RS512(k) => return verify_rsa(k, rsa::Hash::Sha512, token),
             Verifier::PS256(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
             Verifier::PS384(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
             Verifier::PS512(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
@@ -157,6 +164,24 @@ impl Verifier {
             _ => SignatureError::Rejected,
         })
     }
+}
+
+/// RS256/384/512 of a compact JWS. Keeps the checks jwt-simple made before its signature
+/// check and `token::decode` may not have made for a direct caller: the token and header
+/// length bounds and the three-segment shape. A signature of the wrong length is a
+/// mismatch, as it was with jwt-simple (a 32-byte HMAC under an `RS256` header is a bad
+/// signature, not a malformed token).
+fn verify_rsa(key: &rsa::PublicKey, hash: rsa::Hash, token: &str) -> Result<(), SignatureError> {
+    if token.len() > crate::token::MAX_TOKEN_BYTES {
+        return Err(SignatureError::Rejected);
+    }
+    let (signing_input, signature) = token.rsplit_once('.').ok_or(SignatureError::Rejected)?;
+    let (header, claims) = signing_input.split_once('.').ok_or(SignatureError::Rejected)?;
+    if claims.contains('.') || header.len() > crate::token::MAX_HEADER_SEGMENT_BYTES {
+        return Err(SignatureError::Rejected);
+    }
+    let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| SignatureError::Rejected)?;
+    key.verify(hash, signing_input.as_bytes(), &signature).map_err(|_| SignatureError::Mismatch)
 }
 
 /// A verifier plus the `kid` it answers to.
@@ -282,10 +307,12 @@ fn make_verifier(jwk: &Jwk, alg: Alg) -> Result<Verifier, String> {
         Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512 => {
             let n = b64("n", &jwk.n)?;
             let e = b64("e", &jwk.e)?;
+            let rs_key =
+                || rsa_key(&n, &e).map_err(|m| format!("invalid {} key for {}: {m}", jwk.kty, alg.as_str()));
             match alg {
-                Alg::RS256 => Verifier::RS256(RS256PublicKey::from_components(&n, &e).map_err(bad)?),
-                Alg::RS384 => Verifier::RS384(RS384PublicKey::from_components(&n, &e).map_err(bad)?),
-                Alg::RS512 => Verifier::RS512(RS512PublicKey::from_components(&n, &e).map_err(bad)?),
+                Alg::RS256 => Verifier::RS256(rs_key()?),
+                Alg::RS384 => Verifier::RS384(rs_key()?),
+                Alg::RS512 => Verifier::RS512(rs_key()?),
                 Alg::PS256 => Verifier::PS256(PS256PublicKey::from_components(&n, &e).map_err(bad)?),
                 Alg::PS384 => Verifier::PS384(PS384PublicKey::from_components(&n, &e).map_err(bad)?),
                 _ => Verifier::PS512(PS512PublicKey::from_components(&n, &e).map_err(bad)?),
@@ -303,4 +330,30 @@ fn make_verifier(jwk: &Jwk, alg: Alg) -> Result<Verifier, String> {
         }
         Alg::EdDSA => Verifier::EdDSA(Ed25519PublicKey::from_bytes(&b64("x", &jwk.x)?).map_err(bad)?),
     })
+}
+
+/// jwt-simple's RSA key policy (`check_rsa_key_policy` in jwt-simple 0.15), kept for the
+/// RS* keys it no longer checks so that the key sets that load, and the ones refused, stay
+/// what they were, and an RSA JWK is usable for RS* exactly when it is for PS*: a modulus of
+/// 2048 to 4096 bits, odd, and e = 65537. `crate::rsa` itself takes more (up to 8192 bits,
+/// any odd e >= 3); widening this is a policy decision, not a code change.
+const RSA_MAX_MODULUS_BITS: usize = 4096;
+const RSA_EXPONENT: u64 = 65537;
+
+fn rsa_key(n: &[u8], e: &[u8]) -> Result<rsa::PublicKey, String> {
+    let too_long = |bits| format!("modulus of {bits} bits is too long (at most {RSA_MAX_MODULUS_BITS})");
+    let key = rsa::PublicKey::from_be_bytes(n, e).map_err(|e| match e {
+        rsa::KeyError::ModulusTooLong { bits } => too_long(bits),
+        rsa::KeyError::UnsupportedExponent => {
+            format!("public exponent is not supported (only {RSA_EXPONENT})")
+        }
+        other => other.to_string(),
+    })?;
+    if key.bits() > RSA_MAX_MODULUS_BITS {
+        return Err(too_long(key.bits()));
+    }
+    if key.exponent() != RSA_EXPONENT {
+        return Err(format!("public exponent {} is not supported (only {RSA_EXPONENT})", key.exponent()));
+    }
+    Ok(key)
 }

@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod refresh;
 pub mod registry;
 pub mod reject;
+pub mod rsa;
 pub mod token;
 pub mod verify;
 

