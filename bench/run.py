@@ -8,6 +8,7 @@ Writes bench/results/latest.md and latest.png. Speed is recorded here, never ass
 """
 
 import json
+import math
 import os
 import re
 import shutil
@@ -230,7 +231,14 @@ def fill_registry(envoy, n_tokens, n_revocations):
                               json.dumps({"jti": f"revoked-{i}"}).encode())
         assert status == 200, status
     status, body = envoy.get("/tokenguard/stats", {"x-admin-token": ADMIN})
-    return json.loads(body), len(fill)
+    stats = json.loads(body)
+    # One sweep step per second (64 buckets and every revocation key): sample a few.
+    steps = []
+    for _ in range(5):
+        time.sleep(1.05)
+        steps.append(envoy.stat("wasmcustom.tokenguard.registry.sweep_step_microseconds") or 0)
+    stats["sweep_step_us"] = statistics.median(steps)
+    return stats, len(fill)
 
 
 def main():
@@ -332,7 +340,12 @@ def report(results, registry_stats):
                   f"- tracked tokens {registry_stats.get('tracked_tokens')}, capacity {registry_stats.get('capacity')}, "
                   f"revocations {registry_stats.get('revocations')}, evictions {registry_stats.get('evictions')}",
                   f"- shared data: {registry_stats['shared_data']['keys']} keys, {registry_stats['shared_data']['bytes']:,} bytes "
-                  f"(≈ {registry_stats['shared_data']['bytes'] / tracked:.0f} bytes per tracked token, revocations included)", ""]
+                  f"(≈ {registry_stats['shared_data']['bytes'] / tracked:.0f} bytes per tracked token, revocations included)",
+                  f"- one sweep step at this fill (64 of {registry_stats['shared_data']['keys']} keys' token buckets "
+                  f"plus every revocation key, the work one worker does each second): "
+                  f"{registry_stats.get('sweep_step_us', 0):,.0f} µs (median of 5; gauge "
+                  f"`tokenguard.registry.sweep_step_microseconds`); a full pass over every bucket takes "
+                  f"{math.ceil(registry_stats.get('capacity', 0) / 8 / 64)} steps", ""]
     (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     chart(ratios)

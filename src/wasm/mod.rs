@@ -30,6 +30,13 @@ use host::EnvoyHost;
 const TICK: Duration = Duration::from_millis(100);
 const SWEEP_PERIOD_S: u64 = 1;
 
+fn now_micros() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
 pub(crate) fn now_ms() -> u64 {
     hostcalls::get_current_time()
         .ok()
@@ -80,6 +87,8 @@ pub(crate) struct Shared {
     pub feed_age_gauge: Option<u32>,
     /// The gauge for the seconds the egress token has left.
     pub egress_gauge: Option<u32>,
+    /// The gauge for how long the last registry sweep step took, in microseconds.
+    pub sweep_gauge: Option<u32>,
 }
 
 impl Shared {
@@ -163,6 +172,8 @@ impl RootContext for Root {
             held: RefCell::new(HashMap::new()),
             feed_age_gauge: None,
             egress_gauge: None,
+            sweep_gauge: hostcalls::define_metric(MetricType::Gauge, "tokenguard.registry.sweep_step_microseconds")
+                .ok(),
         };
         shared.feed_age_gauge = feed_age_gauge;
         if shared.cfg.egress.is_some() {
@@ -181,7 +192,11 @@ impl RootContext for Root {
         shared.batched.flush(&shared.metric_ids);
         let host = shared.host();
         let now = crate::host::Clock::now(&host);
-        let _ = Registry::new(&host, gate::layout(&shared.cfg)).sweep_step(now, self.holder, SWEEP_PERIOD_S);
+        let started = now_micros();
+        let swept = Registry::new(&host, gate::layout(&shared.cfg)).sweep_step(now, self.holder, SWEEP_PERIOD_S);
+        if let (Some(_), Some(gauge)) = (swept, shared.sweep_gauge) {
+            let _ = hostcalls::record_metric(gauge, now_micros().saturating_sub(started));
+        }
         // Refreshes past their deadline: the held request goes on without a new token.
         let now_ms = now_ms();
         let expired: Vec<(u32, Pending)> = match shared.pending.try_borrow_mut() {
