@@ -59,7 +59,8 @@ def free_port():
 
 def tokens(alg, count, tag):
     path = WORK / f"tokens-{tag}-{alg}-{count}.txt"
-    if not path.exists():
+    # Minted tokens live 86,000 s: reuse a file for a few hours only.
+    if not path.exists() or time.time() - path.stat().st_mtime > 6 * 3600:
         out = sh(str(ISSUER), "mint", "--keys", str(KEYS), "--alg", alg, "--count", str(count),
                  "--ttl", "86000", "--prefix", f"{tag}-{time.time_ns()}")
         path.write_text(out)
