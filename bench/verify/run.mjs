@@ -1,7 +1,9 @@
 // Runs the verification benchmark in V8 (node's WASI preview1: the engine Envoy embeds) and
 // natively, and prints bench/results/verify.md's table to stdout.
 //
-//   node bench/verify/run.mjs BENCH.wasm NATIVE_BINARY [BUDGET_MS]
+//   node bench/verify/run.mjs BENCH.wasm NATIVE_BINARY [BUDGET_MS [ONLY]]
+//
+// ONLY (optional) keeps the cases whose name contains it, in both runs.
 //
 // The Wasm binary links tokenguard, whose proxy-wasm layer imports Envoy's `env.proxy_*`
 // host functions and exports `_initialize`; none of it runs here: the imports are stubs
@@ -12,9 +14,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WASI } from 'node:wasi';
 
-const [wasmPath, nativePath, budget = '800'] = process.argv.slice(2);
+const [wasmPath, nativePath, budget = '800', only = ''] = process.argv.slice(2);
 if (!wasmPath || !nativePath) {
-  console.error('usage: node run.mjs BENCH.wasm NATIVE_BINARY [BUDGET_MS]');
+  console.error('usage: node run.mjs BENCH.wasm NATIVE_BINARY [BUDGET_MS [ONLY]]');
   process.exit(2);
 }
 
@@ -33,7 +35,7 @@ async function runWasm() {
   const out = join(dir, 'out.tsv');
   const fd = openSync(out, 'w');
   try {
-    const wasi = new WASI({ version: 'preview1', args: ['bench', budget], env: {}, stdout: fd, returnOnExit: true });
+    const wasi = new WASI({ version: 'preview1', args: ['bench', budget, only], env: {}, stdout: fd, returnOnExit: true });
     const module = await WebAssembly.compile(readFileSync(wasmPath));
     const env = {};
     for (const imp of WebAssembly.Module.imports(module)) {
@@ -52,7 +54,7 @@ async function runWasm() {
 }
 
 const v8 = parse(await runWasm());
-const native = parse(execFileSync(nativePath, [budget], { encoding: 'utf8' }));
+const native = parse(execFileSync(nativePath, [budget, only], { encoding: 'utf8' }));
 
 const lines = [
   '# Signature verification cost per token',

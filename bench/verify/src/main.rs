@@ -200,4 +200,16 @@ fn main() {
         };
         report(name, time(&f, budget_ms), None);
     }
+    let name = "EdDSA (ed25519-dalek directly)";
+    if wanted(name) {
+        let token = mint(&k, Alg::EdDSA);
+        let pk: [u8; 32] = k.ed.public_key().to_bytes().try_into().expect("32 bytes");
+        let vk = ed25519_dalek::VerifyingKey::from_bytes(&pk).expect("dalek key");
+        let f = || {
+            let (input, sig) = split(&token);
+            let Ok(sig) = ed25519_dalek::Signature::from_slice(&sig) else { return false };
+            vk.verify_strict(input.as_bytes(), &sig).is_ok()
+        };
+        report(name, time(&f, budget_ms), None);
+    }
 }
