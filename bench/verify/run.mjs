@@ -78,10 +78,19 @@ const ours = v8.get('RS256 (tokenguard::rsa)');
 const before = v8.get('RS256 (jwt-simple, before)');
 const nOurs = native.get('RS256 (tokenguard::rsa)');
 const nBefore = native.get('RS256 (jwt-simple, before)');
+const x = (a, b) => (Number(a) / Number(b)).toFixed(1);
 if (ours && before && nOurs && nBefore) {
-  const x = (a, b) => (Number(a) / Number(b)).toFixed(1);
   lines.push('');
   lines.push(`RS256 signature check, jwt-simple (before) -> tokenguard::rsa: ${before.sig} -> ${ours.sig} µs in V8 ` +
     `(${x(before.sig, ours.sig)}x), ${nBefore.sig} -> ${nOurs.sig} µs natively (${x(nBefore.sig, nOurs.sig)}x).`);
+}
+const edOurs = v8.get('EdDSA (tokenguard::eddsa)');
+const edBefore = v8.get('EdDSA (jwt-simple, before)');
+const nEdOurs = native.get('EdDSA (tokenguard::eddsa)');
+const nEdBefore = native.get('EdDSA (jwt-simple, before)');
+if (edOurs && edBefore && nEdOurs && nEdBefore) {
+  lines.push('');
+  lines.push(`EdDSA signature check, jwt-simple (before) -> tokenguard::eddsa: ${edBefore.sig} -> ${edOurs.sig} µs in V8 ` +
+    `(${x(edBefore.sig, edOurs.sig)}x), ${nEdBefore.sig} -> ${nEdOurs.sig} µs natively (${x(nEdBefore.sig, nEdOurs.sig)}x).`);
 }
 console.log(lines.join('\n'));
