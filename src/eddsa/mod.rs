@@ -21,6 +21,11 @@
 //! tests), which never refuses a signature an honest signer made.
 //!
 //! Everything here is public data, so none of it needs to be constant time.
+//!
+//! Natively, curve25519-dalek runs its 64-bit (or AVX2) backend, not the one Wasm gets. The
+//! tests pass on the Wasm one too, run natively with
+//! `RUSTFLAGS='--cfg curve25519_dalek_bits="32"' CARGO_TARGET_DIR=target/u32 cargo test --lib eddsa`
+//! (its own target directory, as the flags rebuild everything).
 
 #[cfg(test)]
 mod tests;
