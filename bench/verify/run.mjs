@@ -1,7 +1,9 @@
 // Runs the verification benchmark in V8 (node's WASI preview1: the engine Envoy embeds) and
 // natively, and prints bench/results/verify.md's table to stdout.
 //
-//   node bench/verify/run.mjs BENCH.wasm NATIVE_BINARY [BUDGET_MS]
+//   node bench/verify/run.mjs BENCH.wasm NATIVE_BINARY [BUDGET_MS [ONLY]]
+//
+// ONLY (optional) keeps the cases whose name contains it, in both runs.
 //
 // The Wasm binary links tokenguard, whose proxy-wasm layer imports Envoy's `env.proxy_*`
 // host functions and exports `_initialize`; none of it runs here: the imports are stubs
@@ -12,9 +14,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WASI } from 'node:wasi';
 
-const [wasmPath, nativePath, budget = '800'] = process.argv.slice(2);
+const [wasmPath, nativePath, budget = '800', only = ''] = process.argv.slice(2);
 if (!wasmPath || !nativePath) {
-  console.error('usage: node run.mjs BENCH.wasm NATIVE_BINARY [BUDGET_MS]');
+  console.error('usage: node run.mjs BENCH.wasm NATIVE_BINARY [BUDGET_MS [ONLY]]');
   process.exit(2);
 }
 
@@ -33,7 +35,7 @@ async function runWasm() {
   const out = join(dir, 'out.tsv');
   const fd = openSync(out, 'w');
   try {
-    const wasi = new WASI({ version: 'preview1', args: ['bench', budget], env: {}, stdout: fd, returnOnExit: true });
+    const wasi = new WASI({ version: 'preview1', args: ['bench', budget, only], env: {}, stdout: fd, returnOnExit: true });
     const module = await WebAssembly.compile(readFileSync(wasmPath));
     const env = {};
     for (const imp of WebAssembly.Module.imports(module)) {
@@ -52,7 +54,7 @@ async function runWasm() {
 }
 
 const v8 = parse(await runWasm());
-const native = parse(execFileSync(nativePath, [budget], { encoding: 'utf8' }));
+const native = parse(execFileSync(nativePath, [budget, only], { encoding: 'utf8' }));
 
 const lines = [
   '# Signature verification cost per token',
@@ -76,10 +78,19 @@ const ours = v8.get('RS256 (tokenguard::rsa)');
 const before = v8.get('RS256 (jwt-simple, before)');
 const nOurs = native.get('RS256 (tokenguard::rsa)');
 const nBefore = native.get('RS256 (jwt-simple, before)');
+const x = (a, b) => (Number(a) / Number(b)).toFixed(1);
 if (ours && before && nOurs && nBefore) {
-  const x = (a, b) => (Number(a) / Number(b)).toFixed(1);
   lines.push('');
   lines.push(`RS256 signature check, jwt-simple (before) -> tokenguard::rsa: ${before.sig} -> ${ours.sig} µs in V8 ` +
     `(${x(before.sig, ours.sig)}x), ${nBefore.sig} -> ${nOurs.sig} µs natively (${x(nBefore.sig, nOurs.sig)}x).`);
+}
+const edOurs = v8.get('EdDSA (tokenguard::eddsa)');
+const edBefore = v8.get('EdDSA (jwt-simple, before)');
+const nEdOurs = native.get('EdDSA (tokenguard::eddsa)');
+const nEdBefore = native.get('EdDSA (jwt-simple, before)');
+if (edOurs && edBefore && nEdOurs && nEdBefore) {
+  lines.push('');
+  lines.push(`EdDSA signature check, jwt-simple (before) -> tokenguard::eddsa: ${edBefore.sig} -> ${edOurs.sig} µs in V8 ` +
+    `(${x(edBefore.sig, edOurs.sig)}x), ${nEdBefore.sig} -> ${nEdOurs.sig} µs natively (${x(nEdBefore.sig, nEdOurs.sig)}x).`);
 }
 console.log(lines.join('\n'));

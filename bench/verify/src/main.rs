@@ -153,6 +153,7 @@ fn main() {
     {
         let name = match alg {
             Alg::RS256 | Alg::RS384 | Alg::RS512 => format!("{} (tokenguard::rsa)", alg.as_str()),
+            Alg::EdDSA => format!("{} (tokenguard::eddsa)", alg.as_str()),
             _ => format!("{} (jwt-simple)", alg.as_str()),
         };
         if !wanted(&name) {
@@ -172,6 +173,15 @@ fn main() {
     if wanted(name) {
         let token = mint(&k, Alg::RS256);
         let pk = RS256KeyPair::from_pem(&k.rsa_pem).expect("rsa").public_key();
+        let f = || pk.verify_token::<NoCustomClaims>(&token, jwt_simple_options()).is_ok();
+        report(name, time(&f, budget_ms), None);
+    }
+
+    // EdDSA as it was: jwt-simple (ed25519-compact) through its token API.
+    let name = "EdDSA (jwt-simple, before)";
+    if wanted(name) {
+        let token = mint(&k, Alg::EdDSA);
+        let pk = k.ed.public_key();
         let f = || pk.verify_token::<NoCustomClaims>(&token, jwt_simple_options()).is_ok();
         report(name, time(&f, budget_ms), None);
     }
@@ -197,6 +207,18 @@ fn main() {
             let (input, sig) = split(&token);
             let Ok(sig) = ed25519_compact::Signature::from_slice(&sig) else { return false };
             ed.verify(input.as_bytes(), &sig).is_ok()
+        };
+        report(name, time(&f, budget_ms), None);
+    }
+    let name = "EdDSA (ed25519-dalek directly)";
+    if wanted(name) {
+        let token = mint(&k, Alg::EdDSA);
+        let pk: [u8; 32] = k.ed.public_key().to_bytes().try_into().expect("32 bytes");
+        let vk = ed25519_dalek::VerifyingKey::from_bytes(&pk).expect("dalek key");
+        let f = || {
+            let (input, sig) = split(&token);
+            let Ok(sig) = ed25519_dalek::Signature::from_slice(&sig) else { return false };
+            vk.verify_strict(input.as_bytes(), &sig).is_ok()
         };
         report(name, time(&f, budget_ms), None);
     }
