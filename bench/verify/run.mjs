@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WASI } from 'node:wasi';
 
-const [wasmPath, nativePath, budget = '800'] = process.argv.slice(2);
+// ONLY (optional): run only the cases whose name contains it, for a quick partial look.
+const [wasmPath, nativePath, budget = '800', only = ''] = process.argv.slice(2);
 if (!wasmPath || !nativePath) {
   console.error('usage: node run.mjs BENCH.wasm NATIVE_BINARY [BUDGET_MS]');
   process.exit(2);
@@ -33,7 +34,7 @@ async function runWasm() {
   const out = join(dir, 'out.tsv');
   const fd = openSync(out, 'w');
   try {
-    const wasi = new WASI({ version: 'preview1', args: ['bench', budget], env: {}, stdout: fd, returnOnExit: true });
+    const wasi = new WASI({ version: 'preview1', args: ['bench', budget, only], env: {}, stdout: fd, returnOnExit: true });
     const module = await WebAssembly.compile(readFileSync(wasmPath));
     const env = {};
     for (const imp of WebAssembly.Module.imports(module)) {
@@ -52,7 +53,7 @@ async function runWasm() {
 }
 
 const v8 = parse(await runWasm());
-const native = parse(execFileSync(nativePath, [budget], { encoding: 'utf8' }));
+const native = parse(execFileSync(nativePath, [budget, only], { encoding: 'utf8' }));
 
 const lines = [
   '# Signature verification cost per token',
@@ -72,14 +73,16 @@ for (const [name, w] of v8) {
   const n = native.get(name) ?? { sig: '?', validate: '?' };
   lines.push(`| ${name} | ${w.sig} | ${w.validate} | ${w.first} | ${n.sig} | ${n.validate} |`);
 }
-const ours = v8.get('RS256 (tokenguard::rsa)');
-const before = v8.get('RS256 (jwt-simple, before)');
-const nOurs = native.get('RS256 (tokenguard::rsa)');
-const nBefore = native.get('RS256 (jwt-simple, before)');
-if (ours && before && nOurs && nBefore) {
-  const x = (a, b) => (Number(a) / Number(b)).toFixed(1);
-  lines.push('');
-  lines.push(`RS256 signature check, jwt-simple (before) -> tokenguard::rsa: ${before.sig} -> ${ours.sig} µs in V8 ` +
-    `(${x(before.sig, ours.sig)}x), ${nBefore.sig} -> ${nOurs.sig} µs natively (${x(nBefore.sig, nOurs.sig)}x).`);
+for (const [alg, mod] of [['RS256', 'tokenguard::rsa'], ['ES256', 'tokenguard::ecdsa']]) {
+  const ours = v8.get(`${alg} (${mod})`);
+  const before = v8.get(`${alg} (jwt-simple, before)`);
+  const nOurs = native.get(`${alg} (${mod})`);
+  const nBefore = native.get(`${alg} (jwt-simple, before)`);
+  if (ours && before && nOurs && nBefore) {
+    const x = (a, b) => (Number(a) / Number(b)).toFixed(1);
+    lines.push('');
+    lines.push(`${alg} signature check, jwt-simple (before) -> ${mod}: ${before.sig} -> ${ours.sig} µs in V8 ` +
+      `(${x(before.sig, ours.sig)}x), ${nBefore.sig} -> ${nOurs.sig} µs natively (${x(nBefore.sig, nOurs.sig)}x).`);
+  }
 }
 console.log(lines.join('\n'));
