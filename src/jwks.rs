@@ -344,9 +344,10 @@ fn make_verifier(jwk: &Jwk, alg: Alg) -> Result<Verifier, String> {
                 // jwt-simple still validates the point, so the same JWKs load (or fail, with
                 // the same message) as before; p256 then parses it again for our tables.
                 ES256PublicKey::from_bytes(&point).map_err(bad)?;
-                let point = p256::PublicKey::from_sec1_bytes(&point)
-                    .map_err(|e| format!("invalid {} key for {}: {e}", jwk.kty, alg.as_str()))?;
-                Verifier::ES256(ecdsa::PublicKey::new(&point))
+                let invalid = |e: String| format!("invalid {} key for {}: {e}", jwk.kty, alg.as_str());
+                let point = p256::PublicKey::from_sec1_bytes(&point).map_err(|e| invalid(e.to_string()))?;
+                let key = ecdsa::PublicKey::new(&point).ok_or_else(|| invalid("no table".into()))?;
+                Verifier::ES256(key)
             } else {
                 Verifier::ES384(ES384PublicKey::from_bytes(&point).map_err(bad)?)
             }
