@@ -135,7 +135,7 @@ impl Verifier {
     /// accepted, which makes every time comparison it does pass for any in-range timestamp.
     ///
     /// The caller binds the algorithm: it picks this verifier by the token header's `alg`
-    /// (`KeySet::lookup`), which jwt-simple checks again but the RS* path does not.
+    /// (`KeySet::lookup`), which jwt-simple checks again but the RS* and ES256 paths do not.
     pub fn verify(&self, token: &str) -> Result<(), SignatureError> {
         let opts = || {
             Some(VerificationOptions {
