@@ -20,6 +20,7 @@
 pub mod admin;
 pub mod audit;
 pub mod config;
+pub mod ecdsa;
 pub mod eddsa;
 pub mod egress;
 pub mod feed;

@@ -172,8 +172,11 @@ impl RootContext for Root {
             held: RefCell::new(HashMap::new()),
             feed_age_gauge: None,
             egress_gauge: None,
-            sweep_gauge: hostcalls::define_metric(MetricType::Gauge, "tokenguard.registry.sweep_step_microseconds")
-                .ok(),
+            sweep_gauge: hostcalls::define_metric(
+                MetricType::Gauge,
+                "tokenguard.registry.sweep_step_microseconds",
+            )
+            .ok(),
         };
         shared.feed_age_gauge = feed_age_gauge;
         if shared.cfg.egress.is_some() {
@@ -193,7 +196,8 @@ impl RootContext for Root {
         let host = shared.host();
         let now = crate::host::Clock::now(&host);
         let started = now_micros();
-        let swept = Registry::new(&host, gate::layout(&shared.cfg)).sweep_step(now, self.holder, SWEEP_PERIOD_S);
+        let swept =
+            Registry::new(&host, gate::layout(&shared.cfg)).sweep_step(now, self.holder, SWEEP_PERIOD_S);
         if let (Some(_), Some(gauge)) = (swept, shared.sweep_gauge) {
             let _ = hostcalls::record_metric(gauge, now_micros().saturating_sub(started));
         }
