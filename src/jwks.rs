@@ -169,12 +169,11 @@ impl Verifier {
     }
 }
 
-/// RS256/384/512 of a compact JWS. Keeps the checks jwt-simple made before its signature
-/// check and `token::decode` may not have made for a direct caller: the token and header
-/// length bounds and the three-segment shape. A signature of the wrong length is a
-/// mismatch, as it was with jwt-simple (a 32-byte HMAC under an `RS256` header is a bad
-/// signature, not a malformed token).
-fn verify_rsa(key: &rsa::PublicKey, hash: rsa::Hash, token: &str) -> Result<(), SignatureError> {
+/// A compact JWS's signing input and decoded signature, for tokenguard's own verifiers.
+/// Keeps the checks jwt-simple made before its signature check and `token::decode` may not
+/// have made for a direct caller: the token and header length bounds and the three-segment
+/// shape; an undecodable signature is refused.
+fn signed_parts(token: &str) -> Result<(&str, Vec<u8>), SignatureError> {
     if token.len() > crate::token::MAX_TOKEN_BYTES {
         return Err(SignatureError::Rejected);
     }
@@ -184,21 +183,21 @@ fn verify_rsa(key: &rsa::PublicKey, hash: rsa::Hash, token: &str) -> Result<(), 
         return Err(SignatureError::Rejected);
     }
     let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| SignatureError::Rejected)?;
+    Ok((signing_input, signature))
+}
+
+/// RS256/384/512 of a compact JWS (`signed_parts` first). A signature of the wrong length
+/// is a mismatch, as it was with jwt-simple (a 32-byte HMAC under an `RS256` header is a bad
+/// signature, not a malformed token).
+fn verify_rsa(key: &rsa::PublicKey, hash: rsa::Hash, token: &str) -> Result<(), SignatureError> {
+    let (signing_input, signature) = signed_parts(token)?;
     key.verify(hash, signing_input.as_bytes(), &signature).map_err(|_| SignatureError::Mismatch)
 }
 
-/// ES256 of a compact JWS, with the same checks before the signature as `verify_rsa` (and
-/// jwt-simple): a signature that is not 64 bytes is a mismatch, as it was with jwt-simple.
+/// ES256 of a compact JWS (`signed_parts` first): a signature that is not 64 bytes is a
+/// mismatch, as it was with jwt-simple.
 fn verify_es256(key: &ecdsa::PublicKey, token: &str) -> Result<(), SignatureError> {
-    if token.len() > crate::token::MAX_TOKEN_BYTES {
-        return Err(SignatureError::Rejected);
-    }
-    let (signing_input, signature) = token.rsplit_once('.').ok_or(SignatureError::Rejected)?;
-    let (header, claims) = signing_input.split_once('.').ok_or(SignatureError::Rejected)?;
-    if claims.contains('.') || header.len() > crate::token::MAX_HEADER_SEGMENT_BYTES {
-        return Err(SignatureError::Rejected);
-    }
-    let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| SignatureError::Rejected)?;
+    let (signing_input, signature) = signed_parts(token)?;
     key.verify(signing_input.as_bytes(), &signature).map_err(|_| SignatureError::Mismatch)
 }
 
@@ -385,22 +384,12 @@ fn rsa_key(n: &[u8], e: &[u8]) -> Result<rsa::PublicKey, String> {
     Ok(key)
 }
 
-/// EdDSA of a compact JWS, with the checks jwt-simple made before its signature check, as
-/// for RS* (`verify_rsa`): the token and header length bounds and the three-segment shape,
-/// and an undecodable signature refused. Unlike RS*, a signature of the wrong length stays
-/// `Rejected`: jwt-simple refused it before its signature check (ed25519-compact's length
-/// error is not one of jwt-simple's signature errors), so the token was "malformed", and
-/// still is.
+/// EdDSA of a compact JWS (`signed_parts` first). Unlike RS*, a signature of the wrong
+/// length stays `Rejected`: jwt-simple refused it before its signature check
+/// (ed25519-compact's length error is not one of jwt-simple's signature errors), so the
+/// token was "malformed", and still is.
 fn verify_eddsa(key: &eddsa::PublicKey, token: &str) -> Result<(), SignatureError> {
-    if token.len() > crate::token::MAX_TOKEN_BYTES {
-        return Err(SignatureError::Rejected);
-    }
-    let (signing_input, signature) = token.rsplit_once('.').ok_or(SignatureError::Rejected)?;
-    let (header, claims) = signing_input.split_once('.').ok_or(SignatureError::Rejected)?;
-    if claims.contains('.') || header.len() > crate::token::MAX_HEADER_SEGMENT_BYTES {
-        return Err(SignatureError::Rejected);
-    }
-    let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| SignatureError::Rejected)?;
+    let (signing_input, signature) = signed_parts(token)?;
     key.verify(signing_input.as_bytes(), &signature).map_err(|e| match e {
         eddsa::VerifyError::Length => SignatureError::Rejected,
         eddsa::VerifyError::Mismatch => SignatureError::Mismatch,
