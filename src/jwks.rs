@@ -137,15 +137,7 @@ impl Verifier {
     /// The caller binds the algorithm: it picks this verifier by the token header's `alg`
     /// (`KeySet::lookup`), which jwt-simple checks again but the RS* and ES256 paths do not.
     pub fn verify(&self, token: &str) -> Result<(), SignatureError> {
-        let opts = || {
-            Some(VerificationOptions {
-                accept_future: true,
-                time_tolerance: Some(Duration::from_secs(0)),
-                artificial_time: Some(UnixTimeStamp::from_secs(0)),
-                max_token_length: Some(crate::token::MAX_TOKEN_BYTES),
-                ..Default::default()
-            })
-        };
+        let opts = jwt_simple_options;
         let result = match self {
             Verifier::HS256(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
             Verifier::HS384(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
@@ -167,6 +159,19 @@ impl Verifier {
             _ => SignatureError::Rejected,
         })
     }
+}
+
+/// jwt-simple's options for a signature-only check: its clock is pinned to the epoch with
+/// zero tolerance and future tokens accepted, so every time comparison it makes passes for
+/// any in-range timestamp (claims are `crate::verify`'s business).
+pub(crate) fn jwt_simple_options() -> Option<VerificationOptions> {
+    Some(VerificationOptions {
+        accept_future: true,
+        time_tolerance: Some(Duration::from_secs(0)),
+        artificial_time: Some(UnixTimeStamp::from_secs(0)),
+        max_token_length: Some(crate::token::MAX_TOKEN_BYTES),
+        ..Default::default()
+    })
 }
 
 /// A compact JWS's signing input and decoded signature, for tokenguard's own verifiers.

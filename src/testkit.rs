@@ -77,3 +77,54 @@ pub fn mint_kid(alg: &str, over: Value, kid: &str) -> String {
 pub fn raw(header: &str, claims: &str) -> String {
     raw_token(header, claims, &keys().hmac)
 }
+
+/// A small deterministic generator (xorshift64*) for the verifiers' randomized tests.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn limb(&mut self) -> u32 {
+        (self.next() >> 32) as u32
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    pub fn bytes32(&mut self) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        for chunk in b.chunks_mut(8) {
+            chunk.copy_from_slice(&self.next().to_be_bytes());
+        }
+        b
+    }
+}
+
+/// Claims of varied size and content for jwt-simple to sign.
+pub fn random_claims(rng: &mut Rng) -> jwt_simple::prelude::JWTClaims<Value> {
+    use jwt_simple::prelude::{Claims, Duration};
+    let pad: String = (0..rng.below(300)).map(|_| char::from(b'a' + rng.below(26) as u8)).collect();
+    let custom = json!({"n": rng.next(), "pad": pad, "roles": ["a", "b"]});
+    Claims::with_custom_claims(custom, Duration::from_secs(300))
+        .with_subject(format!("user-{}", rng.next()))
+        .with_issuer(ISS)
+}
+
+/// A compact JWS as its signing input and decoded signature.
+pub fn split_signature(token: &str) -> (String, Vec<u8>) {
+    use base64::Engine;
+    let (input, sig) = token.rsplit_once('.').unwrap();
+    (input.to_string(), base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(sig).unwrap())
+}
+
+/// The inverse of `split_signature`.
+pub fn join_signature(input: &str, sig: &[u8]) -> String {
+    use base64::Engine;
+    format!("{input}.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig))
+}

