@@ -11,7 +11,7 @@ use crate::config::{Config, TokenSource};
 use crate::host::Host;
 use crate::metrics::Counter;
 use crate::registry::record::{State, TokenRecord};
-use crate::registry::revocation::TokenFacts;
+use crate::registry::revocation::{Revocation, Target, TokenFacts};
 use crate::registry::{Layout, Registry, RevocationCache};
 use crate::reject::{self, DenyResponse, RejectCode, Rejection};
 use crate::token::{self, Claims, Fingerprint};
@@ -213,8 +213,10 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
         sid: claims.sid.as_deref(),
         iat: claims.iat,
     };
+    // Hashed once: the check below, and the hot path's memory of this token, both need them.
+    let targets = Revocation::targets_of(&facts);
     let revoked = known.as_ref().is_some_and(|r| r.state == State::Revoked);
-    match is_revoked(host, worker, &registry, &facts, now) {
+    match is_revoked(host, worker, &registry, &facts, &targets, now) {
         Some(false) if !revoked => {}
         Some(_) => {
             return reject(Rejection::new(RejectCode::TokenRevoked, "token has been revoked"), Some(claims))
@@ -242,7 +244,8 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
                 sid: new_claims.as_ref().and_then(|c| c.sid.as_deref()),
                 iat: new_claims.as_ref().and_then(|c| c.iat),
             };
-            match is_revoked(host, worker, &registry, &new_facts, now) {
+            let new_targets = Revocation::targets_of(&new_facts);
+            match is_revoked(host, worker, &registry, &new_facts, &new_targets, now) {
                 Some(false) => {}
                 Some(true) => {
                     return reject(
@@ -327,7 +330,7 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
     let plain = known.as_ref().is_some_and(|r| !matches!(r.state, State::Superseded | State::Revoked));
     if recorded && plain {
         let last_seen = known.as_ref().filter(|_| !stale).map_or(now, |r| r.last_seen);
-        remember_accepted(cfg, worker, token, fingerprint, claims, life, last_seen, now);
+        remember_accepted(cfg, worker, token, fingerprint, targets, claims, life, last_seen, now);
     }
     Verdict::Forward { expires_in: cfg.expires_in_header.as_ref().map(|_| life.remaining_s), swap: None }
 }
@@ -380,12 +383,12 @@ fn accepted_again(
     if let Some(v) = feed_gate(cfg, host, worker, registry, now) {
         return Some(v);
     }
-    let not_revoked = worker
-        .revocations
-        .try_borrow_mut()
-        .ok()
-        .and_then(|mut c| c.check_targets(registry, &entry.targets, &entry.facts(), now).ok())
-        .is_some_and(|found| found.is_none());
+    // Unreadable revocations refuse here as on the full path; a revoked token goes there for
+    // its refusal and audit line.
+    let not_revoked = match is_revoked(host, worker, registry, &entry.facts(), &entry.targets, now) {
+        Some(revoked) => !revoked,
+        None => return Some(unavailable()),
+    };
     let epoch = worker.revocations.try_borrow().ok().and_then(|r| r.epoch());
     if !not_revoked || !epoch.is_some_and(|e| entry.fresh(cfg.generation, now, e)) {
         drop(cache);
@@ -420,6 +423,7 @@ fn remember_accepted(
     worker: &Worker,
     token: &str,
     fingerprint: Fingerprint,
+    targets: Vec<Target>,
     claims: &Claims,
     life: verify::Lifetime,
     last_seen: u64,
@@ -446,9 +450,8 @@ fn remember_accepted(
         // One second of margin: the full path's own boundaries are inclusive.
         fresh_until: until.saturating_sub(1),
         revocation_epoch: epoch,
-        targets: Vec::new(),
-    }
-    .with_targets();
+        targets,
+    };
     if let Ok(mut c) = worker.accepted.try_borrow_mut() {
         c.remember(token, entry);
     }
@@ -461,9 +464,10 @@ fn is_revoked(
     worker: &Worker,
     registry: &Registry<'_, impl Host>,
     facts: &TokenFacts,
+    targets: &[Target],
     now: u64,
 ) -> Option<bool> {
-    match worker.revocations.try_borrow_mut().map(|mut c| c.check(registry, facts, now)) {
+    match worker.revocations.try_borrow_mut().map(|mut c| c.check(registry, targets, facts, now)) {
         Ok(Ok(found)) => Some(found.is_some()),
         Ok(Err(_)) | Err(_) => {
             host.log(crate::host::Level::Error, "tokenguard: revocation state unreadable; refusing requests");

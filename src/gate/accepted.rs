@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::registry::revocation::{Revocation, Target, TokenFacts};
+use crate::registry::revocation::{Target, TokenFacts};
 use crate::token::Fingerprint;
 
 /// Entries per worker. The hot set of a gateway is the tokens of its active clients; a
@@ -54,12 +54,6 @@ impl Entry {
             sid: self.sid.as_deref(),
             iat: self.iat,
         }
-    }
-
-    /// Fills in `targets` from the other fields.
-    pub fn with_targets(mut self) -> Entry {
-        self.targets = Revocation::targets_of(&self.facts());
-        self
     }
 
     /// Whether the full path would, at `now`, accept the token exactly as it did before.
@@ -141,9 +135,10 @@ impl AcceptedCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::revocation::Revocation;
 
     fn entry(accepted_at: u64, fresh_until: u64) -> Entry {
-        Entry {
+        let mut e = Entry {
             config_gen: 1,
             fingerprint: Fingerprint([7; 32]),
             sub: Some("alice".into()),
@@ -155,8 +150,9 @@ mod tests {
             fresh_until,
             revocation_epoch: 3,
             targets: Vec::new(),
-        }
-        .with_targets()
+        };
+        e.targets = Revocation::targets_of(&e.facts());
+        e
     }
 
     #[test]

@@ -586,19 +586,10 @@ impl RevocationCache {
         self.epoch
     }
 
-    /// The revocation covering this token, if any. `Err` when the shared set could not be
-    /// read: the caller must fail closed.
+    /// The revocation covering this token, if any, given its facts and what a revocation of
+    /// it would name (`Revocation::targets_of`, hashed once by the caller). `Err` when the
+    /// shared set could not be read: the caller must fail closed.
     pub fn check<S: SharedData>(
-        &mut self,
-        registry: &Registry<S>,
-        facts: &TokenFacts,
-        now: u64,
-    ) -> Result<Option<Revocation>, Unreadable> {
-        self.check_targets(registry, &Revocation::targets_of(facts), facts, now)
-    }
-
-    /// `check` with the token's targets already hashed.
-    pub fn check_targets<S: SharedData>(
         &mut self,
         registry: &Registry<S>,
         targets: &[Target],

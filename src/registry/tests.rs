@@ -165,20 +165,24 @@ fn revocations_reach_every_worker_cache() {
     let fp = [7u8; 32];
     let facts = TokenFacts { fp: &fp, jti: Some("j1"), sub: Some("alice"), sid: Some("s1"), iat: Some(50) };
     let (mut w1, mut w2) = (RevocationCache::default(), RevocationCache::default());
-    assert_eq!(w1.check(&reg, &facts, 60), Ok(None));
-    assert_eq!(w2.check(&reg, &facts, 60), Ok(None));
+    assert_eq!(w1.check(&reg, &Revocation::targets_of(&facts), &facts, 60), Ok(None));
+    assert_eq!(w2.check(&reg, &Revocation::targets_of(&facts), &facts, 60), Ok(None));
     let rev = Revocation { target: Target::new(Kind::Sid, "s1"), revoked_at: 60, until: 500 };
     reg.revoke(rev, 60).unwrap();
-    assert_eq!(w1.check(&reg, &facts, 61), Ok(Some(rev)));
-    assert_eq!(w2.check(&reg, &facts, 61), Ok(Some(rev)));
-    assert_eq!(w1.check(&reg, &facts, 500), Ok(None), "entry retired at its end");
+    assert_eq!(w1.check(&reg, &Revocation::targets_of(&facts), &facts, 61), Ok(Some(rev)));
+    assert_eq!(w2.check(&reg, &Revocation::targets_of(&facts), &facts, 61), Ok(Some(rev)));
+    assert_eq!(
+        w1.check(&reg, &Revocation::targets_of(&facts), &facts, 500),
+        Ok(None),
+        "entry retired at its end"
+    );
     // Revoke-all for a subject spares tokens issued after it.
     reg.revoke(Revocation { target: Target::new(Kind::Sub, "bob"), revoked_at: 100, until: 900 }, 100)
         .unwrap();
     let old = TokenFacts { fp: &fp, jti: None, sub: Some("bob"), sid: None, iat: Some(99) };
     let new = TokenFacts { fp: &fp, jti: None, sub: Some("bob"), sid: None, iat: Some(101) };
-    assert!(w1.check(&reg, &old, 120).unwrap().is_some());
-    assert!(w1.check(&reg, &new, 120).unwrap().is_none());
+    assert!(w1.check(&reg, &Revocation::targets_of(&old), &old, 120).unwrap().is_some());
+    assert!(w1.check(&reg, &Revocation::targets_of(&new), &new, 120).unwrap().is_none());
     assert_eq!(reg.census(120).revocations, 2);
 }
 
@@ -205,7 +209,7 @@ fn a_corrupt_revocation_set_fails_closed() {
     assert!(reg.load_revocations(1).is_none());
     let fp = [1u8; 32];
     let facts = TokenFacts { fp: &fp, jti: None, sub: None, sid: None, iat: None };
-    assert!(RevocationCache::default().check(&reg, &facts, 1).is_err());
+    assert!(RevocationCache::default().check(&reg, &Revocation::targets_of(&facts), &facts, 1).is_err());
 }
 
 #[test]
