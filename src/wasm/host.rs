@@ -2,7 +2,6 @@
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MetricType, Status};
-use std::time::UNIX_EPOCH;
 
 use crate::host::{Clock, Level, Log, Metrics, SharedData, WriteError};
 use crate::metrics::Counter;
@@ -48,10 +47,7 @@ impl Clock for EnvoyHost<'_> {
     fn now(&self) -> u64 {
         // A clock before 1970 or a failing host call is not something to serve traffic on;
         // 0 makes every token look issued in the future, so requests fail closed.
-        hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs())
+        super::since_epoch().as_secs()
     }
 }
 

@@ -114,11 +114,7 @@ impl Http {
 /// request may continue (false: answered locally, or still held).
 pub(super) fn apply(shared: &Shared, id: u32, verdict: Verdict, resume: bool) -> Action {
     if !matches!(verdict, Verdict::Hold { .. }) {
-        if let Ok(mut held) = shared.held.try_borrow_mut() {
-            if !held.is_empty() {
-                held.remove(&id);
-            }
-        }
+        take(&shared.held, id);
     }
     match verdict {
         Verdict::Forward { expires_in, swap } => {
@@ -251,7 +247,7 @@ impl Context for Http {
             self.publish_done(&shared, reply, published);
             return;
         }
-        let pending = shared.pending.try_borrow_mut().ok().and_then(|mut p| p.remove(&self.id));
+        let pending = take(&shared.pending, self.id);
         // None: the deadline passed first and the request has already moved on.
         if let Some(p) = pending {
             let answer = call_response(num_headers, body_size);
@@ -262,21 +258,22 @@ impl Context for Http {
 
     fn on_done(&mut self) -> bool {
         if let Some(shared) = &self.shared {
-            forget(&shared.pending, self.id);
-            forget(&shared.outcomes, self.id);
-            forget(&shared.held, self.id);
+            take(&shared.pending, self.id);
+            take(&shared.outcomes, self.id);
+            take(&shared.held, self.id);
         }
         true
     }
 }
 
-/// Drops a finished stream's entry; most maps are empty, and then hashing is skipped.
-fn forget<V>(map: &std::cell::RefCell<std::collections::HashMap<u32, V>>, id: u32) {
-    if let Ok(mut m) = map.try_borrow_mut() {
-        if !m.is_empty() {
-            m.remove(&id);
-        }
+/// Takes a stream's entry out of one of the per-worker maps. Most of them are empty on most
+/// requests, and then hashing is skipped.
+fn take<V>(map: &std::cell::RefCell<std::collections::HashMap<u32, V>>, id: u32) -> Option<V> {
+    let mut m = map.try_borrow_mut().ok()?;
+    if m.is_empty() {
+        return None;
     }
+    m.remove(&id)
 }
 
 impl HttpContext for Http {
@@ -343,12 +340,7 @@ impl HttpContext for Http {
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         let Some(shared) = self.shared.as_ref() else { return Action::Continue };
-        let outcome = shared
-            .outcomes
-            .try_borrow_mut()
-            .ok()
-            .filter(|o| !o.is_empty())
-            .and_then(|mut o| o.remove(&self.id));
+        let outcome = take(&shared.outcomes, self.id);
         let Some(Outcome { expires_in, swap }) = outcome else { return Action::Continue };
         if let (Some(seconds), Some(name)) = (expires_in, &shared.cfg.expires_in_header) {
             let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(&seconds.to_string()));

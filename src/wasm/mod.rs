@@ -30,18 +30,18 @@ use host::EnvoyHost;
 const TICK: Duration = Duration::from_millis(100);
 const SWEEP_PERIOD_S: u64 = 1;
 
+/// Envoy's wall clock since the Unix epoch; zero when the host call fails or the clock is
+/// before 1970 (callers treat zero as "fail closed" or "no deadline yet", see each).
+pub(crate) fn since_epoch() -> Duration {
+    hostcalls::get_current_time().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).unwrap_or_default()
+}
+
 fn now_micros() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_micros() as u64)
+    since_epoch().as_micros() as u64
 }
 
 pub(crate) fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as u64)
+    since_epoch().as_millis() as u64
 }
 
 /// A request held for a refresh, by HTTP context id.
@@ -66,11 +66,7 @@ proxy_wasm::main! {{
 /// A number that tells this VM's root context from every other worker's, for the sweep
 /// lease (context ids repeat across workers; start times do not, to the nanosecond).
 fn holder_id(context_id: u32) -> u64 {
-    let nanos = hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos() as u64);
-    nanos ^ ((context_id as u64) << 48)
+    (since_epoch().as_nanos() as u64) ^ ((context_id as u64) << 48)
 }
 
 /// Everything an HTTP context needs, built once per configuration.
