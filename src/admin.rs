@@ -3,7 +3,6 @@
 //! Requests under `admin.path_prefix` are answered by the filter itself and never reach the
 //! upstream. Each must carry `x-admin-token`, compared in constant time.
 
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::audit::{Event, Record};
@@ -18,8 +17,6 @@ use crate::reject::{DenyResponse, RejectCode};
 use crate::token::Fingerprint;
 
 pub const ADMIN_TOKEN_HEADER: &str = "x-admin-token";
-/// Revocation requests are tiny; anything bigger is refused unread.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -87,16 +84,21 @@ pub fn with_published(mut reply: DenyResponse, published: bool) -> DenyResponse 
     reply
 }
 
-/// Answers an admin request. `body` is the whole request body (empty for GET).
-pub fn handle(
-    cfg: &Config,
-    admin: &AdminConfig,
-    host: &impl Host,
-    route: Route,
-    presented_token: Option<&str>,
-    body: &[u8],
-    request_id: Option<String>,
-) -> AdminAnswer {
+/// An admin request as the headers show it: it is answered before any body is read, so
+/// that it never travels on to the upstream.
+pub struct AdminRequest<'a> {
+    pub route: Route,
+    pub presented_token: Option<&'a str>,
+    /// The query string, without the `?`.
+    pub query: &'a str,
+    /// The request carries a body (`content-length` above 0, or `transfer-encoding`).
+    pub has_body: bool,
+    pub request_id: Option<String>,
+}
+
+/// Answers an admin request.
+pub fn handle(cfg: &Config, admin: &AdminConfig, host: &impl Host, req: AdminRequest) -> AdminAnswer {
+    let AdminRequest { route, presented_token, query, has_body, request_id } = req;
     let now = host.now();
     if !authorized(admin, presented_token) {
         host.count(Counter::AdminDenied);
@@ -112,73 +114,103 @@ pub fn handle(
     match route {
         Route::Unknown => error(404, "not_found", "admin endpoints: POST revoke, GET stats").into(),
         Route::Stats => reply(200, stats(cfg, host)).into(),
-        Route::Revoke => {
-            if body.len() > MAX_BODY_BYTES {
-                return error(413, "invalid_request", "body too large").into();
-            }
-            revoke(cfg, host, body, request_id)
-        }
+        // Reading a body would mean letting the headers on towards the upstream first.
+        Route::Revoke if has_body => error(
+            400,
+            "invalid_request",
+            "give the revocation as query parameters (jti, sub, sid or token_sha256); the body is never read",
+        )
+        .into(),
+        Route::Revoke => revoke(cfg, host, query, request_id),
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RevokeRequest {
-    #[serde(default)]
-    jti: Option<String>,
-    #[serde(default)]
-    sub: Option<String>,
-    #[serde(default)]
-    sid: Option<String>,
-    #[serde(default)]
-    token: Option<String>,
-}
-
-/// What a revoke request names, parsed from its body.
+/// What a revoke request names, parsed from its query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RevokeTarget {
     pub target: Target,
     /// How the answer and the audit line show the target (a token only by fingerprint).
     pub shown: Value,
-    /// For `{"token": ...}`: the token's fingerprint, to mark its registry record.
+    /// For `token_sha256`: the token's fingerprint, to mark its registry record.
     pub fingerprint: Option<Fingerprint>,
     /// What the revocation feed calls the target: the value, or for a token the hex of its
-    /// full SHA-256 (never the token itself).
+    /// fingerprint (never the token itself).
     pub feed_value: String,
 }
 
-/// Parses a revoke body: a JSON object with exactly one non-empty key of `jti`, `sub`, `sid`,
-/// `token`. The error is the `error_description` of the 400. Pure, so it can be fuzzed.
-pub fn parse_revoke_body(body: &[u8]) -> Result<RevokeTarget, &'static str> {
-    let req: RevokeRequest = serde_json::from_slice(body)
-        .map_err(|_| "body must be a JSON object with one of jti, sub, sid, token")?;
-    let one = |kind, v: String| RevokeTarget {
+/// Parses a revoke request's query: exactly one non-empty parameter of `jti`, `sub`,
+/// `sid`, `token_sha256` (64 hex digits: the SHA-256 of the token's signing input, so no
+/// token ever travels in a URL). Values are percent-decoded (`+` is a space, as in forms).
+/// The error is the `error_description` of the 400. Pure, so it can be fuzzed.
+pub fn parse_revoke_query(query: &str) -> Result<RevokeTarget, &'static str> {
+    const USAGE: &str = "give exactly one non-empty parameter: jti, sub, sid or token_sha256";
+    let mut found: Option<(String, String)> = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (k, v) = (percent_decode(k).ok_or(USAGE)?, percent_decode(v).ok_or(USAGE)?);
+        if !matches!(k.as_str(), "jti" | "sub" | "sid" | "token_sha256") || found.is_some() || v.is_empty() {
+            return Err(USAGE);
+        }
+        found = Some((k, v));
+    }
+    let (k, v) = found.ok_or(USAGE)?;
+    let one = |kind: Kind, v: String| RevokeTarget {
         target: Target::new(kind, &v),
         shown: json!({ kind.as_str(): v }),
         fingerprint: None,
         feed_value: v,
     };
-    Ok(match (req.jti, req.sub, req.sid, req.token) {
-        (Some(v), None, None, None) if !v.is_empty() => one(Kind::Jti, v),
-        (None, Some(v), None, None) if !v.is_empty() => one(Kind::Sub, v),
-        (None, None, Some(v), None) if !v.is_empty() => one(Kind::Sid, v),
-        (None, None, None, Some(t)) if !t.is_empty() => {
-            // The token itself is never echoed or logged: only its fingerprint.
-            let fp = Fingerprint::of(&t);
+    Ok(match k.as_str() {
+        "jti" => one(Kind::Jti, v),
+        "sub" => one(Kind::Sub, v),
+        "sid" => one(Kind::Sid, v),
+        _ => {
+            let fp = Fingerprint(parse_hex32(&v).ok_or("token_sha256 must be 64 hex digits")?);
             RevokeTarget {
                 target: Target::hashed(Kind::Token, fp.0),
                 shown: json!({"token": fp.short()}),
                 fingerprint: Some(fp),
-                feed_value: fp.0.iter().map(|b| format!("{b:02x}")).collect(),
+                feed_value: fp.hex(),
             }
         }
-        _ => return Err("give exactly one non-empty key: jti, sub, sid or token"),
     })
 }
 
-fn revoke(cfg: &Config, host: &impl Host, body: &[u8], request_id: Option<String>) -> AdminAnswer {
+fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// `application/x-www-form-urlencoded` decoding of one name or value; `None` for a broken
+/// escape or bytes that are not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+fn revoke(cfg: &Config, host: &impl Host, query: &str, request_id: Option<String>) -> AdminAnswer {
     let now = host.now();
-    let RevokeTarget { target, shown, fingerprint, feed_value } = match parse_revoke_body(body) {
+    let RevokeTarget { target, shown, fingerprint, feed_value } = match parse_revoke_query(query) {
         Ok(t) => t,
         Err(why) => return error(400, "invalid_request", why).into(),
     };
@@ -254,25 +286,33 @@ mod tests {
     }
 
     #[test]
-    fn revoke_bodies() {
-        let t = parse_revoke_body(br#"{"sub":"alice"}"#).unwrap();
+    fn revoke_queries() {
+        let t = parse_revoke_query("sub=alice").unwrap();
         assert_eq!(
             (t.target, t.shown, t.fingerprint),
             (Target::new(Kind::Sub, "alice"), json!({"sub": "alice"}), None)
         );
-        let t = parse_revoke_body(br#"{"token":"a.b.c"}"#).unwrap();
-        assert_eq!(t.shown, json!({"token": Fingerprint::of("a.b.c").short()}));
-        assert_eq!(t.target, Target::hashed(Kind::Token, Fingerprint::of("a.b.c").0));
+        let t = parse_revoke_query("sub=auth0%7C42+x").unwrap();
+        assert_eq!(t.shown, json!({"sub": "auth0|42 x"}));
+        let fp = Fingerprint::of("a.b.c");
+        let t = parse_revoke_query(&format!("token_sha256={}", fp.hex().to_uppercase())).unwrap();
+        assert_eq!(t.shown, json!({"token": fp.short()}));
+        assert_eq!((t.target, t.feed_value), (Target::hashed(Kind::Token, fp.0), fp.hex()));
         for bad in [
-            &br#"{"sub":""}"#[..],
-            br#"{"sub":"a","jti":"b"}"#,
-            br#"{"user":"a"}"#,
-            b"{}",
-            b"[]",
-            b"",
-            b"\xff",
+            "sub=",
+            "sub=a&jti=b",
+            "sub=a&sub=b",
+            "user=a",
+            "",
+            "&",
+            "token=a.b.c",
+            "token_sha256=abc",
+            "token_sha256=zz",
+            "sub=%ff",
+            "sub=%4",
+            "sub=%zz",
         ] {
-            assert!(parse_revoke_body(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(parse_revoke_query(bad).is_err(), "{bad}");
         }
     }
 

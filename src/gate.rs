@@ -12,7 +12,7 @@ use crate::host::Host;
 use crate::metrics::Counter;
 use crate::registry::record::{State, TokenRecord};
 use crate::registry::revocation::{Revocation, Target, TokenFacts};
-use crate::registry::{Layout, Registry, RevocationCache};
+use crate::registry::{session, Layout, Registry, RevocationCache};
 use crate::reject::{self, DenyResponse, RejectCode, Rejection};
 use crate::token::{self, Claims, Fingerprint};
 use crate::verify;
@@ -36,6 +36,9 @@ pub struct Request<'a> {
     /// source.
     pub credential_header: Option<&'a str>,
     pub meta: &'a dyn RequestMeta,
+    /// SHA-256 of the whole token whose signature the gate verified before holding this
+    /// request (`Verdict::Hold::verified`): asked again, it is not verified again.
+    pub verified: Option<[u8; 32]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +58,8 @@ pub enum Verdict {
     Hold {
         wait_ms: u64,
         reason: crate::egress::HoldReason,
+        /// Hand back as `Request::verified` when asking again.
+        verified: Option<[u8; 32]>,
     },
     /// Egress: put this header (the service's token) on the request and let it go.
     Inject {
@@ -121,11 +126,20 @@ pub fn extract_token<'a>(source: &TokenSource, header: &'a str) -> Option<&'a st
             }
             header.get(prefix.len()..).map(str::trim)
         }
-        TokenSource::Cookie { name } => header.split(';').find_map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            (k.trim() == name).then(|| v.trim().trim_matches('"'))
-        }),
+        TokenSource::Cookie { name } => cookie_values(header, name).next(),
     }
+}
+
+/// The `cookie` header without the cookies called `name`; `None` when there are none (the
+/// header stays as it is). An empty result means no cookie is left.
+pub fn without_cookie(header: &str, name: &str) -> Option<String> {
+    cookie_values(header, name).next()?;
+    let kept: Vec<&str> = header
+        .split(';')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && pair.split_once('=').is_none_or(|(k, _)| k.trim() != name))
+        .collect();
+    Some(kept.join("; "))
 }
 
 /// The credential header's new value, carrying `new_token` in place of the old one.
@@ -156,56 +170,47 @@ pub fn rewrite_credential(source: &TokenSource, current: Option<&str>, new_token
     }
 }
 
+/// Decides one request, in named steps: read the credential, the hot path, authenticate,
+/// the revocation feed's say, revocation, supersession (the refresh handoff), claims and
+/// session, record, refresh.
 pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Request) -> Verdict {
     let now = host.now();
-    let token = req.credential_header.and_then(|h| extract_token(&cfg.token_source, h));
-    let Some(token) = token else {
-        host.count(Counter::MissingToken);
-        return Verdict::Deny(reject::missing_token_response(&cfg.realm));
+    let mut ctx = Ctx { cfg, host, req, now, fingerprint: None };
+    let token = match read_credential(cfg, req) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            host.count(Counter::MissingToken);
+            return Verdict::Deny(reject::missing_token_response(&cfg.realm));
+        }
+        Err(rejection) => return ctx.reject(rejection, None),
     };
     let registry = Registry::new(host, layout(cfg));
     if let Some(verdict) = accepted_again(cfg, host, worker, &registry, token, now, req) {
         return verdict;
     }
     let fingerprint = Fingerprint::of(token);
-    let with_request = |mut r: Record| {
-        r.request_id = req.meta.request_id();
-        r.path = req.meta.path();
-        r
-    };
-    let reject = |rejection: Rejection, verified: Option<&Claims>| {
-        host.count(Counter::Rejected(rejection.code));
-        let mut r = with_request(Record::new(Event::TokenRejected, now));
-        r.token = Some(fingerprint.short());
-        r.reason = Some(rejection.code.as_str().to_owned());
-        // Identities only from a token whose signature verified.
-        if let Some(c) = verified {
-            r.sub = c.sub.clone();
-            r.jti = c.jti.clone();
-            r.exp = c.exp;
-        }
-        emit(host, r);
-        Verdict::Deny(reject::invalid_token_response(&cfg.realm, &rejection))
-    };
-
+    ctx.fingerprint = Some(fingerprint);
     let decoded = match token::decode(token) {
         Ok(d) => d,
-        Err(rejection) => return reject(rejection, None),
+        Err(rejection) => return ctx.reject(rejection, None),
     };
     let known = registry.lookup(&fingerprint.0);
-    // Same bytes (same SHA-256) verified under the same configuration: the signature holds.
-    let cached = known.as_ref().is_some_and(|r| r.config_gen == cfg.generation);
+    let cached = signature_known_good(cfg, known.as_ref(), req, token);
     host.count(if cached { Counter::RegistryHit } else { Counter::SignatureVerified });
     let auth = match verify::authenticate_decoded(cfg, token, decoded, cached) {
         Ok(a) => a,
-        Err(rejection) => return reject(rejection, None),
+        Err(rejection) => return ctx.reject(rejection, None),
     };
     let claims = &auth.decoded.claims;
-
     if let Some(v) = feed_gate(cfg, host, worker, &registry, now) {
-        return v;
+        // Held: the signature is not checked again when the request is asked again.
+        return match v {
+            Verdict::Hold { wait_ms, reason, .. } => {
+                Verdict::Hold { wait_ms, reason, verified: Some(hmac_sha256::Hash::hash(token.as_bytes())) }
+            }
+            other => other,
+        };
     }
-
     let facts = TokenFacts {
         fp: &fingerprint.0,
         jti: claims.jti.as_deref(),
@@ -219,120 +224,319 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
     match is_revoked(host, worker, &registry, &facts, &targets, now) {
         Some(false) if !revoked => {}
         Some(_) => {
-            return reject(Rejection::new(RejectCode::TokenRevoked, "token has been revoked"), Some(claims))
+            return ctx
+                .reject(Rejection::new(RejectCode::TokenRevoked, "token has been revoked"), Some(claims))
         }
         None => return unavailable(),
     }
-
     if let Some(old) = known.as_ref().filter(|r| r.state == State::Superseded) {
-        let grace = cfg.refresh.as_ref().map_or(0, |r| r.grace_seconds);
-        if now >= old.superseded_at.saturating_add(grace) {
-            return reject(
-                Rejection::new(RejectCode::TokenRevoked, "token was replaced by a refresh"),
-                Some(claims),
-            );
+        if let Some(v) = superseded(&ctx, worker, &registry, old, claims) {
+            return v;
         }
-        if let Some(h) = registry.handoff(&fingerprint.0, now) {
-            // The replacement may have been revoked since (by its jti, or as a token): handing
-            // it on would let a revoked token through under the old one's name.
-            let new_claims = token::decode(&h.access_token).ok().map(|d| d.claims);
-            let new_fp = Fingerprint::of(&h.access_token);
-            let new_facts = TokenFacts {
-                fp: &new_fp.0,
-                jti: new_claims.as_ref().and_then(|c| c.jti.as_deref()),
-                sub: new_claims.as_ref().and_then(|c| c.sub.as_deref()),
-                sid: new_claims.as_ref().and_then(|c| c.sid.as_deref()),
-                iat: new_claims.as_ref().and_then(|c| c.iat),
-            };
-            let new_targets = Revocation::targets_of(&new_facts);
-            match is_revoked(host, worker, &registry, &new_facts, &new_targets, now) {
-                Some(false) => {}
-                Some(true) => {
-                    return reject(
-                        Rejection::new(RejectCode::TokenRevoked, "the token's replacement has been revoked"),
-                        Some(claims),
-                    )
-                }
-                None => return unavailable(),
-            }
-            host.count(Counter::Accepted);
-            host.count(Counter::RefreshHandoff);
-            let expires_in = new_claims.and_then(|c| c.exp).map(|e| e.saturating_sub(now));
-            return Verdict::Forward {
-                expires_in: cfg.expires_in_header.as_ref().and(expires_in),
-                swap: Some(Swap { access_token: h.access_token, refresh_token: h.refresh_token }),
-            };
-        }
-        // The handoff is gone (evicted): the old token, still valid, goes on as it is.
     }
-
-    let life = match verify::check_claims(cfg, auth.provider, claims, now) {
+    let known_start = known_session_start(cfg, &registry, known.as_ref(), auth.provider, claims, now);
+    let life = match verify::check_claims_in_session(cfg, auth.provider, claims, now, known_start) {
         Ok(l) => l,
         Err(rejection) => {
             if rejection.code == RejectCode::TokenExpired {
-                if let Some(plan) = refreshing::start(cfg, host, &registry, req, &fingerprint, claims, None) {
+                let start = verify::session_start(cfg, claims, known_start);
+                if let Some(plan) =
+                    refreshing::start(cfg, host, &registry, req, token, &fingerprint, claims, None, start)
+                {
                     return Verdict::Refresh(plan);
                 }
             }
-            return reject(rejection, Some(claims));
+            return ctx.reject(rejection, Some(claims));
         }
     };
-    let record = |event| {
-        let mut r = Record::new(event, now);
-        r.token = Some(fingerprint.short());
-        r.sub = claims.sub.clone();
-        r.jti = claims.jti.clone();
-        r.exp = Some(life.exp);
-        r.remaining_s = Some(life.remaining_s);
-        with_request(r)
-    };
-    host.count(Counter::Accepted);
-    if cfg.log_accepted {
-        emit(host, record(Event::TokenAccepted));
-    }
-
-    let due_warning = life.remaining_s <= cfg.near_expiry_warning_seconds;
-    let already_warned = known.as_ref().is_some_and(|r| r.state != State::Active);
-    let stale = known.as_ref().is_none_or(|r| {
-        r.config_gen != cfg.generation
-            || now.saturating_sub(r.last_seen) >= crate::registry::LAST_SEEN_GRANULARITY_S
-    });
-    let mut recorded = !stale;
-    if stale || (due_warning && !already_warned) {
-        let rec = record_for(cfg, &fingerprint, claims, life.exp, now);
-        match registry.remember(rec, due_warning, now) {
-            Ok(done) => {
-                recorded = true;
-                if done.warned_now {
-                    host.count(Counter::NearExpiryWarning);
-                    emit(host, record(Event::NearExpiry));
-                }
-                for gone in done.evicted {
-                    host.count(Counter::RegistryEvicted);
-                    let mut r = Record::new(Event::RegistryEvicted, now);
-                    r.token = Some(Fingerprint(gone.fp).short());
-                    r.sub = Some(gone.sub).filter(|s| !s.is_empty());
-                    r.jti = Some(gone.jti).filter(|s| !s.is_empty());
-                    r.exp = Some(gone.exp);
-                    r.remaining_s = Some(gone.exp.saturating_sub(now));
-                    r.reason = Some("capacity".into());
-                    emit(host, r);
-                }
-            }
-            Err(_) => host.count(Counter::RegistryConflict),
-        }
-    }
-    if let Some(plan) = refreshing::start(cfg, host, &registry, req, &fingerprint, claims, Some(life)) {
+    let accepted =
+        Accepted { token, fingerprint, claims, life, known: known.as_ref(), provider: auth.provider };
+    let recorded = record(&ctx, &registry, &accepted);
+    if let Some(plan) = refreshing::start(
+        cfg,
+        host,
+        &registry,
+        req,
+        token,
+        &fingerprint,
+        claims,
+        Some(life),
+        life.session_start,
+    ) {
         return Verdict::Refresh(plan);
     }
     // Remembered from the second sight on: a token seen once (a flood of one-shot tokens,
     // say) would only churn the cache.
     let plain = known.as_ref().is_some_and(|r| !matches!(r.state, State::Superseded | State::Revoked));
-    if recorded && plain {
-        let last_seen = known.as_ref().filter(|_| !stale).map_or(now, |r| r.last_seen);
+    if recorded.is_some() && plain {
+        let last_seen = recorded.unwrap_or(now);
         remember_accepted(cfg, worker, token, fingerprint, targets, claims, life, last_seen, now);
     }
     Verdict::Forward { expires_in: cfg.expires_in_header.as_ref().map(|_| life.remaining_s), swap: None }
+}
+
+/// What one request's audit records share.
+struct Ctx<'a, H: Host> {
+    cfg: &'a Config,
+    host: &'a H,
+    req: &'a Request<'a>,
+    now: u64,
+    fingerprint: Option<Fingerprint>,
+}
+
+impl<H: Host> Ctx<'_, H> {
+    fn record(&self, event: Event) -> Record {
+        let mut r = Record::new(event, self.now);
+        r.token = self.fingerprint.map(|f| f.short());
+        r.request_id = self.req.meta.request_id();
+        r.path = request_path(self.req.meta);
+        r
+    }
+
+    fn reject(&self, rejection: Rejection, verified: Option<&Claims>) -> Verdict {
+        self.host.count(Counter::Rejected(rejection.code));
+        let mut r = self.record(Event::TokenRejected);
+        r.reason = Some(rejection.code.as_str().to_owned());
+        // Identities only from a token whose signature verified.
+        if let Some(c) = verified {
+            r.sub = c.sub.clone();
+            r.jti = c.jti.clone();
+            r.exp = c.exp;
+        }
+        emit(self.host, r);
+        Verdict::Deny(reject::invalid_token_response(&self.cfg.realm, &rejection))
+    }
+}
+
+/// The request path as audit records show it: never the query string (tokens and personal
+/// data ride there) nor a fragment.
+fn request_path(meta: &dyn RequestMeta) -> Option<String> {
+    let path = meta.path()?;
+    let end = path.find(['?', '#']).unwrap_or(path.len());
+    Some(path.get(..end).unwrap_or_default().to_owned())
+}
+
+/// The request's token. Two candidates (two cookies of the configured name, or a cookie
+/// beside a bearer header) are refused: picking one lets whoever planted the other decide
+/// which identity is checked and which is forwarded.
+fn read_credential<'r>(cfg: &Config, req: &'r Request) -> Result<Option<&'r str>, Rejection> {
+    let Some(header) = req.credential_header else { return Ok(None) };
+    let ambiguous = || Rejection::new(RejectCode::MalformedToken, "request carries more than one credential");
+    if let TokenSource::Cookie { name } = &cfg.token_source {
+        if cookie_values(header, name).nth(1).is_some() {
+            return Err(ambiguous());
+        }
+        let token = extract_token(&cfg.token_source, header);
+        let bearer = req.meta.header("authorization");
+        if token.is_some()
+            && bearer.is_some_and(|b| b.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("bearer ")))
+        {
+            return Err(ambiguous());
+        }
+        return Ok(token);
+    }
+    Ok(extract_token(&cfg.token_source, header))
+}
+
+/// The values of every cookie called `name` in a `cookie` header.
+pub fn cookie_values<'h, 'n>(header: &'h str, name: &'n str) -> impl Iterator<Item = &'h str> + use<'h, 'n> {
+    header.split(';').filter_map(move |pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k.trim() == name).then(|| v.trim().trim_matches('"'))
+    })
+}
+
+/// Whether this exact signature already verified under this configuration: the registry
+/// saw this encoding of the token, or the gate verified it before holding the request.
+fn signature_known_good(cfg: &Config, known: Option<&TokenRecord>, req: &Request, token: &str) -> bool {
+    let seen =
+        known.is_some_and(|r| r.config_gen == cfg.generation && r.sig == token::signature_digest(token));
+    seen || req.verified.is_some_and(|d| admin_eq(&d, &hmac_sha256::Hash::hash(token.as_bytes())))
+}
+
+fn admin_eq(a: &[u8], b: &[u8]) -> bool {
+    crate::admin::constant_time_eq(a, b)
+}
+
+/// The earliest session start the filter knows for this token beyond its own claims: its
+/// registry record's (inherited through a refresh) and its `sid`'s.
+fn known_session_start(
+    cfg: &Config,
+    registry: &Registry<'_, impl Host>,
+    known: Option<&TokenRecord>,
+    provider: &crate::config::Provider,
+    claims: &Claims,
+    now: u64,
+) -> Option<u64> {
+    cfg.session.as_ref()?;
+    let inherited = known.map(|r| r.session_start).filter(|s| *s != 0);
+    let by_sid = claims
+        .sid
+        .as_deref()
+        .and_then(|sid| registry.sessions().start(&session::session_id(&provider.issuer, sid), now));
+    match (inherited, by_sid) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A token that passed every check, with what recording it needs.
+struct Accepted<'a> {
+    token: &'a str,
+    fingerprint: Fingerprint,
+    claims: &'a Claims,
+    life: verify::Lifetime,
+    known: Option<&'a TokenRecord>,
+    provider: &'a crate::config::Provider,
+}
+
+/// Counts and audits the acceptance, and records what changed in the registry (first
+/// sight, `last_seen`, the near-expiry warning, the session start). Returns the record's
+/// `last_seen` when the registry holds the token as it is now, `None` when it could not
+/// be written.
+fn record<H: Host>(ctx: &Ctx<'_, H>, registry: &Registry<'_, H>, a: &Accepted) -> Option<u64> {
+    let (cfg, host, now) = (ctx.cfg, ctx.host, ctx.now);
+    let audit = |event| {
+        let mut r = ctx.record(event);
+        r.sub = a.claims.sub.clone();
+        r.jti = a.claims.jti.clone();
+        r.exp = Some(a.life.exp);
+        r.remaining_s = Some(a.life.remaining_s);
+        r
+    };
+    host.count(Counter::Accepted);
+    if cfg.log_accepted {
+        emit(host, audit(Event::TokenAccepted));
+    }
+    let due_warning = a.life.remaining_s <= cfg.near_expiry_warning_seconds;
+    let already_warned = a.known.is_some_and(|r| r.state != State::Active);
+    let new_start = a
+        .life
+        .session_start
+        .is_some_and(|s| a.known.is_none_or(|r| r.session_start == 0 || s < r.session_start));
+    let stale = a.known.is_none_or(|r| {
+        r.config_gen != cfg.generation
+            || now.saturating_sub(r.last_seen) >= crate::registry::LAST_SEEN_GRANULARITY_S
+    });
+    if stale || new_start {
+        note_session(cfg, registry, a, now);
+    }
+    if !(stale || new_start || (due_warning && !already_warned)) {
+        return a.known.map(|r| r.last_seen);
+    }
+    let rec = record_for(cfg, &a.fingerprint, a.token, a.claims, a.life.exp, a.life.session_start, now);
+    match registry.remember(rec, due_warning, now) {
+        Ok(done) => {
+            if done.warned_now {
+                host.count(Counter::NearExpiryWarning);
+                emit(host, audit(Event::NearExpiry));
+            }
+            for gone in done.evicted {
+                host.count(Counter::RegistryEvicted);
+                let mut r = Record::new(Event::RegistryEvicted, now);
+                r.token = Some(Fingerprint(gone.fp).short());
+                r.sub = Some(gone.sub).filter(|s| !s.is_empty());
+                r.jti = Some(gone.jti).filter(|s| !s.is_empty());
+                r.exp = Some(gone.exp);
+                r.remaining_s = Some(gone.exp.saturating_sub(now));
+                r.reason = Some("capacity".into());
+                emit(host, r);
+            }
+            Some(if stale { now } else { a.known.map_or(now, |r| r.last_seen) })
+        }
+        Err(_) => {
+            host.count(Counter::RegistryConflict);
+            None
+        }
+    }
+}
+
+/// Remembers the session's start under its `sid`, so a sibling token (refreshed by the
+/// client itself) is held to it.
+fn note_session(cfg: &Config, registry: &Registry<'_, impl Host>, a: &Accepted, now: u64) {
+    let (Some(policy), Some(sid), Some(start)) =
+        (&cfg.session, a.claims.sid.as_deref(), a.life.session_start)
+    else {
+        return;
+    };
+    let id = session::session_id(&a.provider.issuer, sid);
+    let until = start.saturating_add(policy.max_lifetime_seconds);
+    // A lost race only means a sibling token is judged by its own claims until next time.
+    let _ = registry.sessions().note(&id, start, until, now);
+}
+
+/// A token a refresh replaced: refused after the grace; during it, forwarded as its
+/// replacement (`None` when the handoff is gone: the old token, still valid, goes on).
+fn superseded<H: Host>(
+    ctx: &Ctx<'_, H>,
+    worker: &Worker,
+    registry: &Registry<'_, H>,
+    old: &TokenRecord,
+    claims: &Claims,
+) -> Option<Verdict> {
+    let (cfg, host, now) = (ctx.cfg, ctx.host, ctx.now);
+    let grace = cfg.refresh.as_ref().map_or(0, |r| r.grace_seconds);
+    if now >= old.superseded_at.saturating_add(grace) {
+        return Some(ctx.reject(
+            Rejection::new(RejectCode::TokenRevoked, "token was replaced by a refresh"),
+            Some(claims),
+        ));
+    }
+    let h = registry.handoff(&old.fp, now)?;
+    // The replacement is held to every check a presented token meets: revocation (by its
+    // jti, or as a token), expiry, the session limit of the token it replaced.
+    let replacement = match handoff_check(cfg, host, worker, registry, &h, old, now) {
+        Ok(life) => life,
+        Err(None) => return Some(unavailable()),
+        Err(Some(rejection)) => return Some(ctx.reject(rejection, Some(claims))),
+    };
+    host.count(Counter::Accepted);
+    host.count(Counter::RefreshHandoff);
+    // Only the holder of the spent refresh token gets its successor: the old access token
+    // alone buys at most the new access token.
+    let presented = cfg
+        .refresh
+        .as_ref()
+        .and_then(|r| refreshing::presented_refresh_token(&r.refresh_token_source, ctx.req));
+    let refresh_token = h.refresh_token.clone().filter(|_| h.spent_by(presented.as_deref()));
+    Some(Verdict::Forward {
+        expires_in: cfg.expires_in_header.as_ref().map(|_| replacement.remaining_s),
+        swap: Some(Swap { access_token: h.access_token, refresh_token }),
+    })
+}
+
+/// Checks a handoff's new access token now. `Err(None)`: revocations unreadable.
+fn handoff_check(
+    cfg: &Config,
+    host: &impl Host,
+    worker: &Worker,
+    registry: &Registry<'_, impl Host>,
+    h: &crate::registry::handoff::Handoff,
+    old: &TokenRecord,
+    now: u64,
+) -> Result<verify::Lifetime, Option<Rejection>> {
+    let replaced =
+        |why: &str| Some(Rejection::new(RejectCode::TokenRevoked, format!("the token's replacement {why}")));
+    let decoded = token::decode(&h.access_token).map_err(|_| replaced("is unreadable"))?;
+    // Verified when the refresh completed; issuer and algorithm are checked again.
+    let auth = verify::authenticate_decoded(cfg, &h.access_token, decoded, true).map_err(Some)?;
+    let c = &auth.decoded.claims;
+    let new_fp = Fingerprint::of(&h.access_token);
+    let facts = TokenFacts {
+        fp: &new_fp.0,
+        jti: c.jti.as_deref(),
+        sub: c.sub.as_deref(),
+        sid: c.sid.as_deref(),
+        iat: c.iat,
+    };
+    let targets = Revocation::targets_of(&facts);
+    match is_revoked(host, worker, registry, &facts, &targets, now) {
+        Some(false) => {}
+        Some(true) => return Err(replaced("has been revoked")),
+        None => return Err(None),
+    }
+    let known_start = Some(old.session_start).filter(|s| *s != 0);
+    verify::check_claims_in_session(cfg, auth.provider, c, now, known_start).map_err(Some)
 }
 
 /// The revocation feed's say before anything is trusted: hold until a fresh process has
@@ -355,6 +559,7 @@ fn feed_gate(
         return Some(Verdict::Hold {
             wait_ms: feed.startup_wait_ms,
             reason: crate::egress::HoldReason::RevocationFeed,
+            verified: None,
         });
     }
     worker.feed_synced.set(true);
@@ -408,7 +613,7 @@ fn accepted_again(
         r.exp = Some(entry.exp);
         r.remaining_s = Some(remaining_s);
         r.request_id = req.meta.request_id();
-        r.path = req.meta.path();
+        r.path = request_path(req.meta);
         emit(host, r);
     }
     Some(Verdict::Forward { expires_in: cfg.expires_in_header.as_ref().map(|_| remaining_s), swap: None })
@@ -485,12 +690,16 @@ fn unavailable() -> Verdict {
 pub(crate) fn record_for(
     cfg: &Config,
     fingerprint: &Fingerprint,
+    token: &str,
     claims: &Claims,
     exp: u64,
+    session_start: Option<u64>,
     now: u64,
 ) -> TokenRecord {
     TokenRecord {
         fp: fingerprint.0,
+        sig: token::signature_digest(token),
+        session_start: session_start.unwrap_or(0),
         exp,
         iat: claims.iat.unwrap_or(0),
         first_seen: now,

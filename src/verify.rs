@@ -28,7 +28,9 @@ pub struct Lifetime {
     pub exp: u64,
     /// Whole seconds until `exp` (0 when inside the leeway past exp).
     pub remaining_s: u64,
-    /// When the absolute session lifetime ends, if a session policy applies.
+    /// When the session began and when its absolute lifetime ends, if a session policy
+    /// applies.
+    pub session_start: Option<u64>,
     pub session_ends: Option<u64>,
 }
 
@@ -67,6 +69,7 @@ pub fn authenticate_decoded<'c>(
     let provider = cfg
         .provider(iss)
         .ok_or_else(|| Rejection::new(RejectCode::InvalidIssuer, "issuer is not trusted"))?;
+    check_token_type(provider, decoded.header.typ.as_deref())?;
     let alg =
         Alg::parse(&decoded.header.alg).filter(|a| provider.algorithms.contains(a)).ok_or_else(|| {
             Rejection::new(RejectCode::UnsupportedAlgorithm, "algorithm is not allowed for this issuer")
@@ -104,11 +107,52 @@ pub fn authenticate_decoded<'c>(
     }
 }
 
+/// RFC 8725 §3.11: an issuer signs more than access tokens (logout tokens, security event
+/// tokens, DPoP proofs); only the configured types pass. A token without `typ` passes, as
+/// most access tokens carry none.
+fn check_token_type(provider: &Provider, typ: Option<&str>) -> Result<(), Rejection> {
+    let Some(typ) = typ else { return Ok(()) };
+    let t = crate::config::normalize_token_type(typ);
+    if provider.token_types.contains(&t) {
+        return Ok(());
+    }
+    // The type is attacker-chosen text: shown only when short and printable.
+    let shown =
+        if typ.len() <= 64 && typ.bytes().all(|b| b.is_ascii_graphic()) { typ } else { "(unprintable)" };
+    Err(Rejection::new(RejectCode::MalformedToken, format!("token type {shown} is not accepted")))
+}
+
 pub fn check_claims(
     cfg: &Config,
     provider: &Provider,
     claims: &Claims,
     now: u64,
+) -> Result<Lifetime, Rejection> {
+    check_claims_in_session(cfg, provider, claims, now, None)
+}
+
+/// When the token's session began: the earliest of its start claim (or `iat`) and
+/// `known_start`. `None` without a session policy or any start.
+pub fn session_start(cfg: &Config, claims: &Claims, known_start: Option<u64>) -> Option<u64> {
+    let policy = cfg.session.as_ref()?;
+    let claimed = claims.numeric_date(&policy.start_claim).ok().flatten().or(claims.iat);
+    match (claimed, known_start) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// `check_claims` for a token whose session may have begun before its own claims say:
+/// `known_start` is the earliest start the filter has seen for it (the token it was
+/// refreshed from, or another token of its `sid`). A refreshed token carries a new `iat`,
+/// and many servers copy no `auth_time` into it; without this, refreshing would extend
+/// the absolute lifetime.
+pub fn check_claims_in_session(
+    cfg: &Config,
+    provider: &Provider,
+    claims: &Claims,
+    now: u64,
+    known_start: Option<u64>,
 ) -> Result<Lifetime, Rejection> {
     if !provider.audiences.is_empty() && !claims.aud.iter().any(|a| provider.audiences.contains(a)) {
         return Err(Rejection::new(RejectCode::InvalidAudience, "audience is not accepted"));
@@ -129,17 +173,19 @@ pub fn check_claims(
     if claims.iat.is_some_and(|iat| now_plus < iat) {
         return Err(Rejection::new(RejectCode::TokenNotYetValid, "token is issued in the future (iat)"));
     }
-    let session_ends = match &cfg.session {
-        None => None,
+    let (session_start, session_ends) = match &cfg.session {
+        None => (None, None),
         Some(policy) => {
-            let start = match claims.numeric_date(&policy.start_claim)? {
-                Some(t) => t,
-                None => claims.iat.ok_or_else(|| {
-                    Rejection::new(
+            let claimed = claims.numeric_date(&policy.start_claim)?.or(claims.iat);
+            let start = match (claimed, known_start) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) | (None, Some(a)) => a,
+                (None, None) => {
+                    return Err(Rejection::new(
                         RejectCode::MissingClaim,
                         format!("missing session start claim: {} (or iat)", policy.start_claim),
-                    )
-                })?,
+                    ))
+                }
             };
             let ends = start.saturating_add(policy.max_lifetime_seconds);
             if now >= ends {
@@ -148,7 +194,7 @@ pub fn check_claims(
                     "session exceeded its maximum lifetime; sign in again",
                 ));
             }
-            Some(ends)
+            (Some(start), Some(ends))
         }
     };
     let born = claims.iat.unwrap_or(now);
@@ -161,7 +207,7 @@ pub fn check_claims(
     if now >= exp.saturating_add(skew) {
         return Err(Rejection::new(RejectCode::TokenExpired, "token has expired"));
     }
-    Ok(Lifetime { exp, remaining_s: exp.saturating_sub(now), session_ends })
+    Ok(Lifetime { exp, remaining_s: exp.saturating_sub(now), session_start, session_ends })
 }
 
 #[cfg(test)]

@@ -186,6 +186,10 @@ impl Config {
 pub struct Provider {
     pub issuer: String,
     pub audiences: Vec<String>,
+    /// Accepted JOSE `typ` values, lower-cased, without an `application/` prefix. A token of
+    /// another type from the same issuer (a logout token, a DPoP proof, a SET) is refused:
+    /// RFC 8725 §3.11.
+    pub token_types: Vec<String>,
     pub algorithms: Vec<Alg>,
     pub keys: KeySet,
 }
@@ -459,6 +463,8 @@ struct RawProvider {
     issuer: String,
     #[serde(default)]
     audiences: Vec<String>,
+    #[serde(default)]
+    token_types: Option<Vec<String>>,
     algorithms: Vec<String>,
     jwks: JwkSet,
 }
@@ -569,7 +575,14 @@ impl RawConfig {
                     ));
                 }
             }
-            providers.push(Provider { issuer: p.issuer, audiences: p.audiences, algorithms, keys });
+            let token_types = token_types(p.token_types, &here)?;
+            providers.push(Provider {
+                issuer: p.issuer,
+                audiences: p.audiences,
+                token_types,
+                algorithms,
+                keys,
+            });
         }
 
         let token_source = match self.token_source {
@@ -724,6 +737,45 @@ impl RawConfig {
     }
 }
 
+/// The JOSE `typ` values access tokens carry: RFC 7519's `JWT` and RFC 9068's `at+jwt`.
+/// Upper bound of `refresh.grace_seconds`.
+pub const MAX_GRACE_SECONDS: u64 = 300;
+
+pub const DEFAULT_TOKEN_TYPES: [&str; 2] = ["jwt", "at+jwt"];
+
+/// A `typ` (or a configured token type) as compared: RFC 7515 §4.1.9 makes the
+/// `application/` prefix optional and media types are case-insensitive.
+pub fn normalize_token_type(typ: &str) -> String {
+    let t = typ.trim().to_ascii_lowercase();
+    match t.strip_prefix("application/") {
+        Some(rest) => rest.to_owned(),
+        None => t,
+    }
+}
+
+fn token_types(raw: Option<Vec<String>>, here: &str) -> Result<Vec<String>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(DEFAULT_TOKEN_TYPES.iter().map(|t| (*t).to_owned()).collect());
+    };
+    if raw.is_empty() {
+        return Err(ConfigError::new(format!("{here}.token_types"), "list at least one token type"));
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    for (j, t) in raw.iter().enumerate() {
+        let n = normalize_token_type(t);
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError::new(
+                format!("{here}.token_types[{j}]"),
+                "must be a media type such as \"at+jwt\"",
+            ));
+        }
+        if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    Ok(out)
+}
+
 /// A decimal given as a JSON number or as a string holding one. Envoy's YAML loader hands
 /// decimals in a `Struct` configuration to the plugin as strings ("0.2"), integers as numbers.
 fn decimal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
@@ -782,6 +834,11 @@ impl RawRefresh {
         let escalate_after_failures = self.escalate_after_failures.unwrap_or(3);
         if escalate_after_failures == 0 {
             return Err(ConfigError::new(f("escalate_after_failures"), "must be at least 1"));
+        }
+        // The old token keeps working (as the new one) this long: a bound keeps a leaked
+        // token's extra life short.
+        if self.grace_seconds.is_some_and(|g| g > MAX_GRACE_SECONDS) {
+            return Err(ConfigError::new(f("grace_seconds"), format!("must be at most {MAX_GRACE_SECONDS}")));
         }
         Ok(RefreshConfig {
             cluster: self.cluster,

@@ -222,7 +222,7 @@ pub fn check(cfg: &EgressConfig, store: &impl SharedData, now: u64) -> Verdict {
             value: Secret(format!("{}{}", cfg.prefix, st.access_token)),
         }
     } else {
-        Verdict::Hold { wait_ms: cfg.wait_ms, reason: HoldReason::EgressToken }
+        Verdict::Hold { wait_ms: cfg.wait_ms, reason: HoldReason::EgressToken, verified: None }
     }
 }
 

@@ -24,9 +24,14 @@ pub struct PendingRefresh {
     /// The old token has already expired (`refresh_expired`): without a new one the request
     /// is refused rather than forwarded.
     pub expired: bool,
+    /// The old token's session start: the new one inherits it.
+    pub session_start: Option<u64>,
+    /// SHA-256 of the refresh token spent: only its holder is handed the rotated one.
+    pub spent_refresh: [u8; 32],
 }
 
-fn refresh_token(source: &TokenSource, req: &Request) -> Option<String> {
+/// The refresh token the request presents, if any.
+pub(super) fn presented_refresh_token(source: &TokenSource, req: &Request) -> Option<String> {
     let raw = match source {
         TokenSource::Header { name, .. } => req.meta.header(name)?,
         TokenSource::Cookie { name } => {
@@ -42,14 +47,17 @@ fn refresh_token(source: &TokenSource, req: &Request) -> Option<String> {
 /// Starts a refresh when one is due (or, with `refresh_expired`, when the token has just
 /// expired), the request carries a refresh token, and no other request holds the lease.
 /// `life` is `None` for an expired token.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn start(
     cfg: &Config,
     host: &impl Host,
     registry: &Registry<impl Host>,
     req: &Request,
+    token: &str,
     fingerprint: &Fingerprint,
     claims: &Claims,
     life: Option<Lifetime>,
+    session_start: Option<u64>,
 ) -> Option<PendingRefresh> {
     let rcfg = cfg.refresh.as_ref()?;
     let now = host.now();
@@ -59,9 +67,9 @@ pub(super) fn start(
         None if !rcfg.refresh_expired => return None,
         _ => {}
     }
-    let refresh_token = refresh_token(&rcfg.refresh_token_source, req)?;
+    let refresh_token = presented_refresh_token(&rcfg.refresh_token_source, req)?;
     let lease_until = now.saturating_add(rcfg.timeout_ms.div_ceil(1000)).saturating_add(1);
-    let rec = record_for(cfg, fingerprint, claims, exp, now);
+    let rec = record_for(cfg, fingerprint, token, claims, exp, session_start, now);
     match registry.try_lease_refresh(rec, now, lease_until) {
         Ok(Lease::Acquired) => {}
         Ok(_) => return None,
@@ -85,6 +93,8 @@ pub(super) fn start(
         jti: claims.jti.clone(),
         exp,
         expired: life.is_none(),
+        session_start,
+        spent_refresh: hmac_sha256::Hash::hash(refresh_token.as_bytes()),
     })
 }
 
@@ -100,9 +110,15 @@ pub fn complete(
     let registry = Registry::new(host, super::layout(cfg));
     let outcome =
         answer.and_then(|(status, body)| refresh::parse_response(status, &body)).and_then(|grant| {
-            // The new token passes exactly the checks any incoming token passes.
-            match verify::validate(cfg, &grant.access_token, now) {
-                Ok(valid) => Ok((grant, valid.lifetime, valid.auth.decoded.claims)),
+            // The new token passes exactly the checks any incoming token passes, in the
+            // session of the token it replaces.
+            let checked = verify::authenticate(cfg, &grant.access_token).and_then(|auth| {
+                let claims = auth.decoded.claims;
+                verify::check_claims_in_session(cfg, auth.provider, &claims, now, plan.session_start)
+                    .map(|life| (life, claims))
+            });
+            match checked {
+                Ok((life, claims)) => Ok((grant, life, claims)),
                 Err(rejection) => Err(Failure::InvalidNewToken(rejection.code)),
             }
         });
@@ -114,9 +130,11 @@ pub fn complete(
                 old_fp: plan.old.0,
                 access_token: grant.access_token.clone(),
                 refresh_token: grant.refresh_token.clone(),
+                spent_refresh: plan.spent_refresh,
                 until: now.saturating_add(grace),
             };
-            let new_record = record_for(cfg, &new_fp, &claims, life.exp, now);
+            let new_record =
+                record_for(cfg, &new_fp, &grant.access_token, &claims, life.exp, life.session_start, now);
             if registry.refresh_succeeded(&plan.old.0, new_record, handoff, now).is_err() {
                 host.count(Counter::RegistryConflict);
             }

@@ -86,7 +86,7 @@ impl RequestMeta for Meta {
 }
 
 fn run(cfg: &Config, host: &FakeHost, w: &Worker, header: Option<&str>) -> Verdict {
-    check_request(cfg, host, w, &Request { credential_header: header, meta: &Meta })
+    check_request(cfg, host, w, &Request { credential_header: header, meta: &Meta, verified: None })
 }
 
 #[test]
@@ -278,7 +278,12 @@ fn refresh_cfg() -> Config {
 }
 
 fn run_rt(cfg: &Config, host: &FakeHost, w: &Worker, token: &str) -> Verdict {
-    check_request(cfg, host, w, &Request { credential_header: Some(&bearer(token)), meta: &WithRefreshToken })
+    check_request(
+        cfg,
+        host,
+        w,
+        &Request { credential_header: Some(&bearer(token)), meta: &WithRefreshToken, verified: None },
+    )
 }
 
 #[test]

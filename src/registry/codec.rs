@@ -21,6 +21,9 @@ impl Writer {
     pub fn bytes32(&mut self, v: &[u8; 32]) {
         self.0.extend_from_slice(v);
     }
+    pub fn bytes16(&mut self, v: &[u8; 16]) {
+        self.0.extend_from_slice(v);
+    }
     /// A string of any length (tokens), u32 length first.
     pub fn long_str(&mut self, s: &str) {
         self.u32(s.len() as u32);
@@ -69,6 +72,9 @@ impl<'a> Reader<'a> {
     }
     pub fn bytes32(&mut self) -> Option<[u8; 32]> {
         self.take(32)?.try_into().ok()
+    }
+    pub fn bytes16(&mut self) -> Option<[u8; 16]> {
+        self.take(16)?.try_into().ok()
     }
     pub fn short_str(&mut self) -> Option<String> {
         let n = self.u8()? as usize;

@@ -2,8 +2,12 @@
 //! carrying the old token (other workers, requests already in flight) are forwarded with the
 //! new one and handed it in the response.
 //!
+//! The new refresh token goes only to a request that presents the refresh token spent for
+//! it (`spent_refresh`, compared in constant time): an old access token alone, stolen from
+//! a log or a browser, must not buy the long-lived refresh token.
+//!
 //! These values are secrets. They live only in shared memory, for `grace_seconds`, and are
-//! never logged; the key is the old token's SHA-256.
+//! never logged; the key is the old token's fingerprint.
 
 use super::codec::{Reader, Writer};
 
@@ -18,11 +22,22 @@ pub struct Handoff {
     pub old_fp: [u8; 32],
     pub access_token: String,
     pub refresh_token: Option<String>,
+    /// SHA-256 of the refresh token that was spent to obtain these.
+    pub spent_refresh: [u8; 32],
     /// Dropped after this time (the end of the grace period).
     pub until: u64,
 }
 
-const VERSION: u8 = 1;
+impl Handoff {
+    /// Whether `presented` is the refresh token this refresh spent.
+    pub fn spent_by(&self, presented: Option<&str>) -> bool {
+        presented.is_some_and(|p| {
+            crate::admin::constant_time_eq(&hmac_sha256::Hash::hash(p.as_bytes()), &self.spent_refresh)
+        })
+    }
+}
+
+const VERSION: u8 = 2;
 
 pub fn encode(entries: &[Handoff]) -> Vec<u8> {
     let mut w = Writer::default();
@@ -32,6 +47,7 @@ pub fn encode(entries: &[Handoff]) -> Vec<u8> {
         w.bytes32(&e.old_fp);
         w.long_str(&e.access_token);
         w.long_str(e.refresh_token.as_deref().unwrap_or_default());
+        w.bytes32(&e.spent_refresh);
         w.u64(e.until);
     }
     w.0
@@ -54,11 +70,13 @@ pub fn decode(bytes: &[u8]) -> Vec<Handoff> {
             let old_fp = r.bytes32()?;
             let access_token = r.long_str()?;
             let refresh = r.long_str()?;
+            let spent_refresh = r.bytes32()?;
             let until = r.u64()?;
             v.push(Handoff {
                 old_fp,
                 access_token,
                 refresh_token: Some(refresh).filter(|s| !s.is_empty()),
+                spent_refresh,
                 until,
             });
         }
@@ -78,11 +96,20 @@ mod tests {
                 old_fp: [1; 32],
                 access_token: "a.b.c".into(),
                 refresh_token: Some("r".into()),
+                spent_refresh: hmac_sha256::Hash::hash(b"spent"),
                 until: 9,
             },
-            Handoff { old_fp: [2; 32], access_token: "d.e.f".into(), refresh_token: None, until: 10 },
+            Handoff {
+                old_fp: [2; 32],
+                access_token: "d.e.f".into(),
+                refresh_token: None,
+                spent_refresh: [0; 32],
+                until: 10,
+            },
         ];
         assert_eq!(decode(&encode(&e)), e);
+        assert!(e[0].spent_by(Some("spent")));
+        assert!(!e[0].spent_by(Some("spent ")) && !e[0].spent_by(None));
         let mut bytes = encode(&e);
         bytes.truncate(bytes.len() - 3);
         assert!(decode(&bytes).is_empty());

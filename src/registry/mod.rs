@@ -6,7 +6,7 @@
 //! Every change is a read-modify-write with CAS and a bounded number of retries.
 //!
 //! Bounds: at most `buckets * slots <= capacity` records and `max_revocations` entries,
-//! in `buckets + REVOCATION_BUCKETS + 2` keys, however many distinct tokens pass.
+//! in `2 * buckets + REVOCATION_BUCKETS + HANDOFF_BUCKETS` keys plus a few singletons, however many distinct tokens pass.
 
 pub mod codec;
 #[cfg(test)]
@@ -14,6 +14,7 @@ pub mod fake;
 pub mod handoff;
 pub mod record;
 pub mod revocation;
+pub mod session;
 
 use std::collections::HashMap;
 
@@ -156,7 +157,8 @@ impl<'s, S: SharedData> Registry<'s, S> {
         let keys = (0..self.layout.buckets)
             .map(token_key)
             .chain((0..REVOCATION_BUCKETS).map(revocation_key))
-            .chain((0..handoff::HANDOFF_BUCKETS).map(handoff_key));
+            .chain((0..handoff::HANDOFF_BUCKETS).map(handoff_key))
+            .chain((0..self.layout.buckets).map(session::session_key));
         for key in keys {
             if self.store.get(&key).0.is_none() {
                 let _ = self.store.set(&key, &[], None);
@@ -166,6 +168,11 @@ impl<'s, S: SharedData> Registry<'s, S> {
 
     fn bucket_key(&self, fp: &[u8; 32]) -> String {
         token_key(index(fp, self.layout.buckets))
+    }
+
+    /// The per-session start table, over as many keys as the token records.
+    pub fn sessions(&self) -> session::Sessions<'s, S> {
+        session::Sessions { store: self.store, buckets: self.layout.buckets }
     }
 
     pub fn lookup(&self, fp: &[u8; 32]) -> Option<TokenRecord> {
@@ -185,6 +192,13 @@ impl<'s, S: SharedData> Registry<'s, S> {
                     let mut changed = false;
                     if existing.config_gen != rec.config_gen {
                         existing.config_gen = rec.config_gen;
+                        existing.sig = rec.sig;
+                        changed = true;
+                    }
+                    if rec.session_start != 0
+                        && (existing.session_start == 0 || rec.session_start < existing.session_start)
+                    {
+                        existing.session_start = rec.session_start;
                         changed = true;
                     }
                     if now.saturating_sub(existing.last_seen) >= LAST_SEEN_GRANULARITY_S {

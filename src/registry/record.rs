@@ -24,14 +24,18 @@ impl State {
     }
 }
 
-/// Layout (little-endian): fp[32] exp:u64 iat:u64 first_seen:u64 last_seen:u64 state:u8
-/// config_gen:u32 refresh_lease_until:u64 refresh_retry_at:u64 refresh_failures:u8
-/// superseded_at:u64 sub jti sid (each u8 length + bytes): 97 bytes plus the three strings.
+/// Layout (little-endian): fp[32] sig[16] exp:u64 iat:u64 first_seen:u64 last_seen:u64
+/// state:u8 config_gen:u32 refresh_lease_until:u64 refresh_retry_at:u64 refresh_failures:u8
+/// superseded_at:u64 session_start:u64 sub jti sid (each u8 length + bytes): 121 bytes plus
+/// the three strings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
-    /// SHA-256 of the whole token. The only way to find a record: a forged or altered token
-    /// has another hash, so it can never match one.
+    /// The token's identity (`Fingerprint`: SHA-256 of its signing input). Every signature
+    /// encoding of one token finds the same record, so none escapes its state.
     pub fp: [u8; 32],
+    /// `token::signature_digest` of the encoding that verified: only that exact signature
+    /// counts as verified; another encoding is checked again.
+    pub sig: [u8; 16],
     pub exp: u64,
     pub iat: u64,
     pub first_seen: u64,
@@ -48,12 +52,15 @@ pub struct TokenRecord {
     pub refresh_failures: u8,
     /// When a refresh replaced this token (state `Superseded`), 0 otherwise.
     pub superseded_at: u64,
+    /// The earliest session start known for this token (inherited from the token it was
+    /// refreshed from), 0 when none beyond its own claims.
+    pub session_start: u64,
     pub sub: String,
     pub jti: String,
     pub sid: String,
 }
 
-pub const RECORD_FIXED_BYTES: usize = 32 + 8 * 4 + 1 + 4 + 8 + 8 + 1 + 8 + 3;
+pub const RECORD_FIXED_BYTES: usize = 32 + 16 + 8 * 4 + 1 + 4 + 8 + 8 + 1 + 8 + 8 + 3;
 
 impl TokenRecord {
     pub fn encoded_len(&self) -> usize {
@@ -70,6 +77,7 @@ impl TokenRecord {
 
     fn write(&self, w: &mut Writer) {
         w.bytes32(&self.fp);
+        w.bytes16(&self.sig);
         w.u64(self.exp);
         w.u64(self.iat);
         w.u64(self.first_seen);
@@ -80,6 +88,7 @@ impl TokenRecord {
         w.u64(self.refresh_retry_at);
         w.u8(self.refresh_failures);
         w.u64(self.superseded_at);
+        w.u64(self.session_start);
         w.short_str(&self.sub);
         w.short_str(&self.jti);
         w.short_str(&self.sid);
@@ -88,6 +97,7 @@ impl TokenRecord {
     fn read(r: &mut Reader) -> Option<TokenRecord> {
         Some(TokenRecord {
             fp: r.bytes32()?,
+            sig: r.bytes16()?,
             exp: r.u64()?,
             iat: r.u64()?,
             first_seen: r.u64()?,
@@ -98,6 +108,7 @@ impl TokenRecord {
             refresh_retry_at: r.u64()?,
             refresh_failures: r.u8()?,
             superseded_at: r.u64()?,
+            session_start: r.u64()?,
             sub: r.short_str()?,
             jti: r.short_str()?,
             sid: r.short_str()?,
@@ -105,7 +116,7 @@ impl TokenRecord {
     }
 }
 
-const BUCKET_VERSION: u8 = 2;
+const BUCKET_VERSION: u8 = 3;
 
 /// The records under one key. A value that does not decode (another version, corruption)
 /// is treated as empty: the registry is a cache plus warn-once state, so losing a bucket
@@ -207,6 +218,8 @@ mod tests {
             refresh_retry_at: 0,
             refresh_failures: 0,
             superseded_at: 0,
+            session_start: 0,
+            sig: [0; 16],
             sub: format!("user-{n}"),
             jti: format!("jti-{n}"),
             sid: String::new(),

@@ -59,7 +59,7 @@ fn algorithm_allowlist_and_key_confusion() {
     assert_eq!(code_at(&only_rs, &mint("HS256", json!({})), NOW), Err(UnsupportedAlgorithm));
     assert_eq!(
         code_at(&only_rs, &mint("RS256", json!({})), NOW),
-        Ok(Lifetime { exp: NOW + 300, remaining_s: 300, session_ends: None })
+        Ok(Lifetime { exp: NOW + 300, remaining_s: 300, session_start: None, session_ends: None })
     );
     assert_eq!(code(&raw(r#"{"alg":"none"}"#, &claims(json!({})).to_string())), Err(UnsupportedAlgorithm));
 
@@ -181,7 +181,7 @@ fn decode_refuses_everything_jwt_simple_would_so_reasons_stay_precise() {
             raw(r#"{"alg":"HS256","kid":"hs-1","jwk":{"kty":"oct","k":"AA"}}"#, &c),
             "header jwk is not a string",
         ),
-        (raw(r#"{"alg":"HS256","kid":"hs-1","typ":"JOSE"}"#, &c), "header typ is not JWT"),
+        (raw(r#"{"alg":"HS256","kid":"hs-1","typ":"JOSE"}"#, &c), "token type JOSE is not accepted"),
         (raw(r#"{"alg":"HS256","kid":"hs-1","salt":"AAAA"}"#, &c), "header salt is not supported"),
         (raw(r#"{"alg":"HS256","kid":"hs-1","x5c":[{}]}"#, &c), "header x5c is not a list of strings"),
         (

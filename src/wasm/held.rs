@@ -6,11 +6,11 @@ use proxy_wasm::hostcalls;
 use super::{http, Shared};
 
 pub fn release(shared: &Shared, now_ms: u64) {
-    let held: Vec<(u32, (u64, crate::egress::HoldReason))> = match shared.held.try_borrow() {
+    let held: Vec<(u32, super::Held)> = match shared.held.try_borrow() {
         Ok(h) => h.iter().map(|(k, v)| (*k, *v)).collect(),
         Err(_) => return,
     };
-    for (id, (deadline, reason)) in held {
+    for (id, super::Held { deadline_ms: deadline, reason, .. }) in held {
         if hostcalls::set_effective_context(id).is_err() {
             if let Ok(mut h) = shared.held.try_borrow_mut() {
                 h.remove(&id); // the stream is gone

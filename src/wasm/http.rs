@@ -16,25 +16,11 @@ use crate::reject::DenyResponse;
 pub struct Http {
     id: u32,
     shared: Option<Rc<Shared>>,
-    /// An admin request waiting for its body.
-    admin_pending: Option<PendingAdmin>,
-    /// An admin reply held until the revocation has been published to the feed.
-    publish_reply: Option<DenyResponse>,
-}
-
-/// What an admin request needs once its body is in. Headers are captured up front: the SDK
-/// panics when a header getter is called outside the header phase (the host answers with a
-/// status the SDK does not expect).
-#[derive(Clone)]
-struct PendingAdmin {
-    route: Route,
-    presented_token: Option<String>,
-    request_id: Option<String>,
 }
 
 impl Http {
     pub fn new(id: u32, shared: Option<Rc<Shared>>) -> Http {
-        Http { id, shared, admin_pending: None, publish_reply: None }
+        Http { id, shared }
     }
 }
 
@@ -67,51 +53,64 @@ impl RequestMeta for EnvoyRequestMeta {
     }
 }
 
-impl Http {
-    /// Answers an admin request, first publishing a revocation to the feed when configured
-    /// (the reply then waits for the publish call and says whether it worked).
-    fn answer_admin(&mut self, shared: &Shared, pending: PendingAdmin, body: &[u8]) {
-        let Some(admin_cfg) = &shared.cfg.admin else { return };
-        let answer = admin::handle(
-            &shared.cfg,
-            admin_cfg,
-            &shared.host(),
-            pending.route,
-            pending.presented_token.as_deref(),
-            body,
-            pending.request_id,
-        );
-        if let Some(call) = answer.publish {
-            if super::host::dispatch(&call).is_ok() {
-                self.publish_reply = Some(answer.reply);
-                return;
-            }
-            self.publish_done(shared, answer.reply, false);
+/// Answers an admin request at its headers: it is never let on towards the upstream, and
+/// its admin token is removed before any other filter sees the request. A revocation to
+/// publish to the feed holds the reply until the publish call answers or its deadline.
+fn answer_admin(
+    shared: &Shared,
+    id: u32,
+    admin_cfg: &crate::config::AdminConfig,
+    route: Route,
+    end_of_stream: bool,
+) {
+    let presented = request_header(admin::ADMIN_TOKEN_HEADER);
+    let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, admin::ADMIN_TOKEN_HEADER);
+    let path = request_header(":path").unwrap_or_default();
+    let query = path.split_once('?').map_or("", |(_, q)| q);
+    let request = admin::AdminRequest {
+        route,
+        presented_token: presented.as_deref(),
+        query,
+        has_body: !end_of_stream,
+        request_id: request_header("x-request-id"),
+    };
+    let answer = admin::handle(&shared.cfg, admin_cfg, &shared.host(), request);
+    let Some(call) = answer.publish else {
+        send(&answer.reply);
+        return;
+    };
+    if super::host::dispatch(&call).is_ok() {
+        // Envoy's own timeout does not fire in every failure: the tick enforces this one.
+        let deadline = super::now_ms().saturating_add(call.timeout_ms);
+        if let Ok(mut p) = shared.publishing.try_borrow_mut() {
+            p.insert(id, (deadline, answer.reply));
             return;
         }
-        send(&answer.reply);
     }
+    publish_done(shared, answer.reply, false);
+}
 
-    fn publish_done(&self, shared: &Shared, reply: DenyResponse, published: bool) {
-        use crate::host::Metrics;
-        let host = shared.host();
-        if published {
-            host.count(crate::metrics::Counter::RevocationPublished);
-        } else {
-            host.count(crate::metrics::Counter::RevocationPublishFailed);
-            let now = crate::host::Clock::now(&host);
-            let mut r = crate::audit::Record::new(crate::audit::Event::RevocationPublishFailed, now);
-            r.reason = Some(
-                "the revocation feed did not accept the revocation; it holds on this replica only".into(),
-            );
-            gate::emit(&host, r);
-        }
-        send(&admin::with_published(reply, published));
+/// Sends the admin reply once the feed publish is over (`published` says how it went).
+pub(super) fn publish_done(shared: &Shared, reply: DenyResponse, published: bool) {
+    use crate::host::Metrics;
+    let host = shared.host();
+    if published {
+        host.count(crate::metrics::Counter::RevocationPublished);
+    } else {
+        host.count(crate::metrics::Counter::RevocationPublishFailed);
+        let now = crate::host::Clock::now(&host);
+        let mut r = crate::audit::Record::new(crate::audit::Event::RevocationPublishFailed, now);
+        r.reason =
+            Some("the revocation feed did not accept the revocation; it holds on this replica only".into());
+        gate::emit(&host, r);
     }
+    send(&admin::with_published(reply, published));
 }
 
 /// Carries out a verdict on the stream whose context is in effect. Returns whether the
 /// request may continue (false: answered locally, or still held).
+/// `resume`: the stream is paused (asked again from the root context's tick, or after a
+/// callout): resume it when the request may go on.
 pub(super) fn apply(shared: &Shared, id: u32, verdict: Verdict, resume: bool) -> Action {
     if !matches!(verdict, Verdict::Hold { .. }) {
         take(&shared.held, id);
@@ -128,12 +127,7 @@ pub(super) fn apply(shared: &Shared, id: u32, verdict: Verdict, resume: bool) ->
                 );
                 let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, &name, Some(&value));
             }
-            // Refresh tokens are for the token endpoint, not for the upstream.
-            if let Some(TokenSource::Header { name, .. }) =
-                shared.cfg.refresh.as_ref().map(|r| &r.refresh_token_source)
-            {
-                let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
-            }
+            strip_refresh_token(shared);
             // Only what the response has to carry; most requests leave nothing behind.
             if expires_in.is_some() || swap.is_some() {
                 if let Ok(mut outcomes) = shared.outcomes.try_borrow_mut() {
@@ -149,11 +143,15 @@ pub(super) fn apply(shared: &Shared, id: u32, verdict: Verdict, resume: bool) ->
             send(&deny);
             Action::Pause
         }
-        Verdict::Refresh(plan) => start_refresh(shared, id, plan),
-        Verdict::Hold { wait_ms, reason } => {
+        Verdict::Refresh(plan) => start_refresh(shared, id, plan, resume),
+        Verdict::Hold { wait_ms, reason, verified } => {
             if let Ok(mut held) = shared.held.try_borrow_mut() {
                 // A re-check that holds again keeps the first deadline.
-                held.entry(id).or_insert((super::now_ms().saturating_add(wait_ms), reason));
+                held.entry(id).or_insert(super::Held {
+                    deadline_ms: super::now_ms().saturating_add(wait_ms),
+                    reason,
+                    verified,
+                });
             }
             Action::Pause
         }
@@ -167,31 +165,53 @@ pub(super) fn apply(shared: &Shared, id: u32, verdict: Verdict, resume: bool) ->
     }
 }
 
-/// Runs the gate on the stream in effect and carries out its verdict.
+/// Refresh tokens are for the token endpoint, not for the upstream.
+fn strip_refresh_token(shared: &Shared) {
+    match shared.cfg.refresh.as_ref().map(|r| &r.refresh_token_source) {
+        Some(TokenSource::Header { name, .. }) => {
+            let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+        }
+        Some(TokenSource::Cookie { name }) => {
+            let current = request_header("cookie");
+            if let Some(kept) = current.as_deref().and_then(|c| gate::without_cookie(c, name)) {
+                let value = Some(kept.as_str()).filter(|k| !k.is_empty());
+                let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, "cookie", value);
+            }
+        }
+        None => {}
+    }
+}
+
+/// Runs the gate on the stream in effect and carries out its verdict. `resume`: asked again
+/// from the root context for a held request.
 pub(super) fn check(shared: &Shared, id: u32, resume: bool) -> Action {
-    let mut verdict = if let Some(egress) = &shared.cfg.egress {
+    let verdict = if let Some(egress) = &shared.cfg.egress {
         crate::egress::check(egress, &shared.host(), crate::host::Clock::now(&shared.host()))
     } else {
         let credential = request_header(gate::credential_header_name(&shared.cfg));
-        let request = Request { credential_header: credential.as_deref(), meta: &EnvoyRequestMeta };
+        let verified = if resume {
+            shared.held.try_borrow().ok().and_then(|h| h.get(&id).and_then(|e| e.verified))
+        } else {
+            None
+        };
+        let request = Request { credential_header: credential.as_deref(), meta: &EnvoyRequestMeta, verified };
         gate::check_request(&shared.cfg, &shared.host(), &shared.worker, &request)
     };
-    if resume {
-        if let Verdict::Refresh(plan) = &verdict {
-            // Re-checked from the root context (after the first feed sync): a call made here
-            // would answer the root, not this stream. The token is still valid, so the
-            // request goes on; the lease lapses and a later request refreshes.
-            let remaining = plan.exp.saturating_sub(crate::host::Clock::now(&shared.host()));
-            verdict = Verdict::Forward { expires_in: Some(remaining), swap: None };
-        }
-    }
     apply(shared, id, verdict, resume)
 }
 
-fn start_refresh(shared: &Shared, id: u32, plan: PendingRefresh) -> Action {
+/// Calls the token endpoint for a held request. `from_root`: dispatched from the root
+/// context's tick (a request released after the first feed sync), whose answer arrives at
+/// the root, which hands it to this stream.
+fn start_refresh(shared: &Shared, id: u32, plan: PendingRefresh, from_root: bool) -> Action {
     let c = &plan.callout;
     match super::host::dispatch(c) {
-        Ok(_) => {
+        Ok(token) => {
+            if from_root {
+                if let Ok(mut calls) = shared.root_refreshes.try_borrow_mut() {
+                    calls.insert(token, id);
+                }
+            }
             // Envoy's own timeout does not fire in every failure (no healthy endpoint), so
             // the root context's tick enforces the deadline too.
             let deadline = super::now_ms().saturating_add(c.timeout_ms);
@@ -203,7 +223,7 @@ fn start_refresh(shared: &Shared, id: u32, plan: PendingRefresh) -> Action {
         Err(_) => {
             let verdict =
                 gate::complete_refresh(&shared.cfg, &shared.host(), &plan, Err(Failure::DispatchFailed));
-            apply(shared, id, verdict, false)
+            apply(shared, id, verdict, from_root)
         }
     }
 }
@@ -239,21 +259,15 @@ pub(super) fn call_response_limited(
 impl Context for Http {
     fn on_http_call_response(&mut self, _token: u32, num_headers: usize, body_size: usize, _trailers: usize) {
         let Some(shared) = self.shared.clone() else { return };
-        if let Some(reply) = self.publish_reply.take() {
+        if let Some((_, reply)) = take(&shared.publishing, self.id) {
             let published = call_response(num_headers, 0)
                 .ok()
                 .and_then(|(status, _)| status)
                 .is_some_and(|s| (200..300).contains(&s));
-            self.publish_done(&shared, reply, published);
+            publish_done(&shared, reply, published);
             return;
         }
-        let pending = take(&shared.pending, self.id);
-        // None: the deadline passed first and the request has already moved on.
-        if let Some(p) = pending {
-            let answer = call_response(num_headers, body_size);
-            let verdict = gate::complete_refresh(&shared.cfg, &shared.host(), &p.plan, answer);
-            apply(&shared, self.id, verdict, true);
-        }
+        finish_refresh(&shared, self.id, num_headers, body_size);
     }
 
     fn on_done(&mut self) -> bool {
@@ -261,14 +275,25 @@ impl Context for Http {
             take(&shared.pending, self.id);
             take(&shared.outcomes, self.id);
             take(&shared.held, self.id);
+            take(&shared.publishing, self.id);
         }
         true
     }
 }
 
+/// The token endpoint answered for stream `id` (whose context is in effect).
+pub(super) fn finish_refresh(shared: &Shared, id: u32, num_headers: usize, body_size: usize) {
+    // None: the deadline passed first and the request has already moved on.
+    if let Some(p) = take(&shared.pending, id) {
+        let answer = call_response(num_headers, body_size);
+        let verdict = gate::complete_refresh(&shared.cfg, &shared.host(), &p.plan, answer);
+        apply(shared, id, verdict, true);
+    }
+}
+
 /// Takes a stream's entry out of one of the per-worker maps. Most of them are empty on most
 /// requests, and then hashing is skipped.
-fn take<V>(map: &std::cell::RefCell<std::collections::HashMap<u32, V>>, id: u32) -> Option<V> {
+pub(super) fn take<V>(map: &std::cell::RefCell<std::collections::HashMap<u32, V>>, id: u32) -> Option<V> {
     let mut m = map.try_borrow_mut().ok()?;
     if m.is_empty() {
         return None;
@@ -292,50 +317,11 @@ impl HttpContext for Http {
                 None
             };
             if let Some(route) = route {
-                let pending = PendingAdmin {
-                    route,
-                    presented_token: request_header(admin::ADMIN_TOKEN_HEADER),
-                    request_id: request_header("x-request-id"),
-                };
-                let authorized = admin::authorized(admin_cfg, pending.presented_token.as_deref());
-                if route == Route::Revoke && !end_of_stream && authorized {
-                    // proxy-wasm hosts turn a paused header callback into "pause everything",
-                    // so the body would never arrive: let the headers go on and answer once
-                    // the body is in. envoy.yaml puts a buffer filter after tokenguard on the
-                    // admin route, so the headers stop there and never reach the router.
-                    self.admin_pending = Some(pending);
-                    return Action::Continue;
-                }
-                self.answer_admin(&shared, pending, &[]);
+                answer_admin(&shared, self.id, admin_cfg, route, end_of_stream);
                 return Action::Pause;
             }
         }
         check(&shared, self.id, false)
-    }
-
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let (Some(pending), Some(shared)) = (self.admin_pending.clone(), self.shared.clone()) else {
-            return Action::Continue;
-        };
-        if body_size > admin::MAX_BODY_BYTES {
-            self.admin_pending = None;
-            send(&DenyResponse {
-                status: 413,
-                headers: vec![("content-type".into(), "application/json".into())],
-                body: r#"{"error":"invalid_request","error_description":"body too large"}"#.into(),
-            });
-            return Action::Pause;
-        }
-        if !end_of_stream {
-            return Action::Pause; // Envoy buffers until the whole body is in
-        }
-        self.admin_pending = None;
-        let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        self.answer_admin(&shared, pending, &body);
-        Action::Pause
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {

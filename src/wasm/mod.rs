@@ -50,6 +50,15 @@ pub(crate) struct Pending {
     pub deadline_ms: u64,
 }
 
+/// A request held until it can be decided.
+#[derive(Clone, Copy)]
+pub(crate) struct Held {
+    pub deadline_ms: u64,
+    pub reason: crate::egress::HoldReason,
+    /// The gate's `Verdict::Hold::verified`, handed back when asking again.
+    pub verified: Option<[u8; 32]>,
+}
+
 /// What the response phase must add, by HTTP context id.
 pub(crate) struct Outcome {
     pub expires_in: Option<u64>,
@@ -77,8 +86,13 @@ pub(crate) struct Shared {
     pub worker: Worker,
     pub pending: RefCell<HashMap<u32, Pending>>,
     pub outcomes: RefCell<HashMap<u32, Outcome>>,
-    /// Requests held until they can be decided: context id -> (deadline in ms, why).
-    pub held: RefCell<HashMap<u32, (u64, crate::egress::HoldReason)>>,
+    /// Requests held until they can be decided, by context id.
+    pub held: RefCell<HashMap<u32, Held>>,
+    /// Admin replies waiting for the feed publish call: context id -> (deadline ms, reply).
+    pub publishing: RefCell<HashMap<u32, (u64, crate::reject::DenyResponse)>>,
+    /// Refresh calls the root context dispatched for a released held request: the call's
+    /// token -> the stream's context id.
+    pub root_refreshes: RefCell<HashMap<u32, u32>>,
     /// The gauge for the age of the last successful feed sync.
     pub feed_age_gauge: Option<u32>,
     /// The gauge for the seconds the egress token has left.
@@ -104,6 +118,16 @@ struct Root {
 
 impl Context for Root {
     fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _trailers: usize) {
+        if let Some(shared) = self.shared.clone() {
+            let stream = shared.root_refreshes.try_borrow_mut().ok().and_then(|mut m| m.remove(&token));
+            if let Some(id) = stream {
+                // The stream may be gone (client hung up): then there is nothing to finish.
+                if hostcalls::set_effective_context(id).is_ok() {
+                    http::finish_refresh(&shared, id, num_headers, body_size);
+                }
+                return;
+            }
+        }
         if self.egress_call.is_some_and(|(t, _)| t == token) {
             self.egress_call = None;
             if let Some(shared) = self.shared.clone() {
@@ -166,6 +190,8 @@ impl RootContext for Root {
             pending: RefCell::new(HashMap::new()),
             outcomes: RefCell::new(HashMap::new()),
             held: RefCell::new(HashMap::new()),
+            publishing: RefCell::new(HashMap::new()),
+            root_refreshes: RefCell::new(HashMap::new()),
             feed_age_gauge: None,
             egress_gauge: None,
             sweep_gauge: hostcalls::define_metric(
@@ -214,6 +240,7 @@ impl RootContext for Root {
             let verdict = gate::complete_refresh(&shared.cfg, &host, &p.plan, Err(Failure::Timeout));
             http::apply(&shared, id, verdict, true);
         }
+        publish_deadlines(&shared, now_ms);
         if shared.cfg.revocation_feed.is_some() {
             self.feed_call = feed::tick(&shared, self.feed_call.take(), now, now_ms);
         }
@@ -229,6 +256,22 @@ impl RootContext for Root {
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
+    }
+}
+
+/// Admin replies whose feed publish call is past its deadline: answered as unpublished.
+fn publish_deadlines(shared: &Shared, now_ms: u64) {
+    let late: Vec<(u32, crate::reject::DenyResponse)> = match shared.publishing.try_borrow_mut() {
+        Ok(mut p) if !p.is_empty() => {
+            let ids: Vec<u32> = p.iter().filter(|(_, (d, _))| *d <= now_ms).map(|(k, _)| *k).collect();
+            ids.into_iter().filter_map(|id| p.remove(&id).map(|(_, reply)| (id, reply))).collect()
+        }
+        _ => Vec::new(),
+    };
+    for (id, reply) in late {
+        if hostcalls::set_effective_context(id).is_ok() {
+            http::publish_done(shared, reply, false);
+        }
     }
 }
 
