@@ -165,7 +165,7 @@ pub fn parse_revoke_query(query: &str) -> Result<RevokeTarget, &'static str> {
         "sub" => one(Kind::Sub, v),
         "sid" => one(Kind::Sid, v),
         _ => {
-            let fp = Fingerprint(parse_hex32(&v).ok_or("token_sha256 must be 64 hex digits")?);
+            let fp = Fingerprint(crate::feed::hex32(&v).ok_or("token_sha256 must be 64 hex digits")?);
             RevokeTarget {
                 target: Target::hashed(Kind::Token, fp.0),
                 shown: json!({"token": fp.short()}),
@@ -174,17 +174,6 @@ pub fn parse_revoke_query(query: &str) -> Result<RevokeTarget, &'static str> {
             }
         }
     })
-}
-
-fn parse_hex32(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// `application/x-www-form-urlencoded` decoding of one name or value; `None` for a broken

@@ -460,7 +460,8 @@ fn note_session(cfg: &Config, registry: &Registry<'_, impl Host>, a: &Accepted, 
         return;
     };
     let id = session::session_id(&a.provider.issuer, sid);
-    let until = start.saturating_add(policy.max_lifetime_seconds);
+    // Kept a lifetime past the session's end: later siblings must still meet the old start.
+    let until = start.saturating_add(policy.max_lifetime_seconds.saturating_mul(2));
     // A lost race only means a sibling token is judged by its own claims until next time.
     let _ = registry.sessions().note(&id, start, until, now);
 }
@@ -720,5 +721,7 @@ pub(crate) fn emit(host: &impl Host, record: Record) {
     host.log(record.event.level(), &record.line());
 }
 
+#[cfg(test)]
+mod security_tests;
 #[cfg(test)]
 mod tests;

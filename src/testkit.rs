@@ -128,3 +128,21 @@ pub fn join_signature(input: &str, sig: &[u8]) -> String {
     use base64::Engine;
     format!("{input}.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig))
 }
+
+/// The `(r, n - s)` twin of an ES256 token: another encoding that verifies as well.
+pub fn es256_twin(token: &str) -> String {
+    const N: [u8; 32] = [
+        0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xbc,
+        0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+    ];
+    let (input, sig) = split_signature(token);
+    let (r, s) = sig.split_at(32);
+    let mut out = [0u8; 32];
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let d = i16::from(N[i]) - i16::from(s[i]) - borrow;
+        borrow = i16::from(d < 0);
+        out[i] = (d + 256 * borrow) as u8;
+    }
+    join_signature(&input, &[r, &out[..]].concat())
+}

@@ -53,10 +53,18 @@ fuzz_target!(|data: &[u8]| {
             for i in 0..64 {
                 let _ = host.set(&handoff_key(i), bytes, None);
             }
+            for i in 0..l.buckets {
+                let _ = host.set(&tokenguard::registry::session::session_key(i), bytes, None);
+            }
             let reg = Registry::new(&host, l);
             let fp = [bytes.first().copied().unwrap_or(0); 32];
             let _ = reg.lookup(&fp);
             let _ = reg.handoff(&fp, NOW);
+            let sessions = reg.sessions();
+            let _ = sessions.start(&fp, NOW);
+            if sessions.note(&fp, NOW - 5, NOW + 60, NOW).is_ok() {
+                assert!(sessions.start(&fp, NOW).is_some_and(|s| s <= NOW - 5));
+            }
             let _ = reg.load_revocations(NOW);
             let _ = reg.census(NOW);
             let _ = reg.sweep_step(NOW, 1, 1);

@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     {
         let host = FakeHost::at(NOW);
         let worker = Worker::default();
-        let req = Request { credential_header: Some(&header), meta: &NoMeta };
+        let req = Request { credential_header: Some(&header), meta: &NoMeta, verified: None };
         // Twice: the second request meets the registry record the first one left.
         for _ in 0..2 {
             if let Verdict::Deny(d) = gate::check_request(cfg, &host, &worker, &req) {

@@ -149,7 +149,8 @@ pub struct FeedPage {
     pub skipped: usize,
 }
 
-fn hex32(s: &str) -> Option<[u8; 32]> {
+/// 64 hex digits (either case) as 32 bytes.
+pub(crate) fn hex32(s: &str) -> Option<[u8; 32]> {
     if s.len() != 64 {
         return None;
     }

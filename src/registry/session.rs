@@ -7,8 +7,9 @@
 //!
 //! Stored like the token registry: a fixed set of keys (`tokenguard/s/<n>`), a session's
 //! key chosen by the hash of its issuer and `sid`, each holding a few entries. An entry is
-//! dropped once its session's absolute lifetime is over; a full key drops the entry whose
-//! session ends first (documented: only a flood of live sessions on one key can do that).
+//! kept for one more lifetime after its session ended (an authorization server may go on
+//! refreshing a session the filter has ended), then dropped; a full key drops the entry
+//! kept for the shortest time (documented: only a flood of live sessions on one key can).
 
 use super::codec::{Reader, Writer};
 use super::{index, update, Conflict};
@@ -35,7 +36,7 @@ pub fn session_id(issuer: &str, sid: &str) -> [u8; 32] {
 struct Entry {
     id: [u8; 32],
     start: u64,
-    /// When the session's absolute lifetime ends: the entry is useless after that.
+    /// Forgotten after this.
     until: u64,
 }
 
