@@ -28,6 +28,7 @@ fn replica(s: &Stack, extra: &Value) -> Envoy {
         upstream_port: s.upstream.port,
         issuer_port: s.issuer.port,
         concurrency: 2,
+        plain_route: false,
     })
 }
 

@@ -217,6 +217,7 @@ fn a_refused_connection_is_a_failed_refresh_not_a_held_request() {
         upstream_port: s.upstream.port,
         issuer_port: dead,
         concurrency: 2,
+        plain_route: false,
     });
     let started = Instant::now();
     let r = call(&Client::new(), &s, &l.access, Some(&l.refresh));
