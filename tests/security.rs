@@ -369,14 +369,15 @@ fn admin_requests_never_reach_the_upstream_even_on_a_plain_route() {
     ] {
         answers.push((what.to_string(), post(&url, &admin_json, &body.to_string()), bad_request()));
     }
-    // Unauthorized ones.
+    // Unauthorized ones (query form: whether a body or a wrong token is refused first is
+    // not part of the interface).
     let wrong = [("x-admin-token", "security-e2e-wrong-admin-token")];
-    for (what, url, headers, body) in [
-        ("no admin token", revoke_url(&base, prefix, "sub", "alice"), &[][..], String::new()),
-        ("wrong admin token", revoke_url(&base, prefix, "sub", "alice"), &wrong[..], String::new()),
-        ("wrong admin token, body", revoke.clone(), &wrong[..], json!({"sub": "alice"}).to_string()),
+    for (what, url, headers) in [
+        ("no admin token", revoke_url(&base, prefix, "sub", "alice"), &[][..]),
+        ("wrong admin token", revoke_url(&base, prefix, "sub", "alice"), &wrong[..]),
+        ("wrong admin token, jti", revoke_url(&base, prefix, "jti", "jti-bystander"), &wrong[..]),
     ] {
-        answers.push((what.to_string(), post(&url, headers, &body), unauthorized()));
+        answers.push((what.to_string(), post(&url, headers, ""), unauthorized()));
     }
     // A stats read, and an ordinary request that happens to carry the admin token.
     let stats = Client::new().get(&format!("{base}{prefix}stats"), &[("x-admin-token", ADMIN)]);
