@@ -146,8 +146,9 @@ class Envoy:
         m = re.search(r": (\d+)", text)
         return int(m.group(1)) if m else None
 
-    def get(self, path, headers=None, data=None):
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", headers=headers or {}, data=data)
+    def get(self, path, headers=None, data=None, method=None):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", headers=headers or {}, data=data,
+                                     method=method)
         try:
             with urllib.request.urlopen(req, timeout=10) as r:
                 return r.status, r.read()
@@ -228,8 +229,8 @@ def fill_registry(envoy, n_tokens, n_revocations):
     subprocess.run(["wrk", "-t1", "-c1", "-d4s", "-s", str(script), f"http://127.0.0.1:{envoy.port}/"],
                    capture_output=True, env=env, check=True)
     for i in range(n_revocations):
-        status, _ = envoy.get("/tokenguard/revoke", {"x-admin-token": ADMIN},
-                              json.dumps({"jti": f"revoked-{i}"}).encode())
+        # Revocations are query parameters; a revoke with a body is refused.
+        status, _ = envoy.get(f"/tokenguard/revoke?jti=revoked-{i}", {"x-admin-token": ADMIN}, method="POST")
         assert status == 200, status
     status, body = envoy.get("/tokenguard/stats", {"x-admin-token": ADMIN})
     stats = json.loads(body)

@@ -46,7 +46,7 @@ fn the_committed_envoy_yaml_validates_tokens() {
 
     // The revoke line `make run` prints works as written.
     let admin = [("x-admin-token", "demo-admin-token-change-me")];
-    let r = c.post(&envoy.url("/tokenguard/revoke"), &admin, r#"{"sub":"alice"}"#);
+    let r = c.post(&envoy.url("/tokenguard/revoke?sub=alice"), &admin, "");
     assert_eq!(r.status, 200, "{}", r.body);
     let r = c.get(&envoy.url("/hello"), &[("authorization", &format!("Bearer {good}"))]);
     assert_eq!(r.json()["error"], "token_revoked");

@@ -87,6 +87,7 @@ fn an_invalid_configuration_keeps_envoy_from_starting_and_names_the_field() {
         upstream_port: 9,
         issuer_port: 9,
         concurrency: 2,
+        plain_route: false,
     });
     assert!(
         log.contains(
@@ -100,6 +101,7 @@ fn an_invalid_configuration_keeps_envoy_from_starting_and_names_the_field() {
         upstream_port: 9,
         issuer_port: 9,
         concurrency: 2,
+        plain_route: false,
     });
     assert!(log.contains("invalid configuration: clock_skew: unknown field `clock_skew`"), "{log}");
 }

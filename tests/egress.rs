@@ -39,6 +39,7 @@ fn start(access_ttl: u64, extra: Value) -> (Stack, Envoy) {
         upstream_port: s.envoy.port, // the egress Envoy's upstream is the ingress Envoy
         issuer_port: s.issuer.port,
         concurrency: 2,
+        plain_route: false,
     });
     (s, egress)
 }

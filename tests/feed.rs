@@ -28,6 +28,7 @@ fn replica(s: &Stack, extra: &Value) -> Envoy {
         upstream_port: s.upstream.port,
         issuer_port: s.issuer.port,
         concurrency: 2,
+        plain_route: false,
     })
 }
 
@@ -76,9 +77,9 @@ fn a_revocation_at_one_replica_reaches_the_others() {
     let token = s.mint(MintRequest::new("ES256", 300).claim("jti", json!("jti-fleet")));
     assert_eq!(code(&b, &token).0, 200);
     let r = s.client.post(
-        &s.envoy.url("/tokenguard/revoke"),
+        &s.envoy.url("/tokenguard/revoke?jti=jti-fleet"),
         &[("x-admin-token", ADMIN_TOKEN)],
-        r#"{"jti":"jti-fleet"}"#,
+        "",
     );
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["published"], true);

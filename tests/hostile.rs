@@ -602,7 +602,8 @@ fn a_token_in_both_header_and_cookie_is_judged_by_the_configured_source_only() {
     assert!(s.upstream.received().is_empty());
     s.envoy.assert_wasm_healthy(created);
 
-    // Cookie source: the Authorization header is ignored.
+    // Cookie source: a bearer header alone is no token; next to the cookie, or with the
+    // cookie twice, the request is ambiguous and refused as malformed, whichever is valid.
     let s = Stack::start(json!({"token_source": {"cookie": "at"}}));
     let created = s.envoy.wasm_vms_created();
     let (bad, good) = (expired(&s), valid(&s));
@@ -612,7 +613,7 @@ fn a_token_in_both_header_and_cookie_is_judged_by_the_configured_source_only() {
     assert_refused(
         "valid header, expired cookie",
         &both(&format!("Bearer {good}"), &format!("at={bad}")),
-        "token_expired",
+        "malformed_token",
     )
     .unwrap();
     let r = s.client.get(&s.envoy.url("/both"), &[("authorization", &format!("Bearer {good}"))]);
@@ -620,7 +621,7 @@ fn a_token_in_both_header_and_cookie_is_judged_by_the_configured_source_only() {
     assert_refused(
         "the cookie twice, bad first",
         &both("", &format!("at={bad}; at={good}")),
-        "token_expired",
+        "malformed_token",
     )
     .unwrap();
     assert_refused("empty cookie", &both("", "at="), "malformed_token").unwrap();

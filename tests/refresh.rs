@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 use tokenguard_harness::http::{Client, Response};
-use tokenguard_harness::keys::{fingerprint, now};
+use tokenguard_harness::keys::{fingerprint, now, token_sha256};
 use tokenguard_harness::stack::Stack;
 
 const TIMEOUT_MS: u64 = 800;
@@ -217,6 +217,7 @@ fn a_refused_connection_is_a_failed_refresh_not_a_held_request() {
         upstream_port: s.upstream.port,
         issuer_port: dead,
         concurrency: 2,
+        plain_route: false,
     });
     let started = Instant::now();
     let r = call(&Client::new(), &s, &l.access, Some(&l.refresh));
@@ -338,8 +339,8 @@ fn revoking_the_new_token_stops_its_handoff_during_the_grace() {
     let r = call(&s.client, &s, &l.access, Some(&l.refresh));
     let new_access = r.header("x-new-access-token").expect("refreshed").to_string();
     assert_eq!(call(&Client::new(), &s, &l.access, None).status, 200, "handoff during the grace");
-    let body = json!({"token": new_access}).to_string();
-    let revoked = s.client.post(&s.envoy.url("/tokenguard/revoke"), &[("x-admin-token", ADMIN)], &body);
+    let revoke = format!("/tokenguard/revoke?token_sha256={}", token_sha256(&new_access));
+    let revoked = s.client.post(&s.envoy.url(&revoke), &[("x-admin-token", ADMIN)], "");
     assert_eq!(revoked.status, 200, "{}", revoked.body);
     for _ in 0..4 {
         let c = Client::new(); // both workers

@@ -25,8 +25,8 @@ fn stats(s: &Stack) -> Value {
     scenarios::admin_stats(&s.target(), &s.profile)
 }
 
-fn revoke(s: &Stack, body: Value) -> Value {
-    scenarios::revoke(&s.target(), &s.profile, body)
+fn revoke(s: &Stack, key: &str, value: &str) -> Value {
+    scenarios::revoke(&s.target(), &s.profile, key, value)
 }
 
 #[test]
@@ -147,7 +147,7 @@ fn revocations_and_records_survive_a_plugin_config_update() {
     let tracked = s.mint(MintRequest::new("ES256", 300));
     assert_eq!(s.get("/", Some(&revoked)).status, 200);
     assert_eq!(s.get("/", Some(&tracked)).status, 200);
-    revoke(&s, json!({"jti": "jti-survivor"}));
+    revoke(&s, "jti", "jti-survivor");
     assert_eq!(s.get("/", Some(&revoked)).json()["error"], "token_revoked");
 
     s.reconfigure(admin_config(json!({"expires_in_header": "x-seconds-left"})));

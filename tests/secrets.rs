@@ -12,9 +12,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use tokenguard_harness::http::{Client, Response};
+use tokenguard_harness::http::{revoke_url, Client, Response};
 use tokenguard_harness::issuer::MintRequest;
-use tokenguard_harness::keys::raw_token;
+use tokenguard_harness::keys::{raw_token, token_sha256};
 use tokenguard_harness::stack::{demo_keys, Stack};
 
 const ADMIN_TOKEN: &str = "secrets-e2e-admin-token-7f3a9c";
@@ -84,8 +84,9 @@ fn control(s: &Stack, v: Value) {
     assert_eq!(s.client.post(&format!("{}/control", s.issuer.url()), &[], &v.to_string()).status, 200);
 }
 
-fn admin(s: &Stack, token: &str, body: Value) -> Response {
-    s.client.post(&s.envoy.url("/tokenguard/revoke"), &[("x-admin-token", token)], &body.to_string())
+/// `POST /tokenguard/revoke?{key}={value}`, no body.
+fn admin(s: &Stack, token: &str, key: &str, value: &str) -> Response {
+    s.client.post(&revoke_url(&s.envoy.url(""), "/tokenguard/", key, value), &[("x-admin-token", token)], "")
 }
 
 /// Runs the scenario on a fresh stack; returns the secrets it handled.
@@ -124,21 +125,21 @@ fn scenario(s: &Stack) -> Secrets {
     for t in [&by_token, &by_sub, &by_sid] {
         assert_eq!(call(s, &mut secrets, t, None).status, 200);
     }
-    assert_eq!(admin(s, ADMIN_TOKEN, json!({"token": by_token})).status, 200);
-    assert_eq!(admin(s, ADMIN_TOKEN, json!({"sub": "erin"})).status, 200);
+    assert_eq!(admin(s, ADMIN_TOKEN, "token_sha256", &token_sha256(&by_token)).status, 200);
+    assert_eq!(admin(s, ADMIN_TOKEN, "sub", "erin").status, 200);
     // The issuer names the token family in the token's sid claim.
     let claims: Value = {
         let seg = by_sid.split('.').nth(1).unwrap();
         serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(seg).unwrap())
             .unwrap()
     };
-    assert_eq!(admin(s, ADMIN_TOKEN, json!({"sid": claims["sid"]})).status, 200);
-    assert_eq!(admin(s, ADMIN_TOKEN, json!({"token": new_access})).status, 200);
+    assert_eq!(admin(s, ADMIN_TOKEN, "sid", claims["sid"].as_str().unwrap()).status, 200);
+    assert_eq!(admin(s, ADMIN_TOKEN, "token_sha256", &token_sha256(&new_access)).status, 200);
     for t in [&by_token, &by_sub, &by_sid, &new_access, &due] {
         assert_eq!(call(s, &mut secrets, t, None).json()["error"], "token_revoked");
     }
     // A wrong admin token, and none at all.
-    assert_eq!(admin(s, WRONG_ADMIN_TOKEN, json!({"sub": "alice"})).status, 401);
+    assert_eq!(admin(s, WRONG_ADMIN_TOKEN, "sub", "alice").status, 401);
     let r = s.client.get(&s.envoy.url("/tokenguard/stats"), &[("x-admin-token", WRONG_ADMIN_TOKEN)]);
     assert_eq!(r.status, 401);
 

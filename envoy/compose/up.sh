@@ -30,7 +30,7 @@ No token at all (401 with a bare Bearer challenge):
   curl -i $ENVOY_URL/hello
 
 Revoke every token of alice issued so far (then the first curl line gets token_revoked):
-  curl -s -X POST -H 'x-admin-token: demo-admin-token-change-me' -d '{"sub":"alice"}' $ENVOY_URL/tokenguard/revoke
+  curl -s -X POST -H 'x-admin-token: demo-admin-token-change-me' '$ENVOY_URL/tokenguard/revoke?sub=alice'
 Registry statistics:
   curl -s -H 'x-admin-token: demo-admin-token-change-me' $ENVOY_URL/tokenguard/stats
 

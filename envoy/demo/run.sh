@@ -56,7 +56,7 @@ x-new-refresh-token):
   curl -i -H 'Authorization: Bearer $short' -H 'x-refresh-token: $refresh' http://127.0.0.1:10000/hello
 
 Revoke every token of alice issued so far (then the first curl line gets token_revoked):
-  curl -s -X POST -H 'x-admin-token: demo-admin-token-change-me' -d '{"sub":"alice"}' http://127.0.0.1:10000/tokenguard/revoke
+  curl -s -X POST -H 'x-admin-token: demo-admin-token-change-me' 'http://127.0.0.1:10000/tokenguard/revoke?sub=alice'
 Registry statistics:
   curl -s -H 'x-admin-token: demo-admin-token-change-me' http://127.0.0.1:10000/tokenguard/stats
 

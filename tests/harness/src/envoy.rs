@@ -45,6 +45,10 @@ pub struct Options {
     pub upstream_port: u16,
     pub issuer_port: u16,
     pub concurrency: u32,
+    /// One plain route to the upstream for every path, the admin prefix included, and no
+    /// buffer filter: nothing in Envoy stops an admin request the filter lets through (the
+    /// setup an operator who skipped the admin route's safety net has).
+    pub plain_route: bool,
 }
 
 /// The bootstrap used by the tests: the same shape as `envoy/envoy.yaml`, on ephemeral ports.
@@ -102,6 +106,32 @@ fn listener(opts: &Options, wasm: &Path, port: u16) -> Value {
             "value": opts.plugin_config,
         }),
     };
+    let (routes, http_filters) = if opts.plain_route {
+        (
+            json!([{"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]),
+            json!([wasm_filter(configuration, wasm), router_filter()]),
+        )
+    } else {
+        (
+            json!([
+                // tokenguard answers admin requests itself; the buffer filter holds their
+                // headers until it has, and this route is only a safety net that never forwards.
+                {"match": {"prefix": "/tokenguard/"},
+                 "direct_response": {"status": 503, "body": {"inline_string": "tokenguard admin API did not answer\n"}}},
+                {"match": {"prefix": "/"}, "route": {"cluster": "upstream"},
+                 "typed_per_filter_config": {"envoy.filters.http.buffer": {
+                     "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+                     "disabled": true}}}
+            ]),
+            json!([
+                wasm_filter(configuration, wasm),
+                {"name": "envoy.filters.http.buffer", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+                    "max_request_bytes": 65536}},
+                router_filter()
+            ]),
+        )
+    };
     json!({
                 "name": "ingress",
                 "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
@@ -110,42 +140,33 @@ fn listener(opts: &Options, wasm: &Path, port: u16) -> Value {
                     "typed_config": {
                         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                         "stat_prefix": "ingress",
-                        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"],
-                            "routes": [
-                                // tokenguard answers admin requests itself; the buffer filter
-                                // holds their headers until it has, and this route is only
-                                // a safety net that never forwards.
-                                {"match": {"prefix": "/tokenguard/"},
-                                 "direct_response": {"status": 503, "body": {"inline_string": "tokenguard admin API did not answer\n"}}},
-                                {"match": {"prefix": "/"}, "route": {"cluster": "upstream"},
-                                 "typed_per_filter_config": {"envoy.filters.http.buffer": {
-                                     "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
-                                     "disabled": true}}}
-                            ]}]},
-                        "http_filters": [
-                            {"name": "tokenguard", "typed_config": {
-                                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                                "config": {
-                                    "name": "tokenguard",
-                                    "root_id": "tokenguard",
-                                    "failure_policy": "FAIL_RELOAD",
-                                    "configuration": configuration,
-                                    "vm_config": {
-                                        "vm_id": "tokenguard",
-                                        "runtime": "envoy.wasm.runtime.v8",
-                                        "code": {"local": {"filename": wasm.display().to_string()}}
-                                    }
-                                }
-                            }},
-                            {"name": "envoy.filters.http.buffer", "typed_config": {
-                                "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
-                                "max_request_bytes": 65536}},
-                            {"name": "envoy.filters.http.router", "typed_config": {
-                                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
-                        ]
+                        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
+                        "http_filters": http_filters
                     }
                 }]}]
     })
+}
+
+fn wasm_filter(configuration: Value, wasm: &Path) -> Value {
+    json!({"name": "tokenguard", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+        "config": {
+            "name": "tokenguard",
+            "root_id": "tokenguard",
+            "failure_policy": "FAIL_RELOAD",
+            "configuration": configuration,
+            "vm_config": {
+                "vm_id": "tokenguard",
+                "runtime": "envoy.wasm.runtime.v8",
+                "code": {"local": {"filename": wasm.display().to_string()}}
+            }
+        }
+    }})
+}
+
+fn router_filter() -> Value {
+    json!({"name": "envoy.filters.http.router", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}})
 }
 
 /// A running Envoy; killed when dropped.

@@ -21,6 +21,26 @@ impl Response {
     }
 }
 
+/// Percent-encodes a query parameter value: unreserved characters (RFC 3986 §2.3) stay,
+/// every other byte becomes `%XX`.
+pub fn query_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The admin API's revoke URL: `POST {base}{prefix}revoke?{key}={value}`, the value
+/// percent-encoded. `key` is one of `jti`, `sub`, `sid`, `token_sha256`.
+pub fn revoke_url(base: &str, prefix: &str, key: &str, value: &str) -> String {
+    format!("{base}{prefix}revoke?{key}={}", query_encode(value))
+}
+
 /// One agent keeps one pooled connection per host, so a scenario that must stay on one
 /// Envoy worker uses one `Client`.
 pub struct Client {

@@ -144,6 +144,15 @@ impl Issuer {
         }
     }
 
+    /// Sets controls as `POST /control` does (`mode`, `delay_ms`, `access_ttl`,
+    /// `omit_auth_time`, `feed_delay_ms`, `feed_down`), without a request: usable before
+    /// Envoy starts.
+    pub fn control(&self, v: &Value) {
+        if let Ok(mut o) = self.state.oauth.lock() {
+            let _ = o.set_control(v);
+        }
+    }
+
     /// The Authorization header the token endpoint last received.
     pub fn last_client_auth(&self) -> Option<String> {
         self.state.oauth.lock().ok().and_then(|o| o.last_client_auth.clone())

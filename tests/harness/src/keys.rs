@@ -198,7 +198,52 @@ pub fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// How tokenguard names a token in audit lines: the first 16 hex digits of its SHA-256.
+/// What identifies a token: its signing input (`header.payload`, everything before the last
+/// '.'), so two signatures over the same input (ES256's (r, s) and (r, n - s)) are one token.
+/// A string without a '.' is its own signing input.
+pub fn signing_input(token: &str) -> &str {
+    token.rsplit_once('.').map_or(token, |(input, _)| input)
+}
+
+/// The token's identity: the SHA-256 of its signing input, as 64 hex digits (what the admin
+/// API's `?token_sha256=` and the revocation feed's `token_sha256` name).
+pub fn token_sha256(token: &str) -> String {
+    hmac_sha256::Hash::hash(signing_input(token).as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How tokenguard names a token in audit lines: the first 16 hex digits of `token_sha256`.
 pub fn fingerprint(token: &str) -> String {
-    hmac_sha256::Hash::hash(token.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
+    token_sha256(token)[..16].to_string()
+}
+
+/// The same ES256 token with its P1363 signature (r || s) replaced by (r, n - s), n the order
+/// of P-256: ECDSA's other valid signature over the same input, so the twin verifies too.
+pub fn es256_twin(token: &str) -> String {
+    use p256::elliptic_curve::PrimeField as _;
+    let (input, sig) = token.rsplit_once('.').expect("a compact JWS");
+    let sig = B64.decode(sig).expect("base64url signature");
+    assert_eq!(sig.len(), 64, "an ES256 signature is r || s, 32 bytes each");
+    let repr = p256::FieldBytes::try_from(&sig[32..]).expect("32 bytes");
+    let s = Option::<p256::Scalar>::from(p256::Scalar::from_repr(repr)).expect("s below n");
+    let twin = [&sig[..32], (-s).to_repr().as_slice()].concat();
+    assert_ne!(twin, sig);
+    format!("{input}.{}", B64.encode(twin))
+}
+
+/// A token from a header and claims given as JSON values (so the header can carry any
+/// `typ`, or none), signed with the issuer's key for the header's `alg`: `ES256` with the
+/// P-256 key, `HS256` with the HMAC secret.
+pub fn sign_with_header(keys: &IssuerKeys, header: &Value, claims: &Value) -> String {
+    let input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
+    let sig = match header["alg"].as_str() {
+        Some("ES256") => {
+            use p256::ecdsa::signature::Signer as _;
+            let key = p256::ecdsa::SigningKey::from_slice(&keys.ec256.to_bytes()).expect("P-256 key");
+            let sig: p256::ecdsa::Signature = key.sign(input.as_bytes());
+            sig.to_bytes().to_vec()
+        }
+        Some("HS256") => hmac_sha256::HMAC::mac(input.as_bytes(), &keys.hmac).to_vec(),
+        other => panic!("sign_with_header: unsupported alg {other:?}"),
+    };
+    format!("{input}.{}", B64.encode(sig))
 }

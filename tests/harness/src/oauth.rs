@@ -8,7 +8,9 @@
 //!   an ordinary `"reason": "expired"`.
 //! - `POST /oauth/revoke`: RFC 7009.
 //! - `POST /control`: misbehave on demand (`mode`: normal, fail_500, garbage, huge, wrong_key,
-//!   expired_token, hang_up; `delay_ms`; `access_ttl`).
+//!   expired_token, hang_up; `delay_ms`; `access_ttl`; `omit_auth_time`: access tokens from
+//!   login and the token endpoint carry no `auth_time`, still a `sid`; `feed_delay_ms`: the
+//!   revocation feed answers this late; `feed_down`).
 
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -39,11 +41,21 @@ pub struct Control {
     pub delay_ms: u64,
     /// Lifetime of access tokens the token endpoint issues.
     pub access_ttl: u64,
+    /// Access tokens (from login and the token endpoint) carry no `auth_time`.
+    pub omit_auth_time: bool,
+    /// How late `GET /revocations` answers.
+    pub feed_delay_ms: u64,
 }
 
 impl Default for Control {
     fn default() -> Self {
-        Control { mode: "normal".into(), delay_ms: 0, access_ttl: 300 }
+        Control {
+            mode: "normal".into(),
+            delay_ms: 0,
+            access_ttl: 300,
+            omit_auth_time: false,
+            feed_delay_ms: 0,
+        }
     }
 }
 
@@ -129,6 +141,7 @@ impl OAuth {
         }
         let after: u64 = query.get("cursor").and_then(|c| c.parse().ok()).unwrap_or(0);
         let limit: usize = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(500);
+        let delay = Some(Duration::from_millis(self.control.feed_delay_ms)).filter(|d| !d.is_zero());
         let n = now();
         let live: Vec<&FeedEntry> = self
             .feed
@@ -141,10 +154,12 @@ impl OAuth {
             .take(limit)
             .next_back()
             .map_or(after.max(self.feed.last().map_or(0, |e| e.seq)), |e| e.seq);
-        Response::json(
+        let mut resp = Response::json(
             200,
             &json!({"cursor": cursor.to_string(), "has_more": live.len() > limit, "revocations": page}),
-        )
+        );
+        resp.delay = delay;
+        resp
     }
 
     fn new_refresh(&mut self, family: &str, ttl: u64) -> String {
@@ -165,8 +180,13 @@ impl OAuth {
         jti: u64,
     ) -> Result<String, String> {
         let n = now() as i64;
-        let claims = json!({"iss": issuer, "sub": f.sub, "aud": "api", "iat": n, "exp": n + ttl,
+        let mut claims = json!({"iss": issuer, "sub": f.sub, "aud": "api", "iat": n, "exp": n + ttl,
                             "auth_time": f.auth_time, "sid": family_id, "jti": format!("at-{family_id}-{jti}")});
+        if self.control.omit_auth_time {
+            if let Some(c) = claims.as_object_mut() {
+                c.remove("auth_time");
+            }
+        }
         keys.sign(&f.alg, &claims, None)
     }
 
@@ -369,9 +389,16 @@ impl OAuth {
         if let Some(d) = v["feed_down"].as_bool() {
             self.feed_down = d;
         }
+        if let Some(o) = v["omit_auth_time"].as_bool() {
+            self.control.omit_auth_time = o;
+        }
+        if let Some(d) = v["feed_delay_ms"].as_u64() {
+            self.control.feed_delay_ms = d;
+        }
         Response::json(
             200,
-            &json!({"mode": self.control.mode, "delay_ms": self.control.delay_ms, "access_ttl": self.control.access_ttl}),
+            &json!({"mode": self.control.mode, "delay_ms": self.control.delay_ms, "access_ttl": self.control.access_ttl,
+                    "omit_auth_time": self.control.omit_auth_time, "feed_delay_ms": self.control.feed_delay_ms}),
         )
     }
 }

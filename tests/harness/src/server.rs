@@ -62,6 +62,9 @@ impl Response {
 }
 
 pub type Handler = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
+/// Called with each request as soon as its headers are in (its body still empty), so a
+/// request that never completes (its body held back, the connection reset) is seen too.
+pub type HeadersHook = Arc<dyn Fn(&Request) + Send + Sync>;
 
 /// A running server; stops accepting when dropped.
 pub struct Server {
@@ -72,6 +75,11 @@ pub struct Server {
 
 impl Server {
     pub fn start(addr: &str, handler: Handler) -> Server {
+        Self::start_with_hook(addr, handler, None)
+    }
+
+    /// Like `start`, calling `on_headers` as each request's headers arrive.
+    pub fn start_with_hook(addr: &str, handler: Handler, on_headers: Option<HeadersHook>) -> Server {
         let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
         let stop = Arc::new(AtomicBool::new(false));
@@ -82,8 +90,8 @@ impl Server {
                     break;
                 }
                 if let Ok(stream) = conn {
-                    let h = handler.clone();
-                    std::thread::spawn(move || serve(stream, h));
+                    let (h, hook) = (handler.clone(), on_headers.clone());
+                    std::thread::spawn(move || serve(stream, h, hook));
                 }
             }
         });
@@ -101,13 +109,13 @@ impl Drop for Server {
     }
 }
 
-fn serve(stream: TcpStream, handler: Handler) {
+fn serve(stream: TcpStream, handler: Handler, on_headers: Option<HeadersHook>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
     // Without this, Nagle's algorithm holds small answers for the peer's delayed ACK (40 ms).
     let _ = stream.set_nodelay(true);
     let Ok(mut writer) = stream.try_clone() else { return };
     let mut reader = BufReader::new(stream);
-    while let Some(req) = read_request(&mut reader) {
+    while let Some(req) = read_request(&mut reader, on_headers.as_ref()) {
         let close = req.header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
         let resp = handler(&req);
         if let Some(d) = resp.delay {
@@ -140,7 +148,7 @@ fn read_line(r: &mut BufReader<TcpStream>) -> Option<String> {
     Some(String::from_utf8_lossy(&raw).into_owned())
 }
 
-fn read_request(r: &mut BufReader<TcpStream>) -> Option<Request> {
+fn read_request(r: &mut BufReader<TcpStream>, on_headers: Option<&HeadersHook>) -> Option<Request> {
     let line = read_line(r)?;
     let mut parts = line.split_whitespace();
     let method = parts.next()?.to_string();
@@ -154,6 +162,14 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<Request> {
         }
         let (k, v) = h.split_once(':')?;
         headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    if let Some(hook) = on_headers {
+        hook(&Request {
+            method: method.clone(),
+            target: target.clone(),
+            headers: headers.clone(),
+            body: vec![],
+        });
     }
     let find = |name: &str| {
         headers.iter().find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())

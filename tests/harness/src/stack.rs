@@ -56,10 +56,23 @@ impl Stack {
     }
 
     pub fn start_with(extra: Value, form: ConfigForm) -> Stack {
+        Self::start_prepared(extra, form, false, |_| {})
+    }
+
+    /// Like `start_with`; `plain_route` builds Envoy with one plain route to the upstream
+    /// (see `Options::plain_route`), and `prepare` runs on the issuer before Envoy starts
+    /// (to set controls that must hold from Envoy's first call, such as `feed_delay_ms`).
+    pub fn start_prepared(
+        extra: Value,
+        form: ConfigForm,
+        plain_route: bool,
+        prepare: impl FnOnce(&Issuer),
+    ) -> Stack {
         let keys = demo_keys();
         let plugin = plugin_config(&keys, &extra);
         let profile = Profile::of(&plugin);
         let issuer = Issuer::start(keys, DEFAULT_ISSUER, "127.0.0.1:0");
+        prepare(&issuer);
         let upstream = Upstream::start("127.0.0.1:0");
         let envoy = Envoy::start(&Options {
             plugin_config: plugin,
@@ -67,6 +80,7 @@ impl Stack {
             upstream_port: upstream.port,
             issuer_port: issuer.port,
             concurrency: 2,
+            plain_route,
         });
         Stack { issuer, upstream, envoy, client: Client::new(), profile }
     }
@@ -119,6 +133,7 @@ impl Stack {
             upstream_port: upstream.port,
             issuer_port: issuer.port,
             concurrency: 2,
+            plain_route: false,
         });
         Stack { issuer, upstream, envoy, client: Client::new(), profile }
     }
@@ -132,6 +147,7 @@ impl Stack {
             upstream_port: self.upstream.port,
             issuer_port: self.issuer.port,
             concurrency: 2,
+            plain_route: false,
         });
         self.client = Client::new(); // old connections keep the old filter chain
     }

@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 
-use crate::server::{Request, Response, Server};
+use crate::server::{HeadersHook, Request, Response, Server};
 
 /// Requests under this path are answered by the upstream itself (for harnesses that cannot
 /// reach its memory, such as compose) and are not recorded.
@@ -47,13 +47,27 @@ pub struct Upstream {
     pub port: u16,
     _server: Server,
     received: Arc<Mutex<Vec<Received>>>,
+    arrived: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Upstream {
     pub fn start(addr: &str) -> Upstream {
         let received = Arc::new(Mutex::new(Vec::new()));
         let log = received.clone();
-        let server = Server::start(
+        let arrived = Arc::new(Mutex::new(Vec::new()));
+        let heads = arrived.clone();
+        let on_headers: HeadersHook = Arc::new(move |req: &Request| {
+            if req.target != REPORT_PATH {
+                if let Ok(mut l) = heads.lock() {
+                    l.push(Received {
+                        method: req.method.clone(),
+                        path: req.target.clone(),
+                        headers: req.headers.clone(),
+                    });
+                }
+            }
+        });
+        let server = Server::start_with_hook(
             addr,
             Arc::new(move |req: &Request| {
                 let r = Received {
@@ -74,11 +88,19 @@ impl Upstream {
                 }
                 Response::json(200, &echo)
             }),
+            Some(on_headers),
         );
-        Upstream { port: server.port, _server: server, received }
+        Upstream { port: server.port, _server: server, received, arrived }
     }
 
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Every request whose headers reached the upstream, in order of arrival, including
+    /// those that never completed (a body that never came, a reset): what leaked, even when
+    /// it was not answered.
+    pub fn arrived(&self) -> Vec<Received> {
+        self.arrived.lock().map(|l| l.clone()).unwrap_or_default()
     }
 }

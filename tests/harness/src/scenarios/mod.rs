@@ -17,7 +17,7 @@ pub use suite::{run_suite, Outcome, SUITE};
 use serde_json::Value;
 use std::time::Duration;
 
-use crate::http::{Client, Response};
+use crate::http::{revoke_url, Client, Response};
 use crate::keys::now;
 use crate::profile::Profile;
 use crate::target::Target;
@@ -50,13 +50,14 @@ pub fn from_everywhere(t: &Target, token: &str, n: usize) -> Vec<(u16, String)> 
     handles.into_iter().map(|h| h.join().unwrap()).collect()
 }
 
-/// `POST {admin prefix}revoke`; asserts it was accepted and returns the answer.
-pub fn revoke(t: &Target, p: &Profile, body: Value) -> Value {
+/// `POST {admin prefix}revoke?{key}={value}` (no body); asserts it was accepted and returns
+/// the answer. `key` is `jti`, `sub`, `sid` or `token_sha256` (`keys::token_sha256`).
+pub fn revoke(t: &Target, p: &Profile, key: &str, value: &str) -> Value {
     let admin = p.admin();
     let r = t.client.post(
-        &t.url(&format!("{}revoke", admin.prefix)),
-        &[("x-admin-token", &admin.token), ("content-type", "application/json")],
-        &body.to_string(),
+        &revoke_url(&t.url(""), &admin.prefix, key, value),
+        &[("x-admin-token", &admin.token)],
+        "",
     );
     assert_eq!(r.status, 200, "{}", r.body);
     r.json()

@@ -63,7 +63,7 @@ pub fn every_rejection_code_reaches_the_client_and_nothing_reaches_the_upstream(
     if p.admin.is_some() {
         let jti = t.unique("jti-rejected");
         let revoked = t.mint(&MintRequest::new(&alg, 60).claim("jti", json!(jti)));
-        revoke(t, p, json!({ "jti": jti }));
+        revoke(t, p, "jti", &jti);
         cases.push(("token_revoked", revoked));
     }
     for (code, token) in &cases {

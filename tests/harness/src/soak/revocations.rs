@@ -5,14 +5,15 @@
 //! handoff), and got a 200, is a lost revocation. Coverage follows the documented rules: the
 //! exact token, its `jti`, its `sid`, or its `sub` when issued at or before the revocation.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::load::{Facts, Rng};
 use super::{Shared, ADMIN_TOKEN};
-use crate::http::Client;
+use crate::http::{revoke_url, Client};
+use crate::keys::token_sha256;
 
 #[derive(Default)]
 pub struct Revoked {
@@ -72,9 +73,11 @@ pub fn revoker(shared: &Shared, url: &str, admin_url: &str) {
             _ => ("sub", f.sub.clone()),
         };
         let Some(value) = value else { continue };
-        let body = json!({ key: value }).to_string();
-        let Some(r) = admin.try_post(&format!("{admin_url}revoke"), &[("x-admin-token", ADMIN_TOKEN)], &body)
-        else {
+        // A token is revoked by the SHA-256 of its signing input; the token never travels.
+        let (param, given) =
+            if key == "token" { ("token_sha256", token_sha256(&value)) } else { (key, value.clone()) };
+        let revoke = revoke_url(admin_url, "", param, &given);
+        let Some(r) = admin.try_post(&revoke, &[("x-admin-token", ADMIN_TOKEN)], "") else {
             note(shared, |c| {
                 c.transport_errors += 1;
                 c.note_odd("transport error on revoke".into());
