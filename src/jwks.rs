@@ -11,7 +11,7 @@ use jwt_simple::prelude::*;
 use jwt_simple::JWTError;
 use serde::Deserialize;
 
-use crate::{ecdsa, eddsa, rsa};
+use crate::{ecdsa, eddsa, mac, rsa};
 
 /// Signature algorithms tokenguard accepts. `none` is deliberately absent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -100,9 +100,10 @@ pub struct JwkSet {
 
 /// A public key (or HMAC secret) bound to exactly one algorithm.
 pub enum Verifier {
-    HS256(HS256Key),
-    HS384(HS384Key),
-    HS512(HS512Key),
+    /// HS*: tokenguard's own HMAC check (`crate::mac`), constant time in the MAC.
+    HS256(mac::Key),
+    HS384(mac::Key),
+    HS512(mac::Key),
     /// RS*: tokenguard's own RSASSA-PKCS1-v1_5 (`crate::rsa`), many times faster in Wasm
     /// than jwt-simple's.
     RS256(rsa::PublicKey),
@@ -139,9 +140,7 @@ impl Verifier {
     pub fn verify(&self, token: &str) -> Result<(), SignatureError> {
         let opts = jwt_simple_options;
         let result = match self {
-            Verifier::HS256(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
-            Verifier::HS384(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
-            Verifier::HS512(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
+            Verifier::HS256(k) | Verifier::HS384(k) | Verifier::HS512(k) => return verify_hmac(k, token),
             Verifier::RS256(k) => return verify_rsa(k, rsa::Hash::Sha256, token),
             Verifier::RS384(k) => return verify_rsa(k, rsa::Hash::Sha384, token),
             Verifier::RS512(k) => return verify_rsa(k, rsa::Hash::Sha512, token),
@@ -161,10 +160,9 @@ impl Verifier {
     }
 }
 
-/// jwt-simple's options for a signature-only check: its clock is pinned to the epoch with
-/// zero tolerance and future tokens accepted, so every time comparison it makes passes for
-/// any in-range timestamp (claims are `crate::verify`'s business).
-pub(crate) fn jwt_simple_options() -> Option<VerificationOptions> {
+/// jwt-simple's options for a signature-only check (PS*, ES384 until they move to our own
+/// code): its clock pinned to the epoch with zero tolerance and future tokens accepted.
+fn jwt_simple_options() -> Option<VerificationOptions> {
     Some(VerificationOptions {
         accept_future: true,
         time_tolerance: Some(Duration::from_secs(0)),
@@ -197,6 +195,13 @@ fn signed_parts(token: &str) -> Result<(&str, Vec<u8>), SignatureError> {
 fn verify_rsa(key: &rsa::PublicKey, hash: rsa::Hash, token: &str) -> Result<(), SignatureError> {
     let (signing_input, signature) = signed_parts(token)?;
     key.verify(hash, signing_input.as_bytes(), &signature).map_err(|_| SignatureError::Mismatch)
+}
+
+/// HS256/384/512 of a compact JWS (`signed_parts` first): a MAC of the wrong length is a
+/// mismatch, as it was with jwt-simple.
+fn verify_hmac(key: &mac::Key, token: &str) -> Result<(), SignatureError> {
+    let (signing_input, tag) = signed_parts(token)?;
+    key.verify(signing_input.as_bytes(), &tag).map_err(|_| SignatureError::Mismatch)
 }
 
 /// ES256 of a compact JWS (`signed_parts` first): a signature that is not 64 bytes is a
@@ -321,9 +326,9 @@ fn make_verifier(jwk: &Jwk, alg: Alg) -> Result<Verifier, String> {
                 return Err(format!("{} needs a key of at least {min} bytes", alg.as_str()));
             }
             match alg {
-                Alg::HS256 => Verifier::HS256(HS256Key::from_bytes(&k)),
-                Alg::HS384 => Verifier::HS384(HS384Key::from_bytes(&k)),
-                _ => Verifier::HS512(HS512Key::from_bytes(&k)),
+                Alg::HS256 => Verifier::HS256(mac::Key::new(mac::Hash::Sha256, &k)),
+                Alg::HS384 => Verifier::HS384(mac::Key::new(mac::Hash::Sha384, &k)),
+                _ => Verifier::HS512(mac::Key::new(mac::Hash::Sha512, &k)),
             }
         }
         Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512 => {

@@ -27,6 +27,7 @@ pub mod feed;
 pub mod gate;
 pub mod host;
 pub mod jwks;
+pub mod mac;
 pub mod metrics;
 pub mod refresh;
 pub mod registry;
