@@ -23,6 +23,7 @@ pub mod config;
 pub mod ecdsa;
 pub mod eddsa;
 pub mod egress;
+pub mod es384;
 pub mod feed;
 pub mod gate;
 pub mod host;
