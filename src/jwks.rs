@@ -7,11 +7,14 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jwt_simple::prelude::*;
-use jwt_simple::JWTError;
+// jwt-simple only parses and validates EC key points here (see `make_verifier`); it never
+// sees a token.
+use jwt_simple::prelude::{ES256PublicKey, ES384PublicKey};
 use serde::Deserialize;
 
-use crate::{ecdsa, eddsa, rsa};
+use crate::{ecdsa, eddsa, es384, mac, rsa};
+
+mod signature;
 
 /// Signature algorithms tokenguard accepts. `none` is deliberately absent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -100,21 +103,25 @@ pub struct JwkSet {
 
 /// A public key (or HMAC secret) bound to exactly one algorithm.
 pub enum Verifier {
-    HS256(HS256Key),
-    HS384(HS384Key),
-    HS512(HS512Key),
+    /// HS*: tokenguard's own HMAC check (`crate::mac`), constant time in the MAC.
+    HS256(mac::Key),
+    HS384(mac::Key),
+    HS512(mac::Key),
     /// RS*: tokenguard's own RSASSA-PKCS1-v1_5 (`crate::rsa`), many times faster in Wasm
     /// than jwt-simple's.
     RS256(rsa::PublicKey),
     RS384(rsa::PublicKey),
     RS512(rsa::PublicKey),
-    PS256(PS256PublicKey),
-    PS384(PS384PublicKey),
-    PS512(PS512PublicKey),
+    /// PS*: tokenguard's own RSASSA-PSS (`crate::rsa`'s `pss`) on the same public-key
+    /// operation as RS*.
+    PS256(rsa::PublicKey),
+    PS384(rsa::PublicKey),
+    PS512(rsa::PublicKey),
     /// ES256: tokenguard's own verifier on per-key tables (`crate::ecdsa`), many times
     /// faster in Wasm than jwt-simple's.
     ES256(ecdsa::PublicKey),
-    ES384(ES384PublicKey),
+    /// ES384: the p384 crate's verifier on our SHA-384 digest (`crate::es384`).
+    ES384(es384::PublicKey),
     /// EdDSA (Ed25519): `crate::eddsa` (ed25519-dalek), faster in Wasm than jwt-simple's.
     EdDSA(eddsa::PublicKey),
 }
@@ -124,86 +131,10 @@ pub enum Verifier {
 pub enum SignatureError {
     /// The signature does not verify under this key.
     Mismatch,
-    /// The verifier rejected the token for another reason (jwt-simple re-parses the token).
+    /// The token is not a compact JWS this verifier can look at (`signed_parts`: too long,
+    /// not three segments, a signature that is not base64url), or, for EdDSA only, a
+    /// signature of the wrong length: what jwt-simple refused before its signature check.
     Rejected,
-}
-
-impl Verifier {
-    /// Checks the signature only. Claims are validated by `crate::verify` with an explicit
-    /// leeway and RFC 7519's strict `exp` boundary, so jwt-simple's own time checks are
-    /// neutralised: its clock is pinned to the epoch with zero tolerance and future tokens
-    /// accepted, which makes every time comparison it does pass for any in-range timestamp.
-    ///
-    /// The caller binds the algorithm: it picks this verifier by the token header's `alg`
-    /// (`KeySet::lookup`), which jwt-simple checks again but the RS* and ES256 paths do not.
-    pub fn verify(&self, token: &str) -> Result<(), SignatureError> {
-        let opts = jwt_simple_options;
-        let result = match self {
-            Verifier::HS256(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
-            Verifier::HS384(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
-            Verifier::HS512(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
-            Verifier::RS256(k) => return verify_rsa(k, rsa::Hash::Sha256, token),
-            Verifier::RS384(k) => return verify_rsa(k, rsa::Hash::Sha384, token),
-            Verifier::RS512(k) => return verify_rsa(k, rsa::Hash::Sha512, token),
-            Verifier::PS256(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
-            Verifier::PS384(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
-            Verifier::PS512(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
-            Verifier::ES256(k) => return verify_es256(k, token),
-            Verifier::ES384(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
-            Verifier::EdDSA(k) => return verify_eddsa(k, token),
-        };
-        result.map_err(|e| match e.downcast_ref::<JWTError>() {
-            Some(JWTError::InvalidSignature) | Some(JWTError::InvalidAuthenticationTag) => {
-                SignatureError::Mismatch
-            }
-            _ => SignatureError::Rejected,
-        })
-    }
-}
-
-/// jwt-simple's options for a signature-only check: its clock is pinned to the epoch with
-/// zero tolerance and future tokens accepted, so every time comparison it makes passes for
-/// any in-range timestamp (claims are `crate::verify`'s business).
-pub(crate) fn jwt_simple_options() -> Option<VerificationOptions> {
-    Some(VerificationOptions {
-        accept_future: true,
-        time_tolerance: Some(Duration::from_secs(0)),
-        artificial_time: Some(UnixTimeStamp::from_secs(0)),
-        max_token_length: Some(crate::token::MAX_TOKEN_BYTES),
-        ..Default::default()
-    })
-}
-
-/// A compact JWS's signing input and decoded signature, for tokenguard's own verifiers.
-/// Keeps the checks jwt-simple made before its signature check and `token::decode` may not
-/// have made for a direct caller: the token and header length bounds and the three-segment
-/// shape; an undecodable signature is refused.
-fn signed_parts(token: &str) -> Result<(&str, Vec<u8>), SignatureError> {
-    if token.len() > crate::token::MAX_TOKEN_BYTES {
-        return Err(SignatureError::Rejected);
-    }
-    let (signing_input, signature) = token.rsplit_once('.').ok_or(SignatureError::Rejected)?;
-    let (header, claims) = signing_input.split_once('.').ok_or(SignatureError::Rejected)?;
-    if claims.contains('.') || header.len() > crate::token::MAX_HEADER_SEGMENT_BYTES {
-        return Err(SignatureError::Rejected);
-    }
-    let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| SignatureError::Rejected)?;
-    Ok((signing_input, signature))
-}
-
-/// RS256/384/512 of a compact JWS (`signed_parts` first). A signature of the wrong length
-/// is a mismatch, as it was with jwt-simple (a 32-byte HMAC under an `RS256` header is a bad
-/// signature, not a malformed token).
-fn verify_rsa(key: &rsa::PublicKey, hash: rsa::Hash, token: &str) -> Result<(), SignatureError> {
-    let (signing_input, signature) = signed_parts(token)?;
-    key.verify(hash, signing_input.as_bytes(), &signature).map_err(|_| SignatureError::Mismatch)
-}
-
-/// ES256 of a compact JWS (`signed_parts` first): a signature that is not 64 bytes is a
-/// mismatch, as it was with jwt-simple.
-fn verify_es256(key: &ecdsa::PublicKey, token: &str) -> Result<(), SignatureError> {
-    let (signing_input, signature) = signed_parts(token)?;
-    key.verify(signing_input.as_bytes(), &signature).map_err(|_| SignatureError::Mismatch)
 }
 
 /// A verifier plus the `kid` it answers to.
@@ -321,9 +252,9 @@ fn make_verifier(jwk: &Jwk, alg: Alg) -> Result<Verifier, String> {
                 return Err(format!("{} needs a key of at least {min} bytes", alg.as_str()));
             }
             match alg {
-                Alg::HS256 => Verifier::HS256(HS256Key::from_bytes(&k)),
-                Alg::HS384 => Verifier::HS384(HS384Key::from_bytes(&k)),
-                _ => Verifier::HS512(HS512Key::from_bytes(&k)),
+                Alg::HS256 => Verifier::HS256(mac::Key::new(mac::Hash::Sha256, &k)),
+                Alg::HS384 => Verifier::HS384(mac::Key::new(mac::Hash::Sha384, &k)),
+                _ => Verifier::HS512(mac::Key::new(mac::Hash::Sha512, &k)),
             }
         }
         Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512 => {
@@ -335,9 +266,9 @@ fn make_verifier(jwk: &Jwk, alg: Alg) -> Result<Verifier, String> {
                 Alg::RS256 => Verifier::RS256(rs_key()?),
                 Alg::RS384 => Verifier::RS384(rs_key()?),
                 Alg::RS512 => Verifier::RS512(rs_key()?),
-                Alg::PS256 => Verifier::PS256(PS256PublicKey::from_components(&n, &e).map_err(bad)?),
-                Alg::PS384 => Verifier::PS384(PS384PublicKey::from_components(&n, &e).map_err(bad)?),
-                _ => Verifier::PS512(PS512PublicKey::from_components(&n, &e).map_err(bad)?),
+                Alg::PS256 => Verifier::PS256(rs_key()?),
+                Alg::PS384 => Verifier::PS384(rs_key()?),
+                _ => Verifier::PS512(rs_key()?),
             }
         }
         Alg::ES256 | Alg::ES384 => {
@@ -353,7 +284,11 @@ fn make_verifier(jwk: &Jwk, alg: Alg) -> Result<Verifier, String> {
                 let key = ecdsa::PublicKey::new(&point).ok_or_else(|| invalid("no table".into()))?;
                 Verifier::ES256(key)
             } else {
-                Verifier::ES384(ES384PublicKey::from_bytes(&point).map_err(bad)?)
+                // As for ES256: jwt-simple's check first, so the same JWKs load, or fail with
+                // the same message, as when jwt-simple verified ES384.
+                ES384PublicKey::from_bytes(&point).map_err(bad)?;
+                let invalid = |e: String| format!("invalid {} key for {}: {e}", jwk.kty, alg.as_str());
+                Verifier::ES384(es384::PublicKey::from_sec1_bytes(&point).map_err(invalid)?)
             }
         }
         Alg::EdDSA => Verifier::EdDSA(
@@ -364,8 +299,8 @@ fn make_verifier(jwk: &Jwk, alg: Alg) -> Result<Verifier, String> {
 }
 
 /// jwt-simple's RSA key policy (`check_rsa_key_policy` in jwt-simple 0.15), kept for the
-/// RS* keys it no longer checks so that the key sets that load, and the ones refused, stay
-/// what they were, and an RSA JWK is usable for RS* exactly when it is for PS*: a modulus of
+/// RS* and PS* keys it no longer checks so that the key sets that load, and the ones refused,
+/// stay what they were (an RSA JWK is usable for RS* exactly when it is for PS*): a modulus of
 /// 2048 to 4096 bits, odd, and e = 65537. `crate::rsa` itself takes more (up to 8192 bits,
 /// any odd e >= 3); widening this is a policy decision, not a code change.
 const RSA_MAX_MODULUS_BITS: usize = 4096;
@@ -387,16 +322,4 @@ fn rsa_key(n: &[u8], e: &[u8]) -> Result<rsa::PublicKey, String> {
         return Err(format!("public exponent {} is not supported (only {RSA_EXPONENT})", key.exponent()));
     }
     Ok(key)
-}
-
-/// EdDSA of a compact JWS (`signed_parts` first). Unlike RS*, a signature of the wrong
-/// length stays `Rejected`: jwt-simple refused it before its signature check
-/// (ed25519-compact's length error is not one of jwt-simple's signature errors), so the
-/// token was "malformed", and still is.
-fn verify_eddsa(key: &eddsa::PublicKey, token: &str) -> Result<(), SignatureError> {
-    let (signing_input, signature) = signed_parts(token)?;
-    key.verify(signing_input.as_bytes(), &signature).map_err(|e| match e {
-        eddsa::VerifyError::Length => SignatureError::Rejected,
-        eddsa::VerifyError::Mismatch => SignatureError::Mismatch,
-    })
 }

@@ -116,6 +116,21 @@ pub fn random_claims(rng: &mut Rng) -> jwt_simple::prelude::JWTClaims<Value> {
         .with_issuer(ISS)
 }
 
+/// jwt-simple's options for a signature-only check, as `jwks::Verifier` gave them when it
+/// still verified through jwt-simple: its clock is pinned to the epoch with zero tolerance and
+/// future tokens accepted, so every time comparison it makes passes for any in-range
+/// timestamp. The cross-checks against jwt-simple use them.
+pub fn jwt_simple_options() -> Option<jwt_simple::prelude::VerificationOptions> {
+    use jwt_simple::prelude::{Duration, UnixTimeStamp, VerificationOptions};
+    Some(VerificationOptions {
+        accept_future: true,
+        time_tolerance: Some(Duration::from_secs(0)),
+        artificial_time: Some(UnixTimeStamp::from_secs(0)),
+        max_token_length: Some(crate::token::MAX_TOKEN_BYTES),
+        ..Default::default()
+    })
+}
+
 /// A compact JWS as its signing input and decoded signature.
 pub fn split_signature(token: &str) -> (String, Vec<u8>) {
     use base64::Engine;

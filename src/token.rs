@@ -2,7 +2,8 @@
 //!
 //! This is the first code to touch attacker-controlled bytes, so it is strict and total:
 //! every malformation becomes a `malformed_token` rejection, nothing panics, and the claims
-//! it hands on have the types the rest of the pipeline (and jwt-simple) rely on.
+//! it hands on have the types the rest of the pipeline relies on. (jwt-simple no longer
+//! reads tokens: the signature verifiers see only the signing input's bytes.)
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -16,8 +17,8 @@ use crate::reject::{RejectCode, Rejection};
 /// the bound keeps a hostile header from costing more than a bounded decode.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
-/// Longest header segment (base64url characters) jwt-simple verifies; refusing longer ones
-/// here gives the precise reason instead of an opaque verifier error.
+/// Longest header segment (base64url characters) accepted: jwt-simple's bound, when it
+/// verified, kept so that the tokens accepted stay the same (`jwks::Verifier` checks it too).
 pub const MAX_HEADER_SEGMENT_BYTES: usize = 8192;
 
 /// The latest NumericDate accepted (9999-12-31T23:59:59Z). Larger values are nonsense, and
@@ -131,24 +132,27 @@ fn parse_header(obj: &Map<String, Value>) -> Result<Header, Rejection> {
         Some(Value::String(k)) => Some(k.clone()),
         Some(_) => return Err(malformed("header kid is not a string")),
     };
-    // `jku`, `x5u`, `jwk` and `x5c` are ignored on purpose: keys come only from configuration.
-    // They are still type-checked, like every member jwt-simple reads, because jwt-simple
-    // refuses a header it cannot parse and its refusal cannot be told from a broken token
-    // (a `jwk` *object*, standard in RFC 7515, is such a header: jwt-simple wants a string).
-    for name in ["typ", "cty", "jku", "jwk", "x5u", "x5t", "x5t#S256"] {
+    // `jku`, `x5u`, `jwk`, `x5c` and the thumbprints are ignored on purpose: keys come only
+    // from configuration. They are still type-checked against RFC 7515 §4.1 (a header that
+    // gets them wrong is not a JWS header), but nothing else: no verifier reads the header
+    // (`jwks::Verifier::verify` looks at the signing input's bytes only).
+    for name in ["typ", "cty", "jku", "x5u", "x5t", "x5t#S256"] {
         if !matches!(obj.get(name), None | Some(Value::Null) | Some(Value::String(_))) {
             return Err(malformed(&format!("header {name} is not a string")));
         }
     }
+    // RFC 7515 §4.1.3: the key as a JWK, a JSON object.
+    if !matches!(obj.get("jwk"), None | Some(Value::Null) | Some(Value::Object(_))) {
+        return Err(malformed("header jwk is not a JSON object"));
+    }
+    // RFC 7515 §4.1.6: a certificate chain, a JSON array of (base64) strings.
     match obj.get("x5c") {
         None | Some(Value::Null) => {}
         Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
         Some(_) => return Err(malformed("header x5c is not a list of strings")),
     }
-    // jwt-simple's salted-HMAC extension: no standard issuer emits it, and we never salt.
-    if !matches!(obj.get("salt"), None | Some(Value::Null)) {
-        return Err(malformed("header salt is not supported"));
-    }
+    // Unknown members (jwt-simple's `salt`, say) are ignored, as RFC 7515 §4 asks; `typ` is
+    // judged against the issuer's `token_types` once the issuer is known.
     let typ = obj.get("typ").and_then(Value::as_str).map(str::to_owned);
     Ok(Header { alg, kid, typ })
 }
@@ -171,8 +175,8 @@ fn parse_claims(all: Map<String, Value>) -> Result<Claims, Rejection> {
             .ok_or_else(|| malformed("claim aud is not a string or an array of strings"))?,
         Some(_) => return Err(malformed("claim aud is not a string or an array of strings")),
     };
-    // `nonce` is typed here because jwt-simple deserialises it after checking the signature
-    // and would otherwise fail with an error we could not tell from a bad signature.
+    // `nonce` must be a string (OpenID Connect Core §2), as it had to be when jwt-simple
+    // deserialised the claims; kept so that the tokens accepted stay the same.
     string("nonce")?;
     Ok(Claims {
         iss: string("iss")?,
@@ -188,8 +192,7 @@ fn parse_claims(all: Map<String, Value>) -> Result<Claims, Rejection> {
 }
 
 /// `exp`, `nbf` and `iat`: absent or a NumericDate. An explicit null is refused: it is no
-/// NumericDate, and jwt-simple refuses it too (after the signature check, where its refusal
-/// could not be told apart from a broken token).
+/// NumericDate (RFC 7519 §4.1.4), and jwt-simple refused it too when it verified.
 fn registered_date(all: &Map<String, Value>, name: &str) -> Result<Option<u64>, Rejection> {
     if all.get(name).is_some_and(Value::is_null) {
         return Err(malformed(&format!("claim {name} is not a number")));
@@ -199,7 +202,7 @@ fn registered_date(all: &Map<String, Value>, name: &str) -> Result<Option<u64>, 
 
 /// RFC 7519 NumericDate, restricted to non-negative integers up to `MAX_NUMERIC_DATE`.
 /// Fractions are refused rather than rounded: no mainstream issuer emits them, and jwt-simple
-/// would refuse them after the signature check anyway.
+/// refused them too when it verified.
 fn numeric_date(all: &Map<String, Value>, name: &str) -> Result<Option<u64>, Rejection> {
     match all.get(name) {
         None | Some(Value::Null) => Ok(None),
@@ -213,8 +216,9 @@ fn numeric_date(all: &Map<String, Value>, name: &str) -> Result<Option<u64>, Rej
 
 const DUPLICATE: &str = "duplicate member";
 
-/// A JSON object that refuses duplicate member names. serde_json keeps the last duplicate
-/// while jwt-simple refuses them, and the two must never disagree about what a token says.
+/// A JSON object that refuses duplicate member names (RFC 7515 §4: a recipient must refuse
+/// them or take the last). serde_json keeps the last duplicate while other parsers take the
+/// first; refusing means no two readers of a token can disagree about what it says.
 struct StrictObject(Map<String, Value>);
 
 impl<'de> serde::Deserialize<'de> for StrictObject {
@@ -346,25 +350,27 @@ mod tests {
     }
 
     #[test]
-    fn refuses_header_members_jwt_simple_cannot_read() {
+    fn header_members_have_their_rfc_7515_types() {
         let c = r#"{"exp":1}"#;
-        assert_eq!(
-            code(&tok(r#"{"alg":"HS256","jwk":{"kty":"oct","k":"AA"}}"#, c)),
-            "header jwk is not a string"
-        );
+        assert_eq!(code(&tok(r#"{"alg":"HS256","jwk":"a-string"}"#, c)), "header jwk is not a JSON object");
+        assert_eq!(code(&tok(r#"{"alg":"HS256","jwk":["kty"]}"#, c)), "header jwk is not a JSON object");
         assert_eq!(code(&tok(r#"{"alg":"HS256","jku":7}"#, c)), "header jku is not a string");
+        assert_eq!(code(&tok(r#"{"alg":"HS256","kid":7}"#, c)), "header kid is not a string");
+        assert_eq!(code(&tok(r#"{"alg":"HS256","cty":{}}"#, c)), "header cty is not a string");
         assert_eq!(code(&tok(r#"{"alg":"HS256","x5t#S256":[]}"#, c)), "header x5t#S256 is not a string");
         assert_eq!(code(&tok(r#"{"alg":"HS256","x5c":[1]}"#, c)), "header x5c is not a list of strings");
         assert_eq!(code(&tok(r#"{"alg":"HS256","typ":7}"#, c)), "header typ is not a string");
-        assert_eq!(code(&tok(r#"{"alg":"HS256","salt":"AAAA"}"#, c)), "header salt is not supported");
         let long = format!(r#"{{"alg":"HS256","x":"{}"}}"#, "a".repeat(MAX_HEADER_SEGMENT_BYTES));
         assert_eq!(code(&tok(&long, c)), "header too long");
-        // What jwt-simple reads fine passes: typ JWT or *+jwt, string URLs, null members.
+        // A jwk object (RFC 7515 §4.1.3) decodes, and is ignored: keys come from configuration.
+        // So do members only jwt-simple had trouble with, and unknown ones of any type.
         for h in [
-            r#"{"alg":"HS256","typ":"at+jwt","jku":"https://x","x5u":null,"x5c":["AA"]}"#,
-            r#"{"alg":"HS256","typ":"jwt","cty":"JWT","jwk":"not-an-object"}"#,
+            r#"{"alg":"ES256","jwk":{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}}"#,
+            r#"{"alg":"HS256","typ":"at+jwt","jku":"https://x","x5u":null,"x5c":["AA"],"jwk":null}"#,
+            r#"{"alg":"HS256","typ":"jwt","cty":"JWT","salt":"AAAA","ext":{"a":[1,{}]},"n":5}"#,
         ] {
-            assert!(decode(&tok(h, c)).is_ok(), "{h}");
+            let d = decode(&tok(h, c)).unwrap_or_else(|e| panic!("{h}: {}", e.description));
+            assert_eq!(d.header.kid, None, "{h}");
         }
     }
 
@@ -374,7 +380,7 @@ mod tests {
         assert_eq!(code(&tok(h, r#"{"exp":null}"#)), "claim exp is not a number");
         assert_eq!(code(&tok(h, r#"{"iat":null}"#)), "claim iat is not a number");
         assert_eq!(code(&tok(h, r#"{"aud":null}"#)), "claim aud is not a string or an array of strings");
-        // Other nulls are absences, as jwt-simple reads them too.
+        // Other nulls are absences.
         let d = decode(&tok(h, r#"{"sub":null,"jti":null,"auth_time":null}"#)).unwrap();
         assert_eq!((d.claims.numeric_date("auth_time").unwrap(), d.claims.sub), (None, None));
     }

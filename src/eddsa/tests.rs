@@ -1,6 +1,6 @@
 use super::{KeyError, PublicKey, VerifyError};
-use crate::jwks::{jwt_simple_options as opts, Alg, JwkSet, KeySet, SignatureError, Verifier};
-use crate::testkit::{join_signature as join, split_signature as split};
+use crate::jwks::{Alg, JwkSet, KeySet, SignatureError, Verifier};
+use crate::testkit::{join_signature as join, jwt_simple_options as opts, split_signature as split};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;

@@ -228,4 +228,31 @@ impl Modulus {
         self.mul(&t, x, &mut acc);
         acc
     }
+
+    /// x^e mod n for any e (big-endian bytes), plain square-and-multiply in Montgomery form.
+    /// Test-only: the private-key operation of the test signers (`super::testsign`); `e` is
+    /// then a secret, which this code (variable time) must never see outside tests.
+    #[cfg(test)]
+    pub fn pow_be(&self, x: &[u32], e: &[u8]) -> Vec<u32> {
+        let s = self.n.len();
+        let mut one = vec![0u32; s];
+        one[0] = 1;
+        let mut x_mont = vec![0u32; s];
+        self.mul(x, &self.rr, &mut x_mont);
+        let mut acc = vec![0u32; s];
+        self.mul(&one, &self.rr, &mut acc); // R mod n: the Montgomery form of 1
+        let mut t = vec![0u32; s];
+        for byte in e {
+            for i in (0..8).rev() {
+                self.mul(&acc, &acc, &mut t);
+                std::mem::swap(&mut acc, &mut t);
+                if (byte >> i) & 1 == 1 {
+                    self.mul(&acc, &x_mont, &mut t);
+                    std::mem::swap(&mut acc, &mut t);
+                }
+            }
+        }
+        self.mul(&acc, &one, &mut t); // out of Montgomery form
+        t
+    }
 }

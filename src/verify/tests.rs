@@ -172,17 +172,14 @@ fn every_rejection_code_except_revocation_is_reachable() {
 
 /// Found by the hostile-token e2e tests: validly signed tokens that jwt-simple refused for a
 /// reason `token::decode` had let through came out as an opaque "refused by the signature
-/// verifier". Each now gets decode's precise reason, before any signature work.
+/// verifier". Each now gets decode's precise reason, before any signature work. (jwt-simple no
+/// longer verifies; the refusals kept are the RFC-typed ones.)
 #[test]
-fn decode_refuses_everything_jwt_simple_would_so_reasons_stay_precise() {
+fn decode_refuses_mistyped_headers_and_claims_with_a_precise_reason() {
     let c = claims(json!({})).to_string();
     let cases = [
-        (
-            raw(r#"{"alg":"HS256","kid":"hs-1","jwk":{"kty":"oct","k":"AA"}}"#, &c),
-            "header jwk is not a string",
-        ),
+        (raw(r#"{"alg":"HS256","kid":"hs-1","jwk":"a-string"}"#, &c), "header jwk is not a JSON object"),
         (raw(r#"{"alg":"HS256","kid":"hs-1","typ":"JOSE"}"#, &c), "token type JOSE is not accepted"),
-        (raw(r#"{"alg":"HS256","kid":"hs-1","salt":"AAAA"}"#, &c), "header salt is not supported"),
         (raw(r#"{"alg":"HS256","kid":"hs-1","x5c":[{}]}"#, &c), "header x5c is not a list of strings"),
         (
             raw(r#"{"alg":"HS256","kid":"hs-1"}"#, &c.replacen("\"exp\":", "\"exp\":null,\"was\":", 1)),
@@ -198,8 +195,79 @@ fn decode_refuses_everything_jwt_simple_would_so_reasons_stay_precise() {
         let r = validate(&cfg, &token, NOW).err().expect("refused");
         assert_eq!((r.code, r.description.as_str()), (MalformedToken, why));
     }
-    // The same headers with acceptable values verify.
-    let ok =
-        raw(r#"{"alg":"HS256","kid":"hs-1","typ":"at+jwt","jku":"https://evil.test/jwks","x5c":["AA"]}"#, &c);
+    // The same headers with acceptable values verify, and so do members only jwt-simple
+    // could not read (a jwk object, its salt extension).
+    let ok = raw(
+        r#"{"alg":"HS256","kid":"hs-1","typ":"at+jwt","jku":"https://evil.test/jwks","x5c":["AA"],"salt":"AAAA"}"#,
+        &c,
+    );
     assert!(validate(&cfg, &ok, NOW).is_ok());
+}
+
+/// RFC 7515 §4.1.3 makes `jwk` a JSON object; jwt-simple, when it verified, refused such a
+/// header. Tokens carrying one (naming a key of the attacker's, here) verify end to end with
+/// the configured key, and only with it: the header's key is never used.
+#[test]
+fn a_jwk_object_in_the_header_is_ignored_and_the_token_verifies() {
+    use crate::rsa::testsign::PrivateKey;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+
+    let stranger = tokenguard_harness::IssuerKeys::generate();
+    let their_jwks = stranger.public_jwks();
+    let their_key =
+        |kty: &str| their_jwks["keys"].as_array().unwrap().iter().find(|k| k["kty"] == kty).unwrap().clone();
+    // Signs the signing input with one issuer's key for `alg`, by hand: jwt-simple would
+    // neither write nor sign such a header.
+    let sign = |k: &tokenguard_harness::IssuerKeys, alg: &str, input: &[u8]| -> Vec<u8> {
+        use ed25519_dalek::Signer as _;
+        use p256::ecdsa::signature::Signer as _;
+        match alg {
+            "HS256" => hmac_sha256::HMAC::mac(input, &k.hmac).to_vec(),
+            "RS256" => PrivateKey::from_pem(&k.rsa_pem).sign_pkcs1(crate::rsa::Hash::Sha256, input),
+            "PS256" => PrivateKey::from_pem(&k.rsa_pem).sign_ps(crate::rsa::Hash::Sha256, input, 42),
+            "ES256" => {
+                let key = p256::ecdsa::SigningKey::from_slice(&k.ec256.to_bytes()).unwrap();
+                let sig: p256::ecdsa::Signature = key.sign(input);
+                sig.to_bytes().to_vec()
+            }
+            "ES384" => {
+                let key = p384::ecdsa::SigningKey::from_slice(&k.ec384.to_bytes()).unwrap();
+                let sig: p384::ecdsa::Signature = key.sign(input);
+                sig.to_bytes().to_vec()
+            }
+            _ => {
+                let seed: [u8; 32] = k.ed.to_bytes()[..32].try_into().unwrap();
+                ed25519_dalek::SigningKey::from_bytes(&seed).sign(input).to_bytes().to_vec()
+            }
+        }
+    };
+    let cfg = config(json!({}));
+    let c = B64.encode(claims(json!({})).to_string());
+    for (alg, kty) in [
+        ("HS256", "EC"),
+        ("PS256", "RSA"),
+        ("ES384", "EC"),
+        ("RS256", "RSA"),
+        ("ES256", "EC"),
+        ("EdDSA", "OKP"),
+    ] {
+        for kid in [Some(tokenguard_harness::IssuerKeys::kid_for(alg)), None] {
+            let mut header = json!({"alg": alg, "typ": "JWT", "jwk": their_key(kty)});
+            if let Some(kid) = kid {
+                header["kid"] = json!(kid);
+            }
+            let input = format!("{}.{c}", B64.encode(header.to_string()));
+            let token = crate::testkit::join_signature(&input, &sign(keys(), alg, input.as_bytes()));
+            let auth =
+                authenticate(&cfg, &token).unwrap_or_else(|r| panic!("{alg} {kid:?}: {}", r.description));
+            assert_eq!(auth.decoded.header.alg, alg);
+            assert!(validate(&cfg, &token, NOW).is_ok(), "{alg}");
+            // The same signing input signed by the key the header names: refused, that key is
+            // not configured.
+            let forged = crate::testkit::join_signature(&input, &sign(&stranger, alg, input.as_bytes()));
+            let r = authenticate(&cfg, &forged).err().unwrap();
+            assert_eq!(r.code, InvalidSignature, "{alg}");
+        }
+    }
 }
