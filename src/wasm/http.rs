@@ -320,6 +320,9 @@ impl HttpContext for Http {
                 answer_admin(&shared, self.id, admin_cfg, route, end_of_stream);
                 return Action::Pause;
             }
+            // The admin token is the operator's secret: it never travels on, whatever path a
+            // client sent it to.
+            let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, admin::ADMIN_TOKEN_HEADER);
         }
         check(&shared, self.id, false)
     }
