@@ -65,7 +65,7 @@ fn the_istio_manifest_matches_envoy_yaml() {
         let to = rest.find(end).unwrap_or(rest.len());
         rest[..to].lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
     };
-    let envoy = block("envoy/envoy.yaml", "providers:", "# Needed only for the admin API");
+    let envoy = block("envoy/envoy.yaml", "providers:", "- name: envoy.filters.http.router");
     let istio = block("envoy/istio-wasmplugin.yaml", "providers:", "\n\n");
     assert_eq!(envoy, istio);
 }
