@@ -52,7 +52,7 @@ pub enum Verdict {
     },
     Deny(DenyResponse),
     /// Hold the request, make this refresh call, then finish with `complete_refresh`.
-    Refresh(PendingRefresh),
+    Refresh(Box<PendingRefresh>),
     /// Not decidable yet (a fresh process has not loaded the revocation feed; egress has no
     /// usable token): hold the request, at most `wait_ms`, and ask again.
     Hold {
@@ -243,7 +243,7 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
                 if let Some(plan) =
                     refreshing::start(cfg, host, &registry, req, token, &fingerprint, claims, None, start)
                 {
-                    return Verdict::Refresh(plan);
+                    return Verdict::Refresh(Box::new(plan));
                 }
             }
             return ctx.reject(rejection, Some(claims));
@@ -263,7 +263,7 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
         Some(life),
         life.session_start,
     ) {
-        return Verdict::Refresh(plan);
+        return Verdict::Refresh(Box::new(plan));
     }
     // Remembered from the second sight on: a token seen once (a flood of one-shot tokens,
     // say) would only churn the cache.
@@ -328,9 +328,9 @@ fn read_credential<'r>(cfg: &Config, req: &'r Request) -> Result<Option<&'r str>
         }
         let token = extract_token(&cfg.token_source, header);
         let bearer = req.meta.header("authorization");
-        if token.is_some()
-            && bearer.is_some_and(|b| b.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("bearer ")))
-        {
+        let scheme =
+            |b: &str| b.split_ascii_whitespace().next().is_some_and(|s| s.eq_ignore_ascii_case("bearer"));
+        if token.is_some() && bearer.as_deref().is_some_and(scheme) {
             return Err(ambiguous());
         }
         return Ok(token);
@@ -519,8 +519,10 @@ fn handoff_check(
     let replaced =
         |why: &str| Some(Rejection::new(RejectCode::TokenRevoked, format!("the token's replacement {why}")));
     let decoded = token::decode(&h.access_token).map_err(|_| replaced("is unreadable"))?;
-    // Verified when the refresh completed; issuer and algorithm are checked again.
-    let auth = verify::authenticate_decoded(cfg, &h.access_token, decoded, true).map_err(Some)?;
+    // Verified when the refresh completed, under that configuration; under another it is
+    // verified again. Issuer and algorithm are checked either way.
+    let verified = h.config_gen == cfg.generation;
+    let auth = verify::authenticate_decoded(cfg, &h.access_token, decoded, verified).map_err(Some)?;
     let c = &auth.decoded.claims;
     let new_fp = Fingerprint::of(&h.access_token);
     let facts = TokenFacts {

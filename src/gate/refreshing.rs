@@ -8,6 +8,7 @@ use crate::host::Host;
 use crate::metrics::Counter;
 use crate::refresh::{self, Callout, Failure};
 use crate::registry::handoff::Handoff;
+use crate::registry::revocation::{Revocation, TokenFacts};
 use crate::registry::{Lease, Registry};
 use crate::reject::{self, RejectCode, Rejection};
 use crate::token::{Claims, Fingerprint};
@@ -18,8 +19,13 @@ use crate::verify::{self, Lifetime};
 pub struct PendingRefresh {
     pub callout: Callout,
     pub old: Fingerprint,
+    /// The old token's identity: the new one must name the same issuer, subject and session,
+    /// and a failed refresh re-checks the old token's revocation by them.
+    pub iss: Option<String>,
     pub sub: Option<String>,
     pub jti: Option<String>,
+    pub sid: Option<String>,
+    pub iat: Option<u64>,
     pub exp: u64,
     /// The old token has already expired (`refresh_expired`): without a new one the request
     /// is refused rather than forwarded.
@@ -89,8 +95,11 @@ pub(super) fn start(
     Some(PendingRefresh {
         callout: refresh::build_request(rcfg, &refresh_token),
         old: *fingerprint,
+        iss: claims.iss.clone(),
         sub: claims.sub.clone(),
         jti: claims.jti.clone(),
+        sid: claims.sid.clone(),
+        iat: claims.iat,
         exp,
         expired: life.is_none(),
         session_start,
@@ -103,6 +112,7 @@ pub(super) fn start(
 pub fn complete(
     cfg: &Config,
     host: &impl Host,
+    worker: &super::Worker,
     plan: &PendingRefresh,
     answer: Result<(Option<u16>, Vec<u8>), Failure>,
 ) -> Verdict {
@@ -118,7 +128,10 @@ pub fn complete(
                     .map(|life| (life, claims))
             });
             match checked {
-                Ok((life, claims)) => Ok((grant, life, claims)),
+                Ok((life, claims)) => {
+                    successor_of(plan, &grant.access_token, &claims)?;
+                    Ok((grant, life, claims))
+                }
                 Err(rejection) => Err(Failure::InvalidNewToken(rejection.code)),
             }
         });
@@ -131,6 +144,7 @@ pub fn complete(
                 access_token: grant.access_token.clone(),
                 refresh_token: grant.refresh_token.clone(),
                 spent_refresh: plan.spent_refresh,
+                config_gen: cfg.generation,
                 until: now.saturating_add(grace),
             };
             let new_record =
@@ -178,14 +192,58 @@ pub fn complete(
                     emit(host, r);
                 }
             }
-            if plan.expired {
-                host.count(Counter::Rejected(RejectCode::TokenExpired));
-                let rejection =
-                    Rejection::new(RejectCode::TokenExpired, "token has expired and could not be refreshed");
-                return Verdict::Deny(reject::invalid_token_response(&cfg.realm, &rejection));
-            }
-            let remaining = plan.exp.saturating_sub(now);
-            Verdict::Forward { expires_in: cfg.expires_in_header.as_ref().map(|_| remaining), swap: None }
+            old_token_now(cfg, host, worker, &registry, plan, now)
         }
     }
+}
+
+/// A refresh answer must continue the same session: a token for another issuer, subject or
+/// session (a refresh token of the caller's own, spent with a victim's access token) would
+/// put the victim's requests and client on the caller's account. The same token again is no
+/// refresh at all, and superseding it would lock its holder out.
+fn successor_of(plan: &PendingRefresh, new_token: &str, claims: &Claims) -> Result<(), Failure> {
+    let same_sid = match (&plan.sid, &claims.sid) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    };
+    if claims.iss != plan.iss || claims.sub != plan.sub || !same_sid {
+        return Err(Failure::BadResponse("the new token names another subject or session"));
+    }
+    if Fingerprint::of(new_token) == plan.old {
+        return Err(Failure::BadResponse("the token endpoint returned the same access token"));
+    }
+    Ok(())
+}
+
+/// The held request after a failed refresh: its old token, judged again now (time passed
+/// during the call, and a revocation may have arrived).
+fn old_token_now(
+    cfg: &Config,
+    host: &impl Host,
+    worker: &super::Worker,
+    registry: &Registry<impl Host>,
+    plan: &PendingRefresh,
+    now: u64,
+) -> Verdict {
+    let deny = |code, why: &str| {
+        host.count(Counter::Rejected(code));
+        Verdict::Deny(reject::invalid_token_response(&cfg.realm, &Rejection::new(code, why)))
+    };
+    if plan.expired || now >= plan.exp.saturating_add(cfg.clock_skew_seconds) {
+        return deny(RejectCode::TokenExpired, "token has expired and could not be refreshed");
+    }
+    let facts = TokenFacts {
+        fp: &plan.old.0,
+        jti: plan.jti.as_deref(),
+        sub: plan.sub.as_deref(),
+        sid: plan.sid.as_deref(),
+        iat: plan.iat,
+    };
+    match super::is_revoked(host, worker, registry, &facts, &Revocation::targets_of(&facts), now) {
+        Some(false) => {}
+        Some(true) => return deny(RejectCode::TokenRevoked, "token has been revoked"),
+        None => return super::unavailable(),
+    }
+    let remaining = plan.exp.saturating_sub(now);
+    Verdict::Forward { expires_in: cfg.expires_in_header.as_ref().map(|_| remaining), swap: None }
 }

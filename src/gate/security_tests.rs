@@ -47,7 +47,7 @@ fn refreshed(cfg: &Config, host: &FakeHost, w: &Worker, old: &str, new_claims: s
     };
     let new = mint("ES256", new_claims);
     let body = json!({"access_token": new, "token_type": "Bearer", "refresh_token": "rt-2"});
-    let v = complete_refresh(cfg, host, &plan, Ok((Some(200), body.to_string().into_bytes())));
+    let v = complete_refresh(cfg, host, w, &plan, Ok((Some(200), body.to_string().into_bytes())));
     assert!(matches!(v, Verdict::Forward { swap: Some(_), .. }), "{v:?}");
     new
 }
@@ -234,4 +234,85 @@ fn ambiguous_credentials_are_refused() {
     assert_eq!(without_cookie("a=1; tg=x; b=2", "tg").as_deref(), Some("a=1; b=2"));
     assert_eq!(without_cookie("tg=x", "tg").as_deref(), Some(""));
     assert_eq!(without_cookie("a=1", "tg"), None);
+}
+
+fn refresh_answer(cfg: &Config, host: &FakeHost, w: &Worker, plan: &PendingRefresh, new: &str) -> Verdict {
+    let body = json!({"access_token": new, "token_type": "Bearer", "refresh_token": "rt-2"});
+    complete_refresh(cfg, host, w, plan, Ok((Some(200), body.to_string().into_bytes())))
+}
+
+fn start(cfg: &Config, host: &FakeHost, w: &Worker, old: &str) -> PendingRefresh {
+    match ask(cfg, host, w, &bearer(old), &Presents(Some("rt-1"), None)) {
+        Verdict::Refresh(plan) => *plan,
+        other => panic!("no refresh started: {other:?}"),
+    }
+}
+
+#[test]
+fn a_refresh_answer_for_another_subject_or_the_same_token_is_not_a_successor() {
+    let cfg = refresh_cfg(json!({}));
+    let (host, w) = (FakeHost::at(NOW), Worker::default());
+    // A victim's due token, spent with the caller's own refresh token: the answer names the
+    // caller. It must not replace the victim's token.
+    let victim = mint("ES256", json!({"sub": "victim", "iat": NOW - 10, "exp": NOW + 30}));
+    let plan = start(&cfg, &host, &w, &victim);
+    let mallory = mint("ES256", json!({"sub": "mallory", "iat": NOW, "exp": NOW + 600}));
+    let v = refresh_answer(&cfg, &host, &w, &plan, &mallory);
+    assert!(matches!(v, Verdict::Forward { swap: None, .. }), "{v:?}");
+    let failed = host.audits().into_iter().find(|(_, a)| a["event"] == "refresh_failed").expect("audited");
+    assert!(failed.1["reason"].as_str().unwrap().contains("another subject"));
+    host.now.set(NOW + 20);
+    let v = ask(&cfg, &host, &w, &bearer(&victim), &Presents(None, None));
+    assert!(matches!(v, Verdict::Forward { swap: None, .. }), "the victim was superseded: {v:?}");
+    // The same token handed back is no refresh: its holder is not locked out after the grace.
+    let same = mint("ES256", json!({"sub": "s", "iat": NOW + 20 - 10, "exp": NOW + 20 + 30}));
+    let plan = start(&cfg, &host, &w, &same);
+    let v = refresh_answer(&cfg, &host, &w, &plan, &same);
+    assert!(matches!(v, Verdict::Forward { swap: None, .. }), "{v:?}");
+    host.now.set(NOW + 35);
+    assert!(matches!(ask(&cfg, &host, &w, &bearer(&same), &Presents(None, None)), Verdict::Forward { .. }));
+}
+
+#[test]
+fn a_failed_refresh_judges_the_old_token_again() {
+    let cfg = refresh_cfg(json!({"clock_skew_seconds": 0}));
+    let (host, w) = (FakeHost::at(NOW), Worker::default());
+    let old = mint("ES256", json!({"jti": "j-late", "iat": NOW - 10, "exp": NOW + 30}));
+    let plan = start(&cfg, &host, &w, &old);
+    // Revoked while the call was under way.
+    let registry = Registry::new(&host, layout(&cfg));
+    let rev = Revocation {
+        target: Target::new(crate::registry::revocation::Kind::Jti, "j-late"),
+        revoked_at: NOW,
+        until: NOW + 900,
+    };
+    registry.revoke(rev, NOW).unwrap();
+    let v = complete_refresh(&cfg, &host, &w, &plan, Err(crate::refresh::Failure::Timeout));
+    let Verdict::Deny(r) = v else { panic!("a revoked token was forwarded: {v:?}") };
+    assert!(r.body.contains("token_revoked"));
+    // Expired while the call was under way.
+    let old = mint("ES256", json!({"iat": NOW - 10, "exp": NOW + 5}));
+    let plan = start(&cfg, &host, &w, &old);
+    host.now.set(NOW + 5);
+    let v = complete_refresh(&cfg, &host, &w, &plan, Err(crate::refresh::Failure::Timeout));
+    let Verdict::Deny(r) = v else { panic!("an expired token was forwarded: {v:?}") };
+    assert!(r.body.contains("token_expired"));
+}
+
+#[test]
+fn a_handoff_from_another_configuration_is_verified_again() {
+    let cfg = refresh_cfg(json!({}));
+    let (host, w) = (FakeHost::at(NOW), Worker::default());
+    let old = mint("HS256", json!({"iat": NOW - 10, "exp": NOW + 30}));
+    let new = refreshed(&cfg, &host, &w, &old, json!({"iat": NOW, "exp": NOW + 600}));
+    assert_eq!(handed(ask(&cfg, &host, &w, &bearer(&old), &Presents(None, None))).access_token, new);
+    // Reconfigured: the key that signed the new (ES256) token is gone.
+    let mut next = refresh_cfg(json!({}));
+    next.generation = cfg.generation.wrapping_add(1);
+    for p in next.providers.iter_mut() {
+        p.keys.entries.retain(|e| e.alg != crate::jwks::Alg::ES256);
+    }
+    let v = ask(&next, &host, &Worker::default(), &bearer(&old), &Presents(None, None));
+    let Verdict::Deny(r) = v else { panic!("handed on unverified: {v:?}") };
+    assert!(r.body.contains("invalid_signature"), "{}", r.body);
 }

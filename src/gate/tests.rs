@@ -301,7 +301,7 @@ fn a_due_token_starts_one_refresh_and_the_answer_swaps_it() {
     let new = mint("ES256", json!({"iat": NOW, "exp": NOW + 600, "jti": "new"}));
     let body =
         json!({"access_token": new, "token_type": "Bearer", "expires_in": 600, "refresh_token": "rt-2"});
-    let v = complete_refresh(&cfg, &host, &plan, Ok((Some(200), body.to_string().into_bytes())));
+    let v = complete_refresh(&cfg, &host, &w, &plan, Ok((Some(200), body.to_string().into_bytes())));
     let Verdict::Forward { swap: Some(swap), expires_in } = v else { panic!("not swapped: {v:?}") };
     assert_eq!(
         (swap.access_token.as_str(), swap.refresh_token.as_deref(), expires_in),
@@ -328,7 +328,7 @@ fn a_failed_refresh_backs_off_and_keeps_the_old_token() {
     let w = Worker::default();
     let old = mint("ES256", json!({"iat": NOW - 10, "exp": NOW + 30}));
     let Verdict::Refresh(plan) = run_rt(&cfg, &host, &w, &old) else { panic!("no refresh started") };
-    let v = complete_refresh(&cfg, &host, &plan, Err(crate::refresh::Failure::Timeout));
+    let v = complete_refresh(&cfg, &host, &w, &plan, Err(crate::refresh::Failure::Timeout));
     assert!(matches!(v, Verdict::Forward { swap: None, expires_in: Some(30) }));
     // Backing off: no new attempt for 5 s.
     host.now.set(NOW + 4);
@@ -353,7 +353,7 @@ fn a_revoked_replacement_is_not_handed_off_during_the_grace() {
         let Verdict::Refresh(plan) = run_rt(&cfg, &host, &w, &old) else { panic!("no refresh started") };
         let new = mint("ES256", json!({"iat": NOW, "exp": NOW + 600, "jti": "new"}));
         let body = json!({"access_token": new, "token_type": "Bearer", "expires_in": 600});
-        complete_refresh(&cfg, &host, &plan, Ok((Some(200), body.to_string().into_bytes())));
+        complete_refresh(&cfg, &host, &w, &plan, Ok((Some(200), body.to_string().into_bytes())));
         assert!(matches!(run_rt(&cfg, &host, &w, &old), Verdict::Forward { swap: Some(_), .. }));
         let t = match target {
             "jti" => Target::new(Kind::Jti, "new"),

@@ -17,15 +17,25 @@ use super::codec::{Reader, Writer};
 pub const HANDOFF_BUCKETS: u32 = 64;
 pub const HANDOFF_SLOTS: usize = 4;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Handoff {
     pub old_fp: [u8; 32],
     pub access_token: String,
     pub refresh_token: Option<String>,
     /// SHA-256 of the refresh token that was spent to obtain these.
     pub spent_refresh: [u8; 32],
+    /// The configuration the new access token verified under: under another one (keys
+    /// rotated, issuer dropped) it is verified again before it is handed on.
+    pub config_gen: u32,
     /// Dropped after this time (the end of the grace period).
     pub until: u64,
+}
+
+impl std::fmt::Debug for Handoff {
+    /// Never prints the tokens.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Handoff(until {})", self.until)
+    }
 }
 
 impl Handoff {
@@ -37,7 +47,7 @@ impl Handoff {
     }
 }
 
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 
 pub fn encode(entries: &[Handoff]) -> Vec<u8> {
     let mut w = Writer::default();
@@ -48,6 +58,7 @@ pub fn encode(entries: &[Handoff]) -> Vec<u8> {
         w.long_str(&e.access_token);
         w.long_str(e.refresh_token.as_deref().unwrap_or_default());
         w.bytes32(&e.spent_refresh);
+        w.u32(e.config_gen);
         w.u64(e.until);
     }
     w.0
@@ -71,12 +82,14 @@ pub fn decode(bytes: &[u8]) -> Vec<Handoff> {
             let access_token = r.long_str()?;
             let refresh = r.long_str()?;
             let spent_refresh = r.bytes32()?;
+            let config_gen = r.u32()?;
             let until = r.u64()?;
             v.push(Handoff {
                 old_fp,
                 access_token,
                 refresh_token: Some(refresh).filter(|s| !s.is_empty()),
                 spent_refresh,
+                config_gen,
                 until,
             });
         }
@@ -97,6 +110,7 @@ mod tests {
                 access_token: "a.b.c".into(),
                 refresh_token: Some("r".into()),
                 spent_refresh: hmac_sha256::Hash::hash(b"spent"),
+                config_gen: 7,
                 until: 9,
             },
             Handoff {
@@ -104,6 +118,7 @@ mod tests {
                 access_token: "d.e.f".into(),
                 refresh_token: None,
                 spent_refresh: [0; 32],
+                config_gen: 7,
                 until: 10,
             },
         ];

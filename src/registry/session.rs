@@ -8,8 +8,9 @@
 //! Stored like the token registry: a fixed set of keys (`tokenguard/s/<n>`), a session's
 //! key chosen by the hash of its issuer and `sid`, each holding a few entries. An entry is
 //! kept for one more lifetime after its session ended (an authorization server may go on
-//! refreshing a session the filter has ended), then dropped; a full key drops the entry
-//! kept for the shortest time (documented: only a flood of live sessions on one key can).
+//! refreshing a session the filter has ended), then dropped. A full key drops the session
+//! that started last: the oldest sessions, nearest their limit, are the ones worth keeping,
+//! and a flood of new logins only pushes out other new ones.
 
 use super::codec::{Reader, Writer};
 use super::{index, update, Conflict};
@@ -102,8 +103,8 @@ impl<S: SharedData> Sessions<'_, S> {
             }
             entries.retain(|e| &e.id != id && e.until > now);
             while entries.len() >= SESSION_SLOTS {
-                let first_to_end = entries.iter().enumerate().min_by_key(|(_, e)| e.until).map(|(i, _)| i);
-                let Some(i) = first_to_end else { break };
+                let newest = entries.iter().enumerate().max_by_key(|(_, e)| e.start).map(|(i, _)| i);
+                let Some(i) = newest else { break };
                 entries.swap_remove(i);
             }
             entries.push(Entry { id: *id, start, until });
@@ -134,14 +135,18 @@ mod tests {
     }
 
     #[test]
-    fn a_full_key_drops_the_session_ending_first() {
+    fn a_full_key_drops_the_newest_session() {
         let store = FakeShared::default();
         let s = Sessions { store: &store, buckets: 1 };
         for n in 0..=SESSION_SLOTS as u64 {
-            s.note(&session_id("i", &n.to_string()), 10, 1000 + n, 10).unwrap();
+            s.note(&session_id("i", &n.to_string()), 10 + n, 1000 + n, 10).unwrap();
         }
-        assert_eq!(s.start(&session_id("i", "0"), 10), None);
-        assert_eq!(s.start(&session_id("i", "1"), 10), Some(10));
+        // The ninth session pushed out the newest before it; the oldest stays.
+        assert_eq!(s.start(&session_id("i", "0"), 10), Some(10));
+        let last = SESSION_SLOTS as u64 - 1;
+        assert_eq!(s.start(&session_id("i", &last.to_string()), 10), None);
+        let ninth = SESSION_SLOTS as u64;
+        assert_eq!(s.start(&session_id("i", &ninth.to_string()), 10), Some(10 + ninth));
         assert!(decode(&[9, 9]).is_empty());
     }
 }

@@ -143,7 +143,7 @@ pub(super) fn apply(shared: &Shared, id: u32, verdict: Verdict, resume: bool) ->
             send(&deny);
             Action::Pause
         }
-        Verdict::Refresh(plan) => start_refresh(shared, id, plan, resume),
+        Verdict::Refresh(plan) => start_refresh(shared, id, *plan, resume),
         Verdict::Hold { wait_ms, reason, verified } => {
             if let Ok(mut held) = shared.held.try_borrow_mut() {
                 // A re-check that holds again keeps the first deadline.
@@ -221,8 +221,13 @@ fn start_refresh(shared: &Shared, id: u32, plan: PendingRefresh, from_root: bool
             Action::Pause
         }
         Err(_) => {
-            let verdict =
-                gate::complete_refresh(&shared.cfg, &shared.host(), &plan, Err(Failure::DispatchFailed));
+            let verdict = gate::complete_refresh(
+                &shared.cfg,
+                &shared.host(),
+                &shared.worker,
+                &plan,
+                Err(Failure::DispatchFailed),
+            );
             apply(shared, id, verdict, from_root)
         }
     }
@@ -276,6 +281,11 @@ impl Context for Http {
             take(&shared.outcomes, self.id);
             take(&shared.held, self.id);
             take(&shared.publishing, self.id);
+            if let Ok(mut calls) = shared.root_refreshes.try_borrow_mut() {
+                if !calls.is_empty() {
+                    calls.retain(|_, stream| *stream != self.id);
+                }
+            }
         }
         true
     }
@@ -286,7 +296,7 @@ pub(super) fn finish_refresh(shared: &Shared, id: u32, num_headers: usize, body_
     // None: the deadline passed first and the request has already moved on.
     if let Some(p) = take(&shared.pending, id) {
         let answer = call_response(num_headers, body_size);
-        let verdict = gate::complete_refresh(&shared.cfg, &shared.host(), &p.plan, answer);
+        let verdict = gate::complete_refresh(&shared.cfg, &shared.host(), &shared.worker, &p.plan, answer);
         apply(shared, id, verdict, true);
     }
 }

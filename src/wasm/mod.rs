@@ -237,7 +237,8 @@ impl RootContext for Root {
             if hostcalls::set_effective_context(id).is_err() {
                 continue; // the stream is gone
             }
-            let verdict = gate::complete_refresh(&shared.cfg, &host, &p.plan, Err(Failure::Timeout));
+            let verdict =
+                gate::complete_refresh(&shared.cfg, &host, &shared.worker, &p.plan, Err(Failure::Timeout));
             http::apply(&shared, id, verdict, true);
         }
         publish_deadlines(&shared, now_ms);
