@@ -201,6 +201,32 @@ fn during_the_grace_an_old_access_token_alone_is_never_handed_the_new_refresh_to
     }
 }
 
+/// Stops an attacker who holds a victim's (due) access token from spending their own
+/// refresh token with it: the authorization server answers with the attacker's tokens, which
+/// must not replace the victim's (the victim's requests would go upstream as the attacker,
+/// and the victim would be refused after the grace). The answer is a failed refresh.
+#[test]
+fn a_refresh_answered_for_another_subject_replaces_nothing() {
+    let s = Stack::start(refresh_config(json!({"grace_seconds": 30}), json!({})));
+    let victim = login(&s, 20, json!({}));
+    let mallory = login(&s, 300, json!({"sub": "mallory"}));
+    let r = call(&Client::new(), &s, &victim.access, Some(&mallory.refresh));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.header("x-new-access-token").is_none(), "the victim was handed the attacker's token");
+    assert_eq!(upstream_auth(&s), vec![bearer(&victim.access)]);
+    assert_eq!(s.issuer.counter("token_calls"), 1, "the issuer did answer");
+    let failed = events(&s, "refresh_failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0]["reason"].as_str().unwrap().contains("another subject"), "{failed:?}");
+    assert!(events(&s, "refresh_succeeded").is_empty());
+    // The victim's token is not superseded: it goes on as itself, on both workers.
+    for _ in 0..4 {
+        let r = call(&Client::new(), &s, &victim.access, None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.header("x-new-access-token").is_none());
+    }
+}
+
 /// Stops an operator from configuring a grace period that keeps superseded (possibly
 /// stolen) access tokens working, and handed fresh ones, for hours: `refresh.grace_seconds`
 /// above 300 is a configuration error naming the field, and Envoy refuses to start.
