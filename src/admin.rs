@@ -5,15 +5,14 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::audit::{Event, Record};
+use crate::audit::{emit, Event, Record};
 use crate::config::{AdminConfig, Config};
-use crate::gate::{emit, layout};
 use crate::host::Host;
 use crate::metrics::Counter;
 use crate::registry::record::State;
 use crate::registry::revocation::{Kind, Revocation, Target};
-use crate::registry::{Registry, RevokeError};
-use crate::reject::{DenyResponse, RejectCode};
+use crate::registry::{Layout, Registry, RevokeError};
+use crate::reject::{LocalReply, RejectCode};
 use crate::token::Fingerprint;
 
 pub const ADMIN_TOKEN_HEADER: &str = "x-admin-token";
@@ -37,27 +36,20 @@ pub fn route(admin: &AdminConfig, method: &str, path: &str) -> Option<Route> {
     })
 }
 
-/// Constant-time comparison, so response timing does not reveal how much of a guess matched.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
+/// Compared in constant time, so response timing does not reveal how much of a guess matched.
 pub fn authorized(admin: &AdminConfig, presented: Option<&str>) -> bool {
-    presented.is_some_and(|p| constant_time_eq(p.as_bytes(), admin.token.as_bytes()))
+    presented.is_some_and(|p| crate::mac::constant_time_eq(p.as_bytes(), admin.token.as_bytes()))
 }
 
-fn reply(status: u32, body: Value) -> DenyResponse {
-    DenyResponse {
+fn reply(status: u32, body: Value) -> LocalReply {
+    LocalReply {
         status,
         headers: vec![("content-type".into(), "application/json".into())],
         body: body.to_string(),
     }
 }
 
-fn error(status: u32, code: &str, description: &str) -> DenyResponse {
+fn error(status: u32, code: &str, description: &str) -> LocalReply {
     reply(status, json!({"error": code, "error_description": description}))
 }
 
@@ -65,18 +57,18 @@ fn error(status: u32, code: &str, description: &str) -> DenyResponse {
 /// published to the revocation feed so other replicas learn it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminAnswer {
-    pub reply: DenyResponse,
+    pub reply: LocalReply,
     pub publish: Option<crate::refresh::Callout>,
 }
 
-impl From<DenyResponse> for AdminAnswer {
-    fn from(reply: DenyResponse) -> Self {
+impl From<LocalReply> for AdminAnswer {
+    fn from(reply: LocalReply) -> Self {
         AdminAnswer { reply, publish: None }
     }
 }
 
 /// The reply once the publish call is done: the body says whether it was published.
-pub fn with_published(mut reply: DenyResponse, published: bool) -> DenyResponse {
+pub fn with_published(mut reply: LocalReply, published: bool) -> LocalReply {
     if let Ok(Value::Object(mut v)) = serde_json::from_str::<Value>(&reply.body) {
         v.insert("published".into(), json!(published));
         reply.body = Value::Object(v).to_string();
@@ -208,7 +200,7 @@ fn revoke(cfg: &Config, host: &impl Host, query: &str, request_id: Option<String
     };
     let retention = cfg.revocation_retention_seconds();
     let until = now.saturating_add(retention);
-    let registry = Registry::new(host, layout(cfg));
+    let registry = Registry::new(host, Layout::of(cfg));
     let rev = Revocation { target, revoked_at: now, until };
     match registry.revoke(rev, now) {
         Ok(()) => {}
@@ -243,7 +235,7 @@ fn revoke(cfg: &Config, host: &impl Host, query: &str, request_id: Option<String
 
 fn stats(cfg: &Config, host: &impl Host) -> Value {
     let now = host.now();
-    let registry = Registry::new(host, layout(cfg));
+    let registry = Registry::new(host, Layout::of(cfg));
     let census = registry.census(now);
     let v = |c| host.value(c).unwrap_or(0);
     let rejected: Map<String, Value> =
@@ -269,13 +261,6 @@ fn stats(cfg: &Config, host: &impl Host) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn constant_time_eq_compares_whole_values() {
-        assert!(constant_time_eq(b"secret-admin-token", b"secret-admin-token"));
-        assert!(!constant_time_eq(b"secret-admin-token", b"secret-admin-tokeN"));
-        assert!(!constant_time_eq(b"secret", b"secret-admin-token"));
-    }
 
     #[test]
     fn revoke_queries() {

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use crate::host::Level;
+use crate::host::{Level, Log};
 
 /// Every line starts with this, so log pipelines can select audit records with one match.
 pub const PREFIX: &str = "audit ";
@@ -99,6 +99,11 @@ impl Record {
             Err(_) => format!("{PREFIX}{{\"event\":\"{:?}\",\"ts\":{}}}", self.event, self.ts),
         }
     }
+}
+
+/// Writes one audit record as one log line, at its event's level.
+pub fn emit(log: &impl Log, record: Record) {
+    log.log(record.event.level(), &record.line());
 }
 
 #[cfg(test)]

@@ -6,20 +6,21 @@
 
 use std::cell::RefCell;
 
-use crate::audit::{Event, Record};
+use crate::audit::{emit, Event, Record};
 use crate::config::{Config, TokenSource};
 use crate::host::Host;
 use crate::metrics::Counter;
 use crate::registry::record::{State, TokenRecord};
 use crate::registry::revocation::{Revocation, Target, TokenFacts};
 use crate::registry::{session, Layout, Registry, RevocationCache};
-use crate::reject::{self, DenyResponse, RejectCode, Rejection};
+use crate::reject::{self, RejectCode, Rejection};
 use crate::token::{self, Claims, Fingerprint};
+use crate::verdict::{Swap, Verdict};
 use crate::verify;
 
 mod accepted;
 mod refreshing;
-pub use refreshing::{complete as complete_refresh, PendingRefresh};
+pub use refreshing::complete as complete_refresh;
 
 /// Request facts only an audit record needs. Fetched lazily: each is a host call, and most
 /// requests emit no audit record.
@@ -41,57 +42,6 @@ pub struct Request<'a> {
     pub verified: Option<[u8; 32]>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Let the request through; on the response, set the expires-in header to this value.
-    /// With `swap`, the request goes upstream with the new token instead of the old one, and
-    /// the response hands the new tokens to the client.
-    Forward {
-        expires_in: Option<u64>,
-        swap: Option<Swap>,
-    },
-    Deny(DenyResponse),
-    /// Hold the request, make this refresh call, then finish with `complete_refresh`.
-    Refresh(Box<PendingRefresh>),
-    /// Not decidable yet (a fresh process has not loaded the revocation feed; egress has no
-    /// usable token): hold the request, at most `wait_ms`, and ask again.
-    Hold {
-        wait_ms: u64,
-        reason: crate::egress::HoldReason,
-        /// Hand back as `Request::verified` when asking again.
-        verified: Option<[u8; 32]>,
-    },
-    /// Egress: put this header (the service's token) on the request and let it go.
-    Inject {
-        name: String,
-        value: Secret,
-    },
-}
-
-/// A header value holding a credential: Debug output never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// Tokens a refresh produced, to put in the request (access token) and the response.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Swap {
-    pub access_token: String,
-    pub refresh_token: Option<String>,
-}
-
-impl std::fmt::Debug for Swap {
-    /// Never prints the tokens: a Debug dump must not leak them.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Swap({})", Fingerprint::of(&self.access_token).short())
-    }
-}
-
 /// One worker's own state, next to the shared registry.
 #[derive(Default)]
 pub struct Worker {
@@ -100,11 +50,6 @@ pub struct Worker {
     pub feed_synced: std::cell::Cell<bool>,
     /// Tokens this worker accepted a moment ago: the hot path (see `accepted`).
     pub accepted: RefCell<accepted::AcceptedCache>,
-}
-
-/// The registry layout a configuration asks for.
-pub fn layout(cfg: &Config) -> Layout {
-    Layout::new(cfg.registry.capacity, cfg.registry.max_revocations, cfg.clock_skew_seconds)
 }
 
 /// The header a request's credential is read from.
@@ -184,7 +129,7 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
         }
         Err(rejection) => return ctx.reject(rejection, None),
     };
-    let registry = Registry::new(host, layout(cfg));
+    let registry = Registry::new(host, Layout::of(cfg));
     if let Some(verdict) = accepted_again(cfg, host, worker, &registry, token, now, req) {
         return verdict;
     }
@@ -355,7 +300,7 @@ fn signature_known_good(cfg: &Config, known: Option<&TokenRecord>, req: &Request
 }
 
 fn admin_eq(a: &[u8], b: &[u8]) -> bool {
-    crate::admin::constant_time_eq(a, b)
+    crate::mac::constant_time_eq(a, b)
 }
 
 /// The earliest session start the filter knows for this token beyond its own claims: its
@@ -561,7 +506,7 @@ fn feed_gate(
         // through after a restart.
         return Some(Verdict::Hold {
             wait_ms: feed.startup_wait_ms,
-            reason: crate::egress::HoldReason::RevocationFeed,
+            reason: crate::verdict::HoldReason::RevocationFeed,
             verified: None,
         });
     }
@@ -717,10 +662,6 @@ pub(crate) fn record_for(
         jti: claims.jti.clone().unwrap_or_default(),
         sid: claims.sid.clone().unwrap_or_default(),
     }
-}
-
-pub(crate) fn emit(host: &impl Host, record: Record) {
-    host.log(record.event.level(), &record.line());
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ pub mod registry;
 pub mod reject;
 pub mod rsa;
 pub mod token;
+pub mod verdict;
 pub mod verify;
 
 #[cfg(target_arch = "wasm32")]

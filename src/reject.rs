@@ -76,15 +76,15 @@ pub const MISSING_TOKEN: &str = "missing_token";
 
 /// A complete local reply: what the glue hands to `send_http_response`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DenyResponse {
+pub struct LocalReply {
     pub status: u32,
     pub headers: Vec<(String, String)>,
     pub body: String,
 }
 
 /// 401 for a request with no token: bare challenge, per RFC 6750 §3.1.
-pub fn missing_token_response(realm: &str) -> DenyResponse {
-    DenyResponse {
+pub fn missing_token_response(realm: &str) -> LocalReply {
+    LocalReply {
         status: 401,
         headers: vec![
             ("www-authenticate".into(), format!("Bearer realm=\"{}\"", quoted(realm))),
@@ -95,13 +95,13 @@ pub fn missing_token_response(realm: &str) -> DenyResponse {
 }
 
 /// 401 for a refused token: `error="invalid_token"` in the challenge, our precise code in the body.
-pub fn invalid_token_response(realm: &str, rejection: &Rejection) -> DenyResponse {
+pub fn invalid_token_response(realm: &str, rejection: &Rejection) -> LocalReply {
     let challenge = format!(
         "Bearer realm=\"{}\", error=\"invalid_token\", error_description=\"{}\"",
         quoted(realm),
         quoted(&rejection.description)
     );
-    DenyResponse {
+    LocalReply {
         status: 401,
         headers: vec![
             ("www-authenticate".into(), challenge),
@@ -112,8 +112,8 @@ pub fn invalid_token_response(realm: &str, rejection: &Rejection) -> DenyRespons
 }
 
 /// 503 when the filter cannot decide safely (its revocation state is unreadable).
-pub fn unavailable_response(description: &str) -> DenyResponse {
-    DenyResponse {
+pub fn unavailable_response(description: &str) -> LocalReply {
+    LocalReply {
         status: 503,
         headers: vec![("content-type".into(), "application/json".into())],
         body: json_body("temporarily_unavailable", description),

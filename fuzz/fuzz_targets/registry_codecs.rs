@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tokenguard::gate::layout;
+
 use tokenguard::host::SharedData;
 use tokenguard::registry::record::Bucket;
 use tokenguard::registry::revocation::{Kind, Revocation, RevocationSet, Target};
@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
             // The same bytes under every key the registry reads, then every operation.
             let cfg = header_config();
             let host = FakeHost::at(NOW);
-            let l = layout(cfg);
+            let l = tokenguard::registry::Layout::of(cfg);
             for i in 0..l.buckets {
                 let _ = host.set(&token_key(i), bytes, None);
             }

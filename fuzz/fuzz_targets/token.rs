@@ -4,7 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tokenguard::gate::{self, Request, Verdict, Worker};
+use tokenguard::gate::{self, Request, Worker};
+use tokenguard::verdict::Verdict;
 use tokenguard::{token, verify};
 use tokenguard_fuzz::{cookie_config, header_config, FakeHost, NoMeta, NOW};
 

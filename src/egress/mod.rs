@@ -5,16 +5,15 @@
 //! find a usable token and carry it. Only with no usable token (start-up, an outage that
 //! outlived the token) does a request wait, up to `wait_ms`, then get a 503.
 
-use crate::audit::{Event, Record};
+use crate::audit::{emit, Event, Record};
 use crate::config::{EgressConfig, EgressGrant};
-use crate::gate::{emit, Secret, Verdict};
 use crate::host::{Host, SharedData};
 use crate::metrics::Counter;
 use crate::refresh::{self, form_encode, Callout, Failure};
 use crate::registry::codec::{Reader, Writer};
 use crate::registry::{update, Conflict};
-use crate::reject::DenyResponse;
 use crate::token::{self, Fingerprint};
+use crate::verdict::{HoldReason, Secret, Verdict};
 
 const KEY_STATE: &str = "tokenguard/egress/state";
 
@@ -223,36 +222,6 @@ pub fn check(cfg: &EgressConfig, store: &impl SharedData, now: u64) -> Verdict {
         }
     } else {
         Verdict::Hold { wait_ms: cfg.wait_ms, reason: HoldReason::EgressToken, verified: None }
-    }
-}
-
-/// Why a request was held, for the 503 if the wait runs out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HoldReason {
-    RevocationFeed,
-    EgressToken,
-}
-
-impl HoldReason {
-    pub fn timeout_response(self, host: &impl Host) -> DenyResponse {
-        match self {
-            HoldReason::RevocationFeed => {
-                crate::reject::unavailable_response("revocation data not loaded yet")
-            }
-            HoldReason::EgressToken => {
-                host.count(Counter::EgressUnavailable);
-                let mut r = Record::new(Event::EgressUnavailable, host.now());
-                r.reason = Some("no usable token for an outgoing request; answered 503".into());
-                emit(host, r);
-                DenyResponse {
-                    status: 503,
-                    headers: vec![("content-type".into(), "application/json".into())],
-                    body: serde_json::json!({"error": "egress_token_unavailable",
-                        "error_description": "no valid service token could be obtained; the request was not sent"})
-                    .to_string(),
-                }
-            }
-        }
     }
 }
 

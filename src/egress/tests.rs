@@ -80,7 +80,7 @@ fn one_lease_at_a_time_and_backoff() {
     assert!(!host.1.borrow().iter().any(|l| l.contains("\"tok\"")), "the token is never logged");
     assert_eq!(
         check(&c, &host, 11),
-        Verdict::Inject { name: "authorization".into(), value: crate::gate::Secret("Bearer tok".into()) }
+        Verdict::Inject { name: "authorization".into(), value: crate::verdict::Secret("Bearer tok".into()) }
     );
     assert!(matches!(check(&c, &host, 70), Verdict::Hold { .. }));
     assert_eq!(

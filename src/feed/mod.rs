@@ -19,60 +19,12 @@ use serde_json::{json, Value};
 
 use crate::config::FeedConfig;
 use crate::refresh::{form_encode, Callout, Failure, MAX_RESPONSE_BYTES};
-use crate::registry::codec::{Reader, Writer};
 use crate::registry::revocation::{Kind, Revocation, Target};
 
 /// Entries asked for per poll; `has_more` brings the rest on the next tick.
 pub const PAGE_LIMIT: u32 = 500;
 /// Feed answers are bigger than token answers: 500 entries of ~100 bytes, with headroom.
 pub const MAX_FEED_BYTES: usize = 16 * MAX_RESPONSE_BYTES;
-
-/// The process-wide feed state, in one shared-data key.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FeedState {
-    pub cursor: String,
-    /// Unix time of the last successful poll, 0 before the first.
-    pub last_success: u64,
-    /// Every revocation in force at start-up has been loaded.
-    pub synced: bool,
-    /// A poll is under way until then (one worker at a time).
-    pub lease_until: u64,
-    pub next_poll_at: u64,
-    pub failures: u32,
-}
-
-impl FeedState {
-    pub fn decode(bytes: &[u8]) -> FeedState {
-        let mut r = Reader::new(bytes);
-        (|| {
-            Some(FeedState {
-                cursor: r.long_str()?,
-                last_success: r.u64()?,
-                synced: r.u8()? == 1,
-                lease_until: r.u64()?,
-                next_poll_at: r.u64()?,
-                failures: r.u32()?,
-            })
-        })()
-        .unwrap_or_default()
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::default();
-        w.long_str(&self.cursor);
-        w.u64(self.last_success);
-        w.u8(u8::from(self.synced));
-        w.u64(self.lease_until);
-        w.u64(self.next_poll_at);
-        w.u32(self.failures);
-        w.0
-    }
-
-    /// Seconds since the last successful poll (`None` before the first).
-    pub fn age(&self, now: u64) -> Option<u64> {
-        (self.last_success > 0).then(|| now.saturating_sub(self.last_success))
-    }
-}
 
 pub fn build_poll(cfg: &FeedConfig, cursor: &str) -> Callout {
     let mut path = format!("{}?limit={PAGE_LIMIT}", cfg.path);
@@ -207,22 +159,6 @@ pub fn parse_page(status: Option<u16>, body: &[u8], retention: u64, now: u64) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn state_round_trips_and_garbage_is_fresh() {
-        let s = FeedState {
-            cursor: "c-42".into(),
-            last_success: 7,
-            synced: true,
-            lease_until: 9,
-            next_poll_at: 12,
-            failures: 2,
-        };
-        assert_eq!(FeedState::decode(&s.encode()), s);
-        assert_eq!(FeedState::decode(&[1, 2]), FeedState::default());
-        assert_eq!(s.age(10), Some(3));
-        assert_eq!(FeedState::default().age(10), None);
-    }
 
     #[test]
     fn parses_a_page() {

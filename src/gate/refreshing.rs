@@ -1,40 +1,19 @@
 //! The refresh half of the gate: deciding to refresh (single flight through the registry
 //! lease) and finishing once the token endpoint has answered.
 
-use super::{emit, record_for, Request, Swap, Verdict};
-use crate::audit::{Event, Record};
+use super::{record_for, Request};
+use crate::audit::{emit, Event, Record};
 use crate::config::{Config, TokenSource};
 use crate::host::Host;
 use crate::metrics::Counter;
-use crate::refresh::{self, Callout, Failure};
+use crate::refresh::{self, Failure, PendingRefresh};
 use crate::registry::handoff::Handoff;
 use crate::registry::revocation::{Revocation, TokenFacts};
-use crate::registry::{Lease, Registry};
+use crate::registry::{Layout, Lease, Registry};
 use crate::reject::{self, RejectCode, Rejection};
 use crate::token::{Claims, Fingerprint};
+use crate::verdict::{Swap, Verdict};
 use crate::verify::{self, Lifetime};
-
-/// A request held while its token is refreshed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingRefresh {
-    pub callout: Callout,
-    pub old: Fingerprint,
-    /// The old token's identity: the new one must name the same issuer, subject and session,
-    /// and a failed refresh re-checks the old token's revocation by them.
-    pub iss: Option<String>,
-    pub sub: Option<String>,
-    pub jti: Option<String>,
-    pub sid: Option<String>,
-    pub iat: Option<u64>,
-    pub exp: u64,
-    /// The old token has already expired (`refresh_expired`): without a new one the request
-    /// is refused rather than forwarded.
-    pub expired: bool,
-    /// The old token's session start: the new one inherits it.
-    pub session_start: Option<u64>,
-    /// SHA-256 of the refresh token spent: only its holder is handed the rotated one.
-    pub spent_refresh: [u8; 32],
-}
 
 /// The refresh token the request presents, if any.
 pub(super) fn presented_refresh_token(source: &TokenSource, req: &Request) -> Option<String> {
@@ -117,7 +96,7 @@ pub fn complete(
     answer: Result<(Option<u16>, Vec<u8>), Failure>,
 ) -> Verdict {
     let now = host.now();
-    let registry = Registry::new(host, super::layout(cfg));
+    let registry = Registry::new(host, Layout::of(cfg));
     let outcome =
         answer.and_then(|(status, body)| refresh::parse_response(status, &body)).and_then(|grant| {
             // The new token passes exactly the checks any incoming token passes, in the

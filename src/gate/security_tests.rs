@@ -4,6 +4,7 @@ use serde_json::json;
 
 use super::tests::FakeHost;
 use super::*;
+use crate::refresh::PendingRefresh;
 use crate::testkit::*;
 
 struct Presents(Option<&'static str>, Option<&'static str>);
@@ -107,7 +108,7 @@ fn the_signature_twin_of_a_revoked_or_retired_token_is_the_same_token() {
     // The twin verifies on its own...
     assert!(matches!(ask(&cfg, &host, &w, &bearer(&twin), &Presents(None, None)), Verdict::Forward { .. }));
     // ...but once the token is revoked (by its identity), both encodings are refused.
-    let registry = Registry::new(&host, layout(&cfg));
+    let registry = Registry::new(&host, Layout::of(&cfg));
     let rev = Revocation {
         target: Target::hashed(crate::registry::revocation::Kind::Token, Fingerprint::of(&t).0),
         revoked_at: NOW,
@@ -280,7 +281,7 @@ fn a_failed_refresh_judges_the_old_token_again() {
     let old = mint("ES256", json!({"jti": "j-late", "iat": NOW - 10, "exp": NOW + 30}));
     let plan = start(&cfg, &host, &w, &old);
     // Revoked while the call was under way.
-    let registry = Registry::new(&host, layout(&cfg));
+    let registry = Registry::new(&host, Layout::of(&cfg));
     let rev = Revocation {
         target: Target::new(crate::registry::revocation::Kind::Jti, "j-late"),
         revoked_at: NOW,

@@ -234,7 +234,7 @@ fn a_revoked_token_is_refused_with_token_revoked() {
     let w = Worker::default();
     let t = mint("ES256", json!({"jti": "gone"}));
     assert!(matches!(run(&cfg, &host, &w, Some(&bearer(&t))), Verdict::Forward { .. }));
-    let reg = Registry::new(&host, layout(&cfg));
+    let reg = Registry::new(&host, Layout::of(&cfg));
     reg.revoke(Revocation { target: Target::new(Kind::Jti, "gone"), revoked_at: NOW, until: NOW + 600 }, NOW)
         .unwrap();
     let Verdict::Deny(r) = run(&cfg, &host, &w, Some(&bearer(&t))) else { panic!("forwarded") };
@@ -359,7 +359,7 @@ fn a_revoked_replacement_is_not_handed_off_during_the_grace() {
             "jti" => Target::new(Kind::Jti, "new"),
             _ => Target::hashed(Kind::Token, Fingerprint::of(&new).0),
         };
-        let reg = Registry::new(&host, layout(&cfg));
+        let reg = Registry::new(&host, Layout::of(&cfg));
         reg.revoke(Revocation { target: t, revoked_at: NOW, until: NOW + 600 }, NOW).unwrap();
         let Verdict::Deny(r) = run_rt(&cfg, &host, &w, &new) else { panic!("{target}: new token accepted") };
         assert!(r.body.contains("token_revoked"));
@@ -404,7 +404,7 @@ fn the_hot_path_gives_way_to_time_and_revocations() {
     let u = mint("ES256", json!({"exp": NOW + 300, "auth_time": NOW, "jti": "u1"}));
     run(&cfg, &host, &w, Some(&bearer(&u)));
     assert!(matches!(run(&cfg, &host, &w, Some(&bearer(&u))), Verdict::Forward { .. }));
-    let reg = Registry::new(&host, layout(&cfg));
+    let reg = Registry::new(&host, Layout::of(&cfg));
     reg.revoke(Revocation { target: Target::new(Kind::Jti, "u1"), revoked_at: NOW, until: NOW + 600 }, NOW)
         .unwrap();
     let Verdict::Deny(r) = run(&cfg, &host, &w, Some(&bearer(&u))) else { panic!("revoked token forwarded") };

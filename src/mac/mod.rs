@@ -84,7 +84,7 @@ impl Key {
 /// those are public here). Every byte pair is XORed and the differences ORed together, with
 /// no branch on the data; `black_box` keeps the optimiser from turning the loop back into an
 /// early-exit comparison.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

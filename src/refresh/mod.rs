@@ -245,5 +245,27 @@ fn safe_code(code: &str) -> String {
     code.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(40).collect()
 }
 
+/// A request held while its token is refreshed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRefresh {
+    pub callout: Callout,
+    pub old: crate::token::Fingerprint,
+    /// The old token's identity: the new one must name the same issuer, subject and session,
+    /// and a failed refresh re-checks the old token's revocation by them.
+    pub iss: Option<String>,
+    pub sub: Option<String>,
+    pub jti: Option<String>,
+    pub sid: Option<String>,
+    pub iat: Option<u64>,
+    pub exp: u64,
+    /// The old token has already expired (`refresh_expired`): without a new one the request
+    /// is refused rather than forwarded.
+    pub expired: bool,
+    /// The old token's session start: the new one inherits it.
+    pub session_start: Option<u64>,
+    /// SHA-256 of the refresh token spent: only its holder is handed the rotated one.
+    pub spent_refresh: [u8; 32],
+}
+
 #[cfg(test)]
 mod tests;

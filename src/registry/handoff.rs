@@ -42,7 +42,7 @@ impl Handoff {
     /// Whether `presented` is the refresh token this refresh spent.
     pub fn spent_by(&self, presented: Option<&str>) -> bool {
         presented.is_some_and(|p| {
-            crate::admin::constant_time_eq(&hmac_sha256::Hash::hash(p.as_bytes()), &self.spent_refresh)
+            crate::mac::constant_time_eq(&hmac_sha256::Hash::hash(p.as_bytes()), &self.spent_refresh)
         })
     }
 }

@@ -11,6 +11,7 @@
 pub mod codec;
 #[cfg(test)]
 pub mod fake;
+pub mod feed_state;
 pub mod handoff;
 pub mod record;
 pub mod revocation;
@@ -68,6 +69,11 @@ impl Layout {
         let slots = if capacity < SLOTS_PER_BUCKET { capacity.max(1) } else { SLOTS_PER_BUCKET };
         let revocation_slots = (max_revocations / REVOCATION_BUCKETS as usize).max(1);
         Layout { buckets, slots, revocation_slots, retain_s }
+    }
+
+    /// The layout a configuration asks for.
+    pub fn of(cfg: &crate::config::Config) -> Layout {
+        Layout::new(cfg.registry.capacity, cfg.registry.max_revocations, cfg.clock_skew_seconds)
     }
 
     /// The most records the registry can hold (at most the configured capacity).
@@ -415,15 +421,15 @@ impl<'s, S: SharedData> Registry<'s, S> {
         Ok(refused)
     }
 
-    pub fn feed_state(&self) -> crate::feed::FeedState {
-        crate::feed::FeedState::decode(self.store.get(KEY_FEED).0.as_deref().unwrap_or_default())
+    pub fn feed_state(&self) -> feed_state::FeedState {
+        feed_state::FeedState::decode(self.store.get(KEY_FEED).0.as_deref().unwrap_or_default())
     }
 
     /// Takes the poll lease when a poll is due (always, until the first sync completes).
     /// Returns the cursor to poll from, or `None` when no poll is due or another worker polls.
     pub fn feed_try_lease(&self, now: u64, lease_until: u64) -> Result<Option<String>, Conflict> {
         let out = update(self.store, KEY_FEED, |bytes| {
-            let mut st = crate::feed::FeedState::decode(bytes);
+            let mut st = feed_state::FeedState::decode(bytes);
             let due = !st.synced || now >= st.next_poll_at;
             if !due || st.lease_until > now {
                 return None;
@@ -443,9 +449,9 @@ impl<'s, S: SharedData> Registry<'s, S> {
         has_more: bool,
         now: u64,
         interval: u64,
-    ) -> Result<crate::feed::FeedState, Conflict> {
+    ) -> Result<feed_state::FeedState, Conflict> {
         let out = update(self.store, KEY_FEED, |bytes| {
-            let mut st = crate::feed::FeedState::decode(bytes);
+            let mut st = feed_state::FeedState::decode(bytes);
             st.cursor = cursor.to_string();
             st.last_success = now;
             st.synced = st.synced || !has_more;
@@ -460,7 +466,7 @@ impl<'s, S: SharedData> Registry<'s, S> {
     /// Records a failed poll and backs off (the interval, doubling, at most a minute more).
     pub fn feed_failed(&self, now: u64, interval: u64) -> Result<u32, Conflict> {
         let out = update(self.store, KEY_FEED, |bytes| {
-            let mut st = crate::feed::FeedState::decode(bytes);
+            let mut st = feed_state::FeedState::decode(bytes);
             st.failures = st.failures.saturating_add(1);
             st.lease_until = 0;
             let backoff =

@@ -4,20 +4,19 @@
 use proxy_wasm::hostcalls;
 
 use super::Shared;
-use crate::audit::{Event, Record};
+use crate::audit::{emit, Event, Record};
 use crate::feed::{build_poll, parse_page};
-use crate::gate::{self, emit};
 use crate::host::{Log, Metrics};
 use crate::metrics::Counter;
 use crate::refresh::Failure;
-use crate::registry::Registry;
+use crate::registry::{Layout, Registry};
 
 /// One tick: poll when due, enforce the poll's deadline, release or refuse held requests,
 /// update the sync-age gauge. Returns the poll in flight.
 pub fn tick(shared: &Shared, in_flight: Option<(u32, u64)>, now: u64, now_ms: u64) -> Option<(u32, u64)> {
     let Some(feed) = &shared.cfg.revocation_feed else { return None };
     let host = shared.host();
-    let registry = Registry::new(&host, gate::layout(&shared.cfg));
+    let registry = Registry::new(&host, Layout::of(&shared.cfg));
     let mut in_flight = in_flight;
     if let Some((_, deadline)) = in_flight {
         if deadline <= now_ms {
@@ -48,7 +47,7 @@ pub fn finish_poll(shared: &Shared, answer: Result<(Option<u16>, Vec<u8>), Failu
     let Some(feed) = &shared.cfg.revocation_feed else { return };
     let host = shared.host();
     let now = crate::host::Clock::now(&host);
-    let registry = Registry::new(&host, gate::layout(&shared.cfg));
+    let registry = Registry::new(&host, Layout::of(&shared.cfg));
     let retention = shared.cfg.revocation_retention_seconds();
     let page = answer.and_then(|(status, body)| parse_page(status, &body, retention, now));
     match page {

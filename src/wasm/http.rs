@@ -8,10 +8,13 @@ use std::rc::Rc;
 
 use super::{Outcome, Shared};
 use crate::admin::{self, Route};
+use crate::audit;
 use crate::config::TokenSource;
-use crate::gate::{self, PendingRefresh, Request, RequestMeta, Swap, Verdict};
+use crate::gate::{self, Request, RequestMeta};
+use crate::refresh::PendingRefresh;
 use crate::refresh::{Failure, MAX_RESPONSE_BYTES};
-use crate::reject::DenyResponse;
+use crate::reject::LocalReply;
+use crate::verdict::{Swap, Verdict};
 
 pub struct Http {
     id: u32,
@@ -34,7 +37,7 @@ fn request_header(name: &str) -> Option<String> {
     }
 }
 
-pub(super) fn send(reply: &DenyResponse) {
+pub(super) fn send(reply: &LocalReply) {
     let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let _ = hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes()));
 }
@@ -91,7 +94,7 @@ fn answer_admin(
 }
 
 /// Sends the admin reply once the feed publish is over (`published` says how it went).
-pub(super) fn publish_done(shared: &Shared, reply: DenyResponse, published: bool) {
+pub(super) fn publish_done(shared: &Shared, reply: LocalReply, published: bool) {
     use crate::host::Metrics;
     let host = shared.host();
     if published {
@@ -102,7 +105,7 @@ pub(super) fn publish_done(shared: &Shared, reply: DenyResponse, published: bool
         let mut r = crate::audit::Record::new(crate::audit::Event::RevocationPublishFailed, now);
         r.reason =
             Some("the revocation feed did not accept the revocation; it holds on this replica only".into());
-        gate::emit(&host, r);
+        audit::emit(&host, r);
     }
     send(&admin::with_published(reply, published));
 }

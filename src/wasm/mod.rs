@@ -18,10 +18,12 @@ use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::config::Config;
-use crate::gate::{self, PendingRefresh, Swap, Worker};
+use crate::gate::{self, Worker};
 use crate::metrics::Counter;
 use crate::refresh::Failure;
-use crate::registry::Registry;
+use crate::refresh::PendingRefresh;
+use crate::registry::{Layout, Registry};
+use crate::verdict::Swap;
 use host::EnvoyHost;
 
 /// How often each worker's root context ticks: often enough to enforce refresh deadlines
@@ -54,7 +56,7 @@ pub(crate) struct Pending {
 #[derive(Clone, Copy)]
 pub(crate) struct Held {
     pub deadline_ms: u64,
-    pub reason: crate::egress::HoldReason,
+    pub reason: crate::verdict::HoldReason,
     /// The gate's `Verdict::Hold::verified`, handed back when asking again.
     pub verified: Option<[u8; 32]>,
 }
@@ -89,7 +91,7 @@ pub(crate) struct Shared {
     /// Requests held until they can be decided, by context id.
     pub held: RefCell<HashMap<u32, Held>>,
     /// Admin replies waiting for the feed publish call: context id -> (deadline ms, reply).
-    pub publishing: RefCell<HashMap<u32, (u64, crate::reject::DenyResponse)>>,
+    pub publishing: RefCell<HashMap<u32, (u64, crate::reject::LocalReply)>>,
     /// Refresh calls the root context dispatched for a released held request: the call's
     /// token -> the stream's context id.
     pub root_refreshes: RefCell<HashMap<u32, u32>>,
@@ -206,7 +208,7 @@ impl RootContext for Root {
                 hostcalls::define_metric(MetricType::Gauge, "tokenguard.egress.token_expires_in_seconds")
                     .ok();
         }
-        Registry::new(&shared.host(), gate::layout(&shared.cfg)).init_keys();
+        Registry::new(&shared.host(), Layout::of(&shared.cfg)).init_keys();
         self.shared = Some(Rc::new(shared));
         let _ = hostcalls::set_tick_period(TICK);
         true
@@ -219,7 +221,7 @@ impl RootContext for Root {
         let now = crate::host::Clock::now(&host);
         let started = now_micros();
         let swept =
-            Registry::new(&host, gate::layout(&shared.cfg)).sweep_step(now, self.holder, SWEEP_PERIOD_S);
+            Registry::new(&host, Layout::of(&shared.cfg)).sweep_step(now, self.holder, SWEEP_PERIOD_S);
         if let (Some(_), Some(gauge)) = (swept, shared.sweep_gauge) {
             let _ = hostcalls::record_metric(gauge, now_micros().saturating_sub(started));
         }
@@ -262,7 +264,7 @@ impl RootContext for Root {
 
 /// Admin replies whose feed publish call is past its deadline: answered as unpublished.
 fn publish_deadlines(shared: &Shared, now_ms: u64) {
-    let late: Vec<(u32, crate::reject::DenyResponse)> = match shared.publishing.try_borrow_mut() {
+    let late: Vec<(u32, crate::reject::LocalReply)> = match shared.publishing.try_borrow_mut() {
         Ok(mut p) if !p.is_empty() => {
             let ids: Vec<u32> = p.iter().filter(|(_, (d, _))| *d <= now_ms).map(|(k, _)| *k).collect();
             ids.into_iter().filter_map(|id| p.remove(&id).map(|(_, reply)| (id, reply))).collect()
