@@ -50,7 +50,7 @@ fn reply(status: u32, body: Value) -> LocalReply {
 }
 
 fn error(status: u32, code: &str, description: &str) -> LocalReply {
-    reply(status, json!({"error": code, "error_description": description}))
+    crate::reject::error_reply(status, code, description)
 }
 
 /// An admin answer, and a publish call to make before sending it (a revocation made here is

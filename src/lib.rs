@@ -19,6 +19,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod backoff;
 pub mod config;
 pub mod ecdsa;
 pub mod eddsa;

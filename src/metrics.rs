@@ -4,6 +4,7 @@
 use crate::refresh::FAILURE_KINDS;
 use crate::reject::RejectCode;
 
+/// A variant without a parameter must also be listed, with its name, in `plain_counters!`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Counter {
     Accepted,
@@ -40,99 +41,85 @@ pub enum Counter {
     EgressUnavailable,
 }
 
+/// The counters that take no parameter, with their names: the one table `all`, `index` and
+/// `name` are read from.
+macro_rules! plain_counters {
+    ($($variant:ident => $name:literal,)*) => {
+        const PLAIN: &[(Counter, &str)] = &[$((Counter::$variant, $name),)*];
+
+        /// Position in `PLAIN`, without a search: this runs on every request.
+        fn plain_index(c: Counter) -> Option<usize> {
+            let mut i = 0;
+            $(
+                if let Counter::$variant = c {
+                    return Some(i);
+                }
+                i += 1;
+            )*
+            let _ = i;
+            None
+        }
+    };
+}
+
+plain_counters! {
+    Accepted => "tokenguard.requests.accepted",
+    MissingToken => "tokenguard.requests.missing_token",
+    NearExpiryWarning => "tokenguard.near_expiry_warnings",
+    SignatureVerified => "tokenguard.signature_verifications",
+    RegistryHit => "tokenguard.registry.hits",
+    RegistryEvicted => "tokenguard.registry.evictions",
+    RegistryConflict => "tokenguard.registry.conflicts",
+    RevocationAdded => "tokenguard.revocations.added",
+    AdminDenied => "tokenguard.admin.denied",
+    RefreshStarted => "tokenguard.refresh.started",
+    RefreshSucceeded => "tokenguard.refresh.succeeded",
+    RefreshFailed => "tokenguard.refresh.failed",
+    RefreshEscalation => "tokenguard.refresh.escalations",
+    RefreshHandoff => "tokenguard.refresh.handoffs",
+    FeedPolls => "tokenguard.revocation_feed.polls",
+    FeedFailures => "tokenguard.revocation_feed.failures",
+    FeedEntries => "tokenguard.revocation_feed.entries",
+    FeedStale => "tokenguard.revocation_feed.stale_rejections",
+    RevocationPublished => "tokenguard.revocations.published",
+    RevocationPublishFailed => "tokenguard.revocations.publish_failed",
+    EgressFetches => "tokenguard.egress.fetches",
+    EgressEscalation => "tokenguard.egress.escalations",
+    EgressUnavailable => "tokenguard.egress.unavailable",
+}
+
 impl Counter {
-    /// Every counter, in `index` order, for hosts that define metrics up front.
+    /// Every counter, in `index` order, for hosts that define metrics up front: the plain
+    /// ones, then one per rejection code, then one per egress failure kind.
     pub fn all() -> Vec<Counter> {
-        let mut v = vec![Counter::Accepted, Counter::MissingToken];
+        let mut v: Vec<Counter> = PLAIN.iter().map(|(c, _)| *c).collect();
         v.extend(RejectCode::ALL.into_iter().map(Counter::Rejected));
-        v.extend([
-            Counter::NearExpiryWarning,
-            Counter::SignatureVerified,
-            Counter::RegistryHit,
-            Counter::RegistryEvicted,
-            Counter::RegistryConflict,
-            Counter::RevocationAdded,
-            Counter::AdminDenied,
-            Counter::RefreshStarted,
-            Counter::RefreshSucceeded,
-            Counter::RefreshFailed,
-            Counter::RefreshEscalation,
-            Counter::RefreshHandoff,
-            Counter::FeedPolls,
-            Counter::FeedFailures,
-            Counter::FeedEntries,
-            Counter::FeedStale,
-            Counter::RevocationPublished,
-            Counter::RevocationPublishFailed,
-            Counter::EgressFetches,
-        ]);
         v.extend(FAILURE_KINDS.into_iter().map(Counter::EgressFailure));
-        v.extend([Counter::EgressEscalation, Counter::EgressUnavailable]);
         v
     }
 
     /// Position in `all()`.
     pub fn index(self) -> usize {
+        let rejected = PLAIN.len();
+        let egress = rejected + RejectCode::ALL.len();
         match self {
-            Counter::Accepted => 0,
-            Counter::MissingToken => 1,
             Counter::Rejected(code) => {
-                2 + RejectCode::ALL.iter().position(|c| *c == code).unwrap_or_default()
+                rejected + RejectCode::ALL.iter().position(|c| *c == code).unwrap_or_default()
             }
-            Counter::NearExpiryWarning => 2 + RejectCode::ALL.len(),
-            Counter::SignatureVerified => 3 + RejectCode::ALL.len(),
-            Counter::RegistryHit => 4 + RejectCode::ALL.len(),
-            Counter::RegistryEvicted => 5 + RejectCode::ALL.len(),
-            Counter::RegistryConflict => 6 + RejectCode::ALL.len(),
-            Counter::RevocationAdded => 7 + RejectCode::ALL.len(),
-            Counter::AdminDenied => 8 + RejectCode::ALL.len(),
-            Counter::RefreshStarted => 9 + RejectCode::ALL.len(),
-            Counter::RefreshSucceeded => 10 + RejectCode::ALL.len(),
-            Counter::RefreshFailed => 11 + RejectCode::ALL.len(),
-            Counter::RefreshEscalation => 12 + RejectCode::ALL.len(),
-            Counter::RefreshHandoff => 13 + RejectCode::ALL.len(),
-            Counter::FeedPolls => 14 + RejectCode::ALL.len(),
-            Counter::FeedFailures => 15 + RejectCode::ALL.len(),
-            Counter::FeedEntries => 16 + RejectCode::ALL.len(),
-            Counter::FeedStale => 17 + RejectCode::ALL.len(),
-            Counter::RevocationPublished => 18 + RejectCode::ALL.len(),
-            Counter::RevocationPublishFailed => 19 + RejectCode::ALL.len(),
-            Counter::EgressFetches => 20 + RejectCode::ALL.len(),
             Counter::EgressFailure(kind) => {
-                21 + RejectCode::ALL.len() + FAILURE_KINDS.iter().position(|k| *k == kind).unwrap_or_default()
+                egress + FAILURE_KINDS.iter().position(|k| *k == kind).unwrap_or_default()
             }
-            Counter::EgressEscalation => 21 + RejectCode::ALL.len() + FAILURE_KINDS.len(),
-            Counter::EgressUnavailable => 22 + RejectCode::ALL.len() + FAILURE_KINDS.len(),
+            plain => plain_index(plain).unwrap_or_default(),
         }
     }
 
     pub fn name(self) -> String {
         match self {
-            Counter::Accepted => "tokenguard.requests.accepted".into(),
-            Counter::MissingToken => "tokenguard.requests.missing_token".into(),
             Counter::Rejected(code) => format!("tokenguard.requests.rejected.{}", code.as_str()),
-            Counter::NearExpiryWarning => "tokenguard.near_expiry_warnings".into(),
-            Counter::SignatureVerified => "tokenguard.signature_verifications".into(),
-            Counter::RegistryHit => "tokenguard.registry.hits".into(),
-            Counter::RegistryEvicted => "tokenguard.registry.evictions".into(),
-            Counter::RegistryConflict => "tokenguard.registry.conflicts".into(),
-            Counter::RevocationAdded => "tokenguard.revocations.added".into(),
-            Counter::AdminDenied => "tokenguard.admin.denied".into(),
-            Counter::RefreshStarted => "tokenguard.refresh.started".into(),
-            Counter::RefreshSucceeded => "tokenguard.refresh.succeeded".into(),
-            Counter::RefreshFailed => "tokenguard.refresh.failed".into(),
-            Counter::RefreshEscalation => "tokenguard.refresh.escalations".into(),
-            Counter::RefreshHandoff => "tokenguard.refresh.handoffs".into(),
-            Counter::FeedPolls => "tokenguard.revocation_feed.polls".into(),
-            Counter::FeedFailures => "tokenguard.revocation_feed.failures".into(),
-            Counter::FeedEntries => "tokenguard.revocation_feed.entries".into(),
-            Counter::FeedStale => "tokenguard.revocation_feed.stale_rejections".into(),
-            Counter::RevocationPublished => "tokenguard.revocations.published".into(),
-            Counter::RevocationPublishFailed => "tokenguard.revocations.publish_failed".into(),
-            Counter::EgressFetches => "tokenguard.egress.fetches".into(),
             Counter::EgressFailure(kind) => format!("tokenguard.egress.failures.{kind}"),
-            Counter::EgressEscalation => "tokenguard.egress.escalations".into(),
-            Counter::EgressUnavailable => "tokenguard.egress.unavailable".into(),
+            plain => plain_index(plain)
+                .and_then(|i| PLAIN.get(i))
+                .map_or_else(String::new, |(_, n)| (*n).to_owned()),
         }
     }
 }
@@ -146,5 +133,20 @@ mod tests {
         for (i, c) in Counter::all().into_iter().enumerate() {
             assert_eq!(c.index(), i, "{c:?}");
         }
+    }
+
+    #[test]
+    fn every_counter_has_one_distinct_name() {
+        let names: Vec<String> = Counter::all().into_iter().map(Counter::name).collect();
+        assert!(names.iter().all(|n| n.starts_with("tokenguard.")));
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len());
+        assert_eq!(Counter::SignatureVerified.name(), "tokenguard.signature_verifications");
+        assert_eq!(
+            Counter::Rejected(RejectCode::TokenRevoked).name(),
+            "tokenguard.requests.rejected.token_revoked"
+        );
     }
 }

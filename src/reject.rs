@@ -113,10 +113,15 @@ pub fn invalid_token_response(realm: &str, rejection: &Rejection) -> LocalReply 
 
 /// 503 when the filter cannot decide safely (its revocation state is unreadable).
 pub fn unavailable_response(description: &str) -> LocalReply {
+    error_reply(503, "temporarily_unavailable", description)
+}
+
+/// Any local JSON error answer: `{"error": code, "error_description": description}`.
+pub fn error_reply(status: u32, code: &str, description: &str) -> LocalReply {
     LocalReply {
-        status: 503,
+        status,
         headers: vec![("content-type".into(), "application/json".into())],
-        body: json_body("temporarily_unavailable", description),
+        body: json_body(code, description),
     }
 }
 

@@ -78,13 +78,11 @@ impl HoldReason {
                 let mut r = Record::new(Event::EgressUnavailable, host.now());
                 r.reason = Some("no usable token for an outgoing request; answered 503".into());
                 audit::emit(host, r);
-                LocalReply {
-                    status: 503,
-                    headers: vec![("content-type".into(), "application/json".into())],
-                    body: serde_json::json!({"error": "egress_token_unavailable",
-                        "error_description": "no valid service token could be obtained; the request was not sent"})
-                    .to_string(),
-                }
+                crate::reject::error_reply(
+                    503,
+                    "egress_token_unavailable",
+                    "no valid service token could be obtained; the request was not sent",
+                )
             }
         }
     }

@@ -100,7 +100,7 @@ pub fn try_lease(
     cfg: &EgressConfig,
     now: u64,
 ) -> Result<Option<EgressState>, Conflict> {
-    let lease_until = now.saturating_add(cfg.timeout_ms.div_ceil(1000)).saturating_add(1);
+    let lease_until = crate::backoff::lease_until(now, cfg.timeout_ms);
     update(store, KEY_STATE, |bytes| {
         let mut st = EgressState::decode(bytes);
         if !st.due(cfg, now) || st.lease_until > now || st.next_attempt_at > now {
@@ -189,8 +189,8 @@ pub fn complete(cfg: &EgressConfig, host: &impl Host, answer: Result<(Option<u16
                 let mut st = EgressState::decode(bytes);
                 st.failures = st.failures.saturating_add(1);
                 st.lease_until = 0;
-                let shift = st.failures.saturating_sub(1).min(6);
-                let backoff = (cfg.retry_seconds << shift).min(refresh::MAX_BACKOFF_SECONDS);
+                let backoff =
+                    crate::backoff::doubling(cfg.retry_seconds, st.failures, refresh::MAX_BACKOFF_SECONDS);
                 st.next_attempt_at = now.saturating_add(backoff);
                 Some((st.encode(), st.failures))
             })

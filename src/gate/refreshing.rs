@@ -53,7 +53,7 @@ pub(super) fn start(
         _ => {}
     }
     let refresh_token = presented_refresh_token(&rcfg.refresh_token_source, req)?;
-    let lease_until = now.saturating_add(rcfg.timeout_ms.div_ceil(1000)).saturating_add(1);
+    let lease_until = crate::backoff::lease_until(now, rcfg.timeout_ms);
     let rec = record_for(cfg, fingerprint, token, claims, exp, session_start, now);
     match registry.try_lease_refresh(rec, now, lease_until) {
         Ok(Lease::Acquired) => {}

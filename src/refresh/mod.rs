@@ -43,8 +43,7 @@ pub fn window_seconds(cfg: &RefreshConfig, exp: u64, iat: Option<u64>) -> u64 {
 
 /// 5 s after the first failure, doubling, at most a minute.
 pub fn backoff_seconds(failures: u8) -> u64 {
-    let shift = u32::from(failures.saturating_sub(1)).min(6);
-    (5u64 << shift).min(MAX_BACKOFF_SECONDS)
+    crate::backoff::doubling(5, u32::from(failures), MAX_BACKOFF_SECONDS)
 }
 
 /// An HTTP call for the host to make.

@@ -469,8 +469,7 @@ impl<'s, S: SharedData> Registry<'s, S> {
             let mut st = feed_state::FeedState::decode(bytes);
             st.failures = st.failures.saturating_add(1);
             st.lease_until = 0;
-            let backoff =
-                interval.saturating_mul(1 << st.failures.saturating_sub(1).min(4)).min(interval + 60);
+            let backoff = crate::backoff::doubling(interval, st.failures, interval.saturating_add(60));
             st.next_poll_at = now.saturating_add(backoff);
             Some((st.encode(), st.failures))
         })?;

@@ -26,7 +26,7 @@ pub fn tick(shared: &Shared, in_flight: Option<(u32, u64)>, now: u64, now_ms: u6
         }
     }
     if in_flight.is_none() {
-        let lease_until = now.saturating_add(feed.timeout_ms.div_ceil(1000)).saturating_add(1);
+        let lease_until = crate::backoff::lease_until(now, feed.timeout_ms);
         if let Ok(Some(cursor)) = registry.feed_try_lease(now, lease_until) {
             let call = build_poll(feed, &cursor);
             match super::host::dispatch(&call) {
