@@ -21,7 +21,7 @@ pub(super) fn presented_refresh_token(source: &TokenSource, req: &Request) -> Op
         TokenSource::Header { name, .. } => req.meta.header(name)?,
         TokenSource::Cookie { name } => {
             let cookies = req.meta.header("cookie")?;
-            return super::extract_token(&TokenSource::Cookie { name: name.clone() }, &cookies)
+            return super::credential::extract_token(&TokenSource::Cookie { name: name.clone() }, &cookies)
                 .map(str::to_owned)
                 .filter(|t| !t.is_empty());
         }

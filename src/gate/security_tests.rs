@@ -2,10 +2,12 @@
 
 use serde_json::json;
 
+use super::credential::*;
 use super::tests::FakeHost;
 use super::*;
 use crate::refresh::PendingRefresh;
 use crate::testkit::*;
+use crate::verdict::Swap;
 
 struct Presents(Option<&'static str>, Option<&'static str>);
 impl RequestMeta for Presents {

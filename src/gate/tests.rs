@@ -1,7 +1,9 @@
 use serde_json::{json, Value};
 use std::cell::RefCell;
 
+use super::credential::*;
 use super::*;
+use crate::config::TokenSource;
 use crate::host::{Clock, Level, Log, Metrics, SharedData, WriteError};
 use crate::registry::fake::FakeShared;
 use crate::reject::RejectCode;

@@ -121,9 +121,9 @@ pub(super) fn apply(shared: &Shared, id: u32, verdict: Verdict, resume: bool) ->
     match verdict {
         Verdict::Forward { expires_in, swap } => {
             if let Some(swap) = &swap {
-                let name = gate::credential_header_name(&shared.cfg).to_string();
+                let name = gate::credential::credential_header_name(&shared.cfg).to_string();
                 let current = request_header(&name);
-                let value = gate::rewrite_credential(
+                let value = gate::credential::rewrite_credential(
                     &shared.cfg.token_source,
                     current.as_deref(),
                     &swap.access_token,
@@ -176,7 +176,7 @@ fn strip_refresh_token(shared: &Shared) {
         }
         Some(TokenSource::Cookie { name }) => {
             let current = request_header("cookie");
-            if let Some(kept) = current.as_deref().and_then(|c| gate::without_cookie(c, name)) {
+            if let Some(kept) = current.as_deref().and_then(|c| gate::credential::without_cookie(c, name)) {
                 let value = Some(kept.as_str()).filter(|k| !k.is_empty());
                 let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, "cookie", value);
             }
@@ -191,7 +191,7 @@ pub(super) fn check(shared: &Shared, id: u32, resume: bool) -> Action {
     let verdict = if let Some(egress) = &shared.cfg.egress {
         crate::egress::check(egress, &shared.host(), crate::host::Clock::now(&shared.host()))
     } else {
-        let credential = request_header(gate::credential_header_name(&shared.cfg));
+        let credential = request_header(gate::credential::credential_header_name(&shared.cfg));
         let verified = if resume {
             shared.held.try_borrow().ok().and_then(|h| h.get(&id).and_then(|e| e.verified))
         } else {
