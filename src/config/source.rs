@@ -1,4 +1,5 @@
-//! Turning the plugin configuration bytes into JSON.
+//! `token_source` (where the token is read), and turning the plugin configuration bytes
+//! into JSON.
 //!
 //! Envoy hands a plugin the `configuration` Any's payload: for a `StringValue` the string
 //! itself (what Istio's WasmPlugin and Envoy Gateway send), for any other message its
@@ -7,9 +8,61 @@
 
 use prost::Message;
 use prost_types::value::Kind;
+use serde::Deserialize;
 use serde_json::{Map, Number, Value};
 
+use super::check::header_name;
 use super::ConfigError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// A header, lower-cased, and the prefix that must precede the token (matched without
+    /// regard to case, as HTTP auth schemes are).
+    Header {
+        name: String,
+        prefix: String,
+    },
+    Cookie {
+        name: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTokenSource {
+    #[serde(default)]
+    header: Option<String>,
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    cookie: Option<String>,
+}
+
+/// `token_source`; absent means `authorization: Bearer ...`.
+pub(super) fn validate(raw: Option<RawTokenSource>) -> Result<TokenSource, ConfigError> {
+    match raw {
+        None => Ok(TokenSource::Header { name: "authorization".into(), prefix: "Bearer ".into() }),
+        Some(RawTokenSource { header: Some(h), prefix, cookie: None }) => {
+            if h.is_empty() {
+                return Err(ConfigError::new("token_source.header", "must not be empty"));
+            }
+            Ok(TokenSource::Header {
+                name: header_name("token_source.header", &h)?,
+                prefix: prefix.unwrap_or_else(|| "Bearer ".into()),
+            })
+        }
+        Some(RawTokenSource { header: None, prefix: None, cookie: Some(c) }) => {
+            if c.is_empty() {
+                return Err(ConfigError::new("token_source.cookie", "must not be empty"));
+            }
+            Ok(TokenSource::Cookie { name: c })
+        }
+        Some(_) => Err(ConfigError::new(
+            "token_source",
+            "set either \"header\" (with an optional \"prefix\") or \"cookie\"",
+        )),
+    }
+}
 
 /// JSON text is recognised by its first non-blank byte. A protobuf `Struct` cannot start
 /// with `{`: its first byte is a field tag, 0x0a for `fields`.

@@ -145,3 +145,116 @@ fn refresh_window_ratio_accepts_envoy_yaml_decimals() {
     r["client_secret"] = json!("s");
     assert_eq!(err(json!({"refresh": r})).field, "refresh.client_secret");
 }
+
+fn egress_block() -> serde_json::Value {
+    json!({"cluster": "issuer", "authority": "a", "path": "/t", "grant": "client_credentials", "client_id": "svc"})
+}
+
+#[test]
+fn egress_mode_takes_only_mode_and_egress() {
+    let c = Config::from_json(json!({"mode": "egress", "egress": egress_block()})).unwrap();
+    assert_eq!(c.mode, Mode::Egress);
+    assert!(c.providers.is_empty() && c.refresh.is_none() && c.admin.is_none());
+    assert_eq!(c.clock_skew_seconds, DEFAULT_CLOCK_SKEW_SECONDS);
+    let admin = json!({"path_prefix": "/tg/", "token": "0123456789abcdef"});
+    let refresh = json!({"cluster": "issuer", "authority": "a", "path": "/t"});
+    let feed = json!({"cluster": "issuer", "authority": "a", "path": "/r"});
+    let ingress_only = [
+        ("providers", json!([])),
+        ("token_source", json!({"header": "authorization"})),
+        ("clock_skew_seconds", json!(0)),
+        ("required_claims", json!(["sub"])),
+        ("session", json!({"max_lifetime_seconds": 60})),
+        ("near_expiry_warning_seconds", json!(60)),
+        ("expires_in_header", json!("")),
+        ("audit", json!({"log_accepted": true})),
+        ("realm", json!("x")),
+        ("max_token_lifetime_seconds", json!(60)),
+        ("registry", json!({"capacity": 8})),
+        ("admin", admin),
+        ("refresh", refresh),
+        ("revocation_feed", feed),
+    ];
+    for (key, value) in ingress_only {
+        let mut cfg = json!({"mode": "egress", "egress": egress_block()});
+        cfg[key] = value;
+        let e = Config::from_json(cfg).err().unwrap_or_else(|| panic!("{key} was accepted in egress mode"));
+        assert_eq!(e.to_string(), format!("{key}: only in ingress mode"));
+    }
+}
+
+#[test]
+fn out_of_range_values_are_refused_not_clamped() {
+    let egress = |k: &str, v: u64| {
+        let mut e = egress_block();
+        e[k] = json!(v);
+        Config::from_json(json!({"mode": "egress", "egress": e}))
+    };
+    // retry_seconds used to be clamped into 1..=60.
+    assert_eq!(egress("retry_seconds", 1).unwrap().egress.unwrap().retry_seconds, 1);
+    assert_eq!(egress("retry_seconds", 60).unwrap().egress.unwrap().retry_seconds, 60);
+    for v in [0, 61] {
+        assert_eq!(
+            egress("retry_seconds", v).err().unwrap().to_string(),
+            "egress.retry_seconds: must be between 1 and 60"
+        );
+    }
+    assert_eq!(egress("wait_ms", 60_001).err().unwrap().field, "egress.wait_ms");
+    let refresh = json!({"cluster": "issuer", "authority": "a", "path": "/t", "grace_seconds": 301});
+    assert_eq!(
+        err(json!({"refresh": refresh})).to_string(),
+        "refresh.grace_seconds: must be between 0 and 300"
+    );
+    let max = crate::token::MAX_NUMERIC_DATE;
+    let cases = [
+        (json!({"clock_skew_seconds": 601}), "clock_skew_seconds: must be between 0 and 600"),
+        (
+            json!({"near_expiry_warning_seconds": max + 1}),
+            "near_expiry_warning_seconds: must be between 0 and 253402300799",
+        ),
+        (
+            json!({"session": {"max_lifetime_seconds": max + 1}}),
+            "session.max_lifetime_seconds: must be between 1 and 253402300799",
+        ),
+        (
+            json!({"max_token_lifetime_seconds": 0}),
+            "max_token_lifetime_seconds: must be between 1 and 253402300799",
+        ),
+        (json!({"registry": {"capacity": 0}}), "registry.capacity: must be between 1 and 1000000"),
+        (
+            json!({"registry": {"max_revocations": 1_000_001}}),
+            "registry.max_revocations: must be between 1 and 1000000",
+        ),
+    ];
+    for (extra, want) in cases {
+        assert_eq!(err(extra.clone()).to_string(), want, "{extra}");
+    }
+    let feed = |k: &str, v: u64| {
+        let mut f = json!({"cluster": "issuer", "authority": "a", "path": "/r"});
+        f[k] = json!(v);
+        err(json!({"revocation_feed": f})).to_string()
+    };
+    assert_eq!(
+        feed("interval_seconds", 3601),
+        "revocation_feed.interval_seconds: must be between 1 and 3600"
+    );
+    assert_eq!(
+        feed("startup_wait_ms", 60_001),
+        "revocation_feed.startup_wait_ms: must be between 0 and 60000"
+    );
+    assert_eq!(feed("timeout_ms", 9), "revocation_feed.timeout_ms: must be between 10 and 60000");
+}
+
+#[test]
+fn token_source_header_must_be_a_header_name() {
+    for bad in ["bad header", ":authority", "x-token:", "x\ttoken"] {
+        let e = err(json!({"token_source": {"header": bad}}));
+        assert_eq!(e.to_string(), "token_source.header: is not a valid HTTP header name", "{bad:?}");
+    }
+    assert_eq!(
+        err(json!({"token_source": {"header": ""}})).to_string(),
+        "token_source.header: must not be empty"
+    );
+    let c = config(json!({"token_source": {"header": "X-Token", "prefix": ""}}));
+    assert_eq!(c.token_source, TokenSource::Header { name: "x-token".into(), prefix: String::new() });
+}
