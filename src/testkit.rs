@@ -5,7 +5,12 @@ use std::sync::OnceLock;
 use tokenguard_harness::keys::raw_token;
 use tokenguard_harness::IssuerKeys;
 
+use std::cell::RefCell;
+
 use crate::config::Config;
+use crate::host::{Clock, Level, Log, Metrics, SharedData, WriteError};
+use crate::metrics::Counter;
+use crate::registry::fake::FakeShared;
 
 pub const ISS: &str = "https://issuer.test";
 pub const NOW: u64 = 1_800_000_000;
@@ -160,4 +165,65 @@ pub fn es256_twin(token: &str) -> String {
         out[i] = (d + 256 * borrow) as u8;
     }
     join_signature(&input, &[r, &out[..]].concat())
+}
+
+/// An in-memory host: a settable clock, captured log lines and counters, shared data with
+/// Envoy's CAS rules.
+#[derive(Default)]
+pub struct FakeHost {
+    pub now: std::cell::Cell<u64>,
+    pub lines: RefCell<Vec<(Level, String)>>,
+    pub counts: RefCell<Vec<Counter>>,
+    pub shared: FakeShared,
+}
+
+impl SharedData for FakeHost {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        self.shared.get(key)
+    }
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError> {
+        self.shared.set(key, value, cas)
+    }
+}
+
+impl Clock for FakeHost {
+    fn now(&self) -> u64 {
+        self.now.get()
+    }
+}
+impl Log for FakeHost {
+    fn log(&self, level: Level, message: &str) {
+        self.lines.borrow_mut().push((level, message.to_string()));
+    }
+}
+impl Metrics for FakeHost {
+    fn count(&self, counter: Counter) {
+        self.counts.borrow_mut().push(counter);
+    }
+    fn value(&self, counter: Counter) -> Option<u64> {
+        Some(self.counts.borrow().iter().filter(|c| **c == counter).count() as u64)
+    }
+}
+
+impl FakeHost {
+    pub fn at(now: u64) -> FakeHost {
+        let h = FakeHost::default();
+        h.now.set(now);
+        h
+    }
+    pub fn audits(&self) -> Vec<(Level, Value)> {
+        self.lines
+            .borrow()
+            .iter()
+            .filter_map(|(l, m)| m.strip_prefix("audit ").map(|j| (*l, serde_json::from_str(j).unwrap())))
+            .collect()
+    }
+    pub fn verdicts(&self) -> Vec<Counter> {
+        self.counts
+            .borrow()
+            .iter()
+            .copied()
+            .filter(|c| matches!(c, Counter::Accepted | Counter::MissingToken | Counter::Rejected(_)))
+            .collect()
+    }
 }

@@ -17,6 +17,8 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+pub mod poll;
+
 use crate::config::FeedConfig;
 use crate::refresh::{form_encode, Callout, Failure, MAX_RESPONSE_BYTES};
 use crate::registry::revocation::{Kind, Revocation, Target};

@@ -3,7 +3,6 @@
 use serde_json::json;
 
 use super::credential::*;
-use super::tests::FakeHost;
 use super::*;
 use crate::refresh::PendingRefresh;
 use crate::testkit::*;

@@ -1,74 +1,11 @@
 use serde_json::{json, Value};
-use std::cell::RefCell;
 
 use super::credential::*;
 use super::*;
 use crate::config::TokenSource;
-use crate::host::{Clock, Level, Log, Metrics, SharedData, WriteError};
-use crate::registry::fake::FakeShared;
+use crate::host::{Level, Metrics};
 use crate::reject::RejectCode;
 use crate::testkit::*;
-
-/// An in-memory host: a settable clock, captured log lines and counters, shared data with
-/// Envoy's CAS rules.
-#[derive(Default)]
-pub struct FakeHost {
-    pub now: std::cell::Cell<u64>,
-    pub lines: RefCell<Vec<(Level, String)>>,
-    pub counts: RefCell<Vec<Counter>>,
-    pub shared: FakeShared,
-}
-
-impl SharedData for FakeHost {
-    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        self.shared.get(key)
-    }
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError> {
-        self.shared.set(key, value, cas)
-    }
-}
-
-impl Clock for FakeHost {
-    fn now(&self) -> u64 {
-        self.now.get()
-    }
-}
-impl Log for FakeHost {
-    fn log(&self, level: Level, message: &str) {
-        self.lines.borrow_mut().push((level, message.to_string()));
-    }
-}
-impl Metrics for FakeHost {
-    fn count(&self, counter: Counter) {
-        self.counts.borrow_mut().push(counter);
-    }
-    fn value(&self, counter: Counter) -> Option<u64> {
-        Some(self.counts.borrow().iter().filter(|c| **c == counter).count() as u64)
-    }
-}
-
-impl FakeHost {
-    pub fn at(now: u64) -> FakeHost {
-        let h = FakeHost::default();
-        h.now.set(now);
-        h
-    }
-    pub fn audits(&self) -> Vec<(Level, Value)> {
-        self.lines
-            .borrow()
-            .iter()
-            .filter_map(|(l, m)| m.strip_prefix("audit ").map(|j| (*l, serde_json::from_str(j).unwrap())))
-            .collect()
-    }
-    pub fn verdicts(&self) -> Vec<Counter> {
-        self.counts
-            .borrow()
-            .iter()
-            .copied()
-            .filter(|c| matches!(c, Counter::Accepted | Counter::MissingToken | Counter::Rejected(_)))
-            .collect()
-    }
-}
 
 fn bearer(t: &str) -> String {
     format!("Bearer {t}")
