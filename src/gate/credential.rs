@@ -91,6 +91,26 @@ pub(super) fn read_credential<'r>(cfg: &Config, req: &'r Request) -> Result<Opti
     Ok(extract_token(&cfg.token_source, header))
 }
 
+/// A change to a request header, decided by the core for the host to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderEdit {
+    /// Set the header to this value; `None` removes it.
+    Set(String, Option<String>),
+}
+
+/// Refresh tokens are for the token endpoint, not for the upstream: the edit that removes
+/// the request's refresh token (its header, or its cookie from the `cookie` header).
+/// `cookie` reads the request's `cookie` header, only when the source is a cookie.
+pub fn strip_refresh_token(cfg: &Config, cookie: impl FnOnce() -> Option<String>) -> Option<HeaderEdit> {
+    match &cfg.refresh.as_ref()?.refresh_token_source {
+        TokenSource::Header { name, .. } => Some(HeaderEdit::Set(name.clone(), None)),
+        TokenSource::Cookie { name } => {
+            let kept = without_cookie(&cookie()?, name)?;
+            Some(HeaderEdit::Set("cookie".into(), Some(kept).filter(|k| !k.is_empty())))
+        }
+    }
+}
+
 /// The values of every cookie called `name` in a `cookie` header.
 pub fn cookie_values<'h, 'n>(header: &'h str, name: &'n str) -> impl Iterator<Item = &'h str> + use<'h, 'n> {
     header.split(';').filter_map(move |pair| {

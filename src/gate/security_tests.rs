@@ -318,3 +318,25 @@ fn a_handoff_from_another_configuration_is_verified_again() {
     let Verdict::Deny(r) = v else { panic!("handed on unverified: {v:?}") };
     assert!(r.body.contains("invalid_signature"), "{}", r.body);
 }
+
+#[test]
+fn refresh_tokens_never_travel_upstream() {
+    let header = refresh_cfg(json!({}));
+    assert_eq!(
+        strip_refresh_token(&header, || panic!("the cookie is not read for a header source")),
+        Some(HeaderEdit::Set("x-refresh-token".into(), None))
+    );
+    let mut v = config_json(json!({"refresh": {"cluster": "issuer", "authority": "a", "path": "/t",
+        "refresh_token_cookie": "rt"}}));
+    let cookie = Config::from_json(v.take()).unwrap();
+    assert_eq!(
+        strip_refresh_token(&cookie, || Some("a=1; rt=secret; b=2".into())),
+        Some(HeaderEdit::Set("cookie".into(), Some("a=1; b=2".into())))
+    );
+    assert_eq!(
+        strip_refresh_token(&cookie, || Some("rt=secret".into())),
+        Some(HeaderEdit::Set("cookie".into(), None))
+    );
+    assert_eq!(strip_refresh_token(&cookie, || Some("a=1".into())), None);
+    assert_eq!(strip_refresh_token(&config(json!({})), || None), None);
+}

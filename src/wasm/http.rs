@@ -9,7 +9,6 @@ use std::rc::Rc;
 use super::{Outcome, Shared};
 use crate::admin::{self, Route};
 use crate::audit;
-use crate::config::TokenSource;
 use crate::gate::{self, Request, RequestMeta};
 use crate::refresh::PendingRefresh;
 use crate::refresh::{Failure, MAX_RESPONSE_BYTES};
@@ -170,18 +169,9 @@ pub(super) fn apply(shared: &Shared, id: u32, verdict: Verdict, resume: bool) ->
 
 /// Refresh tokens are for the token endpoint, not for the upstream.
 fn strip_refresh_token(shared: &Shared) {
-    match shared.cfg.refresh.as_ref().map(|r| &r.refresh_token_source) {
-        Some(TokenSource::Header { name, .. }) => {
-            let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
-        }
-        Some(TokenSource::Cookie { name }) => {
-            let current = request_header("cookie");
-            if let Some(kept) = current.as_deref().and_then(|c| gate::credential::without_cookie(c, name)) {
-                let value = Some(kept.as_str()).filter(|k| !k.is_empty());
-                let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, "cookie", value);
-            }
-        }
-        None => {}
+    let edit = gate::credential::strip_refresh_token(&shared.cfg, || request_header("cookie"));
+    if let Some(gate::credential::HeaderEdit::Set(name, value)) = edit {
+        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, &name, value.as_deref());
     }
 }
 
