@@ -113,6 +113,12 @@ pub fn try_lease(
 
 /// The token request: RFC 6749 §4.4 client credentials, or §6 refresh with the newest
 /// refresh token.
+/// The token fetch to make now, when one is due and this worker won the lease.
+pub fn start(cfg: &EgressConfig, store: &impl SharedData, now: u64) -> Option<Callout> {
+    let state = try_lease(store, cfg, now).ok().flatten()?;
+    Some(build_fetch(cfg, &state))
+}
+
 pub fn build_fetch(cfg: &EgressConfig, st: &EgressState) -> Callout {
     let form = match &cfg.grant {
         EgressGrant::ClientCredentials { scope, audience } => {

@@ -14,22 +14,12 @@ pub fn tick(shared: &Shared, in_flight: Option<(u32, u64)>, now: u64, now_ms: u6
     let Some(feed) = &shared.cfg.revocation_feed else { return None };
     let host = shared.host();
     let registry = Registry::new(&host, Layout::of(&shared.cfg));
-    let mut in_flight = in_flight;
-    if let Some((_, deadline)) = in_flight {
-        if deadline <= now_ms {
-            // Envoy's own timeout did not answer (no healthy endpoint): give up on this poll.
-            in_flight = None;
-            finish_poll(shared, Err(Failure::Timeout));
-        }
-    }
-    if in_flight.is_none() {
-        if let Some(call) = poll::start(feed, &registry, now) {
-            match super::host::dispatch(&call) {
-                Ok(token) => in_flight = Some((token, now_ms.saturating_add(call.timeout_ms))),
-                Err(_) => finish_poll(shared, Err(Failure::DispatchFailed)),
-            }
-        }
-    }
+    let in_flight = super::host::drive_call(
+        in_flight,
+        now_ms,
+        || poll::start(feed, &registry, now),
+        |failure| finish_poll(shared, Err(failure)),
+    );
     let state = registry.feed_state();
     if let (Some(gauge), Some(age)) = (shared.feed_age_gauge, state.age(now)) {
         let _ = hostcalls::record_metric(gauge, age);

@@ -107,6 +107,32 @@ pub fn dispatch(call: &crate::refresh::Callout) -> Result<u32, Status> {
     )
 }
 
+/// A background call from a root context (feed poll, egress token fetch): gives up on the
+/// one in flight past its deadline (Envoy's own timeout does not fire when the cluster has
+/// no healthy endpoint), starts the next when the core says so, and reports every failure
+/// to `finish`. Returns the call in flight: (token, deadline in ms).
+pub fn drive_call(
+    in_flight: Option<(u32, u64)>,
+    now_ms: u64,
+    start: impl FnOnce() -> Option<crate::refresh::Callout>,
+    finish: impl Fn(crate::refresh::Failure),
+) -> Option<(u32, u64)> {
+    if let Some((token, deadline)) = in_flight {
+        if deadline > now_ms {
+            return Some((token, deadline));
+        }
+        finish(crate::refresh::Failure::Timeout);
+    }
+    let call = start()?;
+    match dispatch(&call) {
+        Ok(token) => Some((token, now_ms.saturating_add(call.timeout_ms))),
+        Err(_) => {
+            finish(crate::refresh::Failure::DispatchFailed);
+            None
+        }
+    }
+}
+
 pub fn log_error(message: &str) {
     let _ = hostcalls::log(LogLevel::Error, message);
 }

@@ -283,22 +283,12 @@ fn publish_deadlines(shared: &Shared, now_ms: u64) {
 fn egress_tick(shared: &Shared, in_flight: Option<(u32, u64)>, now: u64, now_ms: u64) -> Option<(u32, u64)> {
     let egress = shared.cfg.egress.as_ref()?;
     let host = shared.host();
-    let mut in_flight = in_flight;
-    if let Some((_, deadline)) = in_flight {
-        if deadline <= now_ms {
-            in_flight = None;
-            crate::egress::complete(egress, &host, Err(Failure::Timeout));
-        }
-    }
-    if in_flight.is_none() {
-        if let Ok(Some(state)) = crate::egress::try_lease(&host, egress, now) {
-            let call = crate::egress::build_fetch(egress, &state);
-            match host::dispatch(&call) {
-                Ok(token) => in_flight = Some((token, now_ms.saturating_add(call.timeout_ms))),
-                Err(_) => crate::egress::complete(egress, &host, Err(Failure::DispatchFailed)),
-            }
-        }
-    }
+    let in_flight = host::drive_call(
+        in_flight,
+        now_ms,
+        || crate::egress::start(egress, &host, now),
+        |failure| crate::egress::complete(egress, &host, Err(failure)),
+    );
     if let Some(gauge) = shared.egress_gauge {
         let left = crate::egress::state(&host).expires_at.saturating_sub(now);
         let _ = hostcalls::record_metric(gauge, left);
