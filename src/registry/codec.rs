@@ -87,6 +87,41 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A shared-data value holding a list: version byte, u32 count, then the items. An empty
+/// value is an empty list; `None` for another version or damaged bytes (each caller says
+/// what that means for it). `cap` bounds the allocation a hostile count could ask for.
+pub fn read_list<T>(
+    bytes: &[u8],
+    version: u8,
+    cap: usize,
+    mut item: impl FnMut(&mut Reader) -> Option<T>,
+) -> Option<Vec<T>> {
+    let mut r = Reader::new(bytes);
+    if r.is_empty() {
+        return Some(Vec::new());
+    }
+    if r.u8()? != version {
+        return None;
+    }
+    let n = r.u32()? as usize;
+    let mut v = Vec::with_capacity(n.min(cap));
+    for _ in 0..n {
+        v.push(item(&mut r)?);
+    }
+    Some(v)
+}
+
+/// The writing side of `read_list`.
+pub fn write_list<T>(version: u8, items: &[T], mut item: impl FnMut(&mut Writer, &T)) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.u8(version);
+    w.u32(items.len() as u32);
+    for i in items {
+        item(&mut w, i);
+    }
+    w.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@
 //! These values are secrets. They live only in shared memory, for `grace_seconds`, and are
 //! never logged; the key is the old token's fingerprint.
 
-use super::codec::{Reader, Writer};
+use super::codec::{read_list, write_list};
 
 /// Handoff keys (`tokenguard/h/<n>`) and entries per key: at most 256 refreshes can be inside
 /// their grace period at once; beyond that the oldest handoff goes first, and requests
@@ -50,52 +50,30 @@ impl Handoff {
 const VERSION: u8 = 3;
 
 pub fn encode(entries: &[Handoff]) -> Vec<u8> {
-    let mut w = Writer::default();
-    w.u8(VERSION);
-    w.u32(entries.len() as u32);
-    for e in entries {
+    write_list(VERSION, entries, |w, e| {
         w.bytes32(&e.old_fp);
         w.long_str(&e.access_token);
         w.long_str(e.refresh_token.as_deref().unwrap_or_default());
         w.bytes32(&e.spent_refresh);
         w.u32(e.config_gen);
         w.u64(e.until);
-    }
-    w.0
+    })
 }
 
 /// Undecodable values read as empty: a lost handoff only means the old token is forwarded
 /// unchanged during its grace.
 pub fn decode(bytes: &[u8]) -> Vec<Handoff> {
-    let mut r = Reader::new(bytes);
-    let parsed = (|| {
-        if r.is_empty() {
-            return Some(Vec::new());
-        }
-        if r.u8()? != VERSION {
-            return None;
-        }
-        let n = r.u32()? as usize;
-        let mut v = Vec::with_capacity(n.min(HANDOFF_SLOTS));
-        for _ in 0..n {
-            let old_fp = r.bytes32()?;
-            let access_token = r.long_str()?;
-            let refresh = r.long_str()?;
-            let spent_refresh = r.bytes32()?;
-            let config_gen = r.u32()?;
-            let until = r.u64()?;
-            v.push(Handoff {
-                old_fp,
-                access_token,
-                refresh_token: Some(refresh).filter(|s| !s.is_empty()),
-                spent_refresh,
-                config_gen,
-                until,
-            });
-        }
-        Some(v)
-    })();
-    parsed.unwrap_or_default()
+    read_list(bytes, VERSION, HANDOFF_SLOTS, |r| {
+        Some(Handoff {
+            old_fp: r.bytes32()?,
+            access_token: r.long_str()?,
+            refresh_token: Some(r.long_str()?).filter(|s| !s.is_empty()),
+            spent_refresh: r.bytes32()?,
+            config_gen: r.u32()?,
+            until: r.u64()?,
+        })
+    })
+    .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! One tracked token, and a bucket of them as stored under one shared-data key.
 
-use super::codec::{Reader, Writer};
+use super::codec::{read_list, write_list, Reader, Writer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -128,32 +128,11 @@ pub struct Bucket {
 
 impl Bucket {
     pub fn decode(bytes: &[u8]) -> Bucket {
-        let mut r = Reader::new(bytes);
-        let parsed = (|| {
-            if r.is_empty() {
-                return Some(Vec::new());
-            }
-            if r.u8()? != BUCKET_VERSION {
-                return None;
-            }
-            let n = r.u32()? as usize;
-            let mut records = Vec::with_capacity(n.min(1024));
-            for _ in 0..n {
-                records.push(TokenRecord::read(&mut r)?);
-            }
-            Some(records)
-        })();
-        Bucket { records: parsed.unwrap_or_default() }
+        Bucket { records: read_list(bytes, BUCKET_VERSION, 1024, TokenRecord::read).unwrap_or_default() }
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new();
-        w.u8(BUCKET_VERSION);
-        w.u32(self.records.len() as u32);
-        for rec in &self.records {
-            rec.write(&mut w);
-        }
-        w.0
+        write_list(BUCKET_VERSION, &self.records, |w, rec| rec.write(w))
     }
 
     pub fn find(&self, fp: &[u8; 32]) -> Option<&TokenRecord> {

@@ -1,7 +1,7 @@
 //! Revocation entries: by token id, by token fingerprint, by subject (every token issued at
 //! or before the revocation) and by session or token family (`sid`).
 
-use super::codec::{Reader, Writer};
+use super::codec::{read_list, write_list};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -110,34 +110,21 @@ impl RevocationSet {
     /// Unlike token buckets, an undecodable revocation value is reported, not emptied:
     /// silently forgetting revocations would let revoked tokens back in.
     pub fn decode(bytes: &[u8]) -> Option<RevocationSet> {
-        let mut r = Reader::new(bytes);
-        if r.is_empty() {
-            return Some(RevocationSet::default());
-        }
-        if r.u8()? != SET_VERSION {
-            return None;
-        }
-        let n = r.u32()? as usize;
-        let mut entries = Vec::with_capacity(n.min(4096));
-        for _ in 0..n {
+        let entries = read_list(bytes, SET_VERSION, 4096, |r| {
             let kind = Kind::from_u8(r.u8()?)?;
             let hash = r.bytes32()?;
-            entries.push(Revocation { target: Target { kind, hash }, revoked_at: r.u64()?, until: r.u64()? });
-        }
+            Some(Revocation { target: Target { kind, hash }, revoked_at: r.u64()?, until: r.u64()? })
+        })?;
         Some(RevocationSet { entries })
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new();
-        w.u8(SET_VERSION);
-        w.u32(self.entries.len() as u32);
-        for e in &self.entries {
+        write_list(SET_VERSION, &self.entries, |w, e| {
             w.u8(e.target.kind as u8);
             w.bytes32(&e.target.hash);
             w.u64(e.revoked_at);
             w.u64(e.until);
-        }
-        w.0
+        })
     }
 
     pub fn sweep(&mut self, now: u64) -> usize {

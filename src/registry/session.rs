@@ -12,7 +12,7 @@
 //! that started last: the oldest sessions, nearest their limit, are the ones worth keeping,
 //! and a flood of new logins only pushes out other new ones.
 
-use super::codec::{Reader, Writer};
+use super::codec::{read_list, write_list};
 use super::{index, update, Conflict};
 use crate::host::SharedData;
 
@@ -42,35 +42,19 @@ struct Entry {
 }
 
 fn decode(bytes: &[u8]) -> Vec<Entry> {
-    let mut r = Reader::new(bytes);
-    let parsed = (|| {
-        if r.is_empty() {
-            return Some(Vec::new());
-        }
-        if r.u8()? != VERSION {
-            return None;
-        }
-        let n = r.u32()? as usize;
-        let mut v = Vec::with_capacity(n.min(SESSION_SLOTS));
-        for _ in 0..n {
-            v.push(Entry { id: r.bytes32()?, start: r.u64()?, until: r.u64()? });
-        }
-        Some(v)
-    })();
+    let parsed = read_list(bytes, VERSION, SESSION_SLOTS, |r| {
+        Some(Entry { id: r.bytes32()?, start: r.u64()?, until: r.u64()? })
+    });
     // An undecodable value reads as empty: sessions then start at their own claims again.
     parsed.unwrap_or_default()
 }
 
 fn encode(entries: &[Entry]) -> Vec<u8> {
-    let mut w = Writer::new();
-    w.u8(VERSION);
-    w.u32(entries.len() as u32);
-    for e in entries {
+    write_list(VERSION, entries, |w, e| {
         w.bytes32(&e.id);
         w.u64(e.start);
         w.u64(e.until);
-    }
-    w.0
+    })
 }
 
 /// The sessions table over `buckets` keys.
