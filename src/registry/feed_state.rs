@@ -2,6 +2,8 @@
 //! and health): stored by the registry, driven by `crate::feed`.
 
 use super::codec::{Reader, Writer};
+use super::{update, Conflict, Registry, KEY_FEED};
+use crate::host::SharedData;
 
 /// The process-wide feed state, in one shared-data key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,6 +49,63 @@ impl FeedState {
     /// Seconds since the last successful poll (`None` before the first).
     pub fn age(&self, now: u64) -> Option<u64> {
         (self.last_success > 0).then(|| now.saturating_sub(self.last_success))
+    }
+}
+
+impl<S: SharedData> Registry<'_, S> {
+    pub fn feed_state(&self) -> FeedState {
+        FeedState::decode(self.store.get(KEY_FEED).0.as_deref().unwrap_or_default())
+    }
+
+    /// Takes the poll lease when a poll is due (always, until the first sync completes).
+    /// Returns the cursor to poll from, or `None` when no poll is due or another worker polls.
+    pub fn feed_try_lease(&self, now: u64, lease_until: u64) -> Result<Option<String>, Conflict> {
+        let out = update(self.store, KEY_FEED, |bytes| {
+            let mut st = FeedState::decode(bytes);
+            let due = !st.synced || now >= st.next_poll_at;
+            if !due || st.lease_until > now {
+                return None;
+            }
+            st.lease_until = lease_until;
+            let cursor = st.cursor.clone();
+            Some((st.encode(), cursor))
+        })?;
+        Ok(out)
+    }
+
+    /// Records a successful poll. Once a page says nothing more is waiting, the process is
+    /// synced, and stays so.
+    pub fn feed_succeeded(
+        &self,
+        cursor: &str,
+        has_more: bool,
+        now: u64,
+        interval: u64,
+    ) -> Result<FeedState, Conflict> {
+        let out = update(self.store, KEY_FEED, |bytes| {
+            let mut st = FeedState::decode(bytes);
+            st.cursor = cursor.to_string();
+            st.last_success = now;
+            st.synced = st.synced || !has_more;
+            st.lease_until = 0;
+            st.failures = 0;
+            st.next_poll_at = if has_more { now } else { now.saturating_add(interval) };
+            Some((st.encode(), st))
+        })?;
+        Ok(out.unwrap_or_default())
+    }
+
+    /// Records a failed poll and backs off (the interval, doubling, at most a minute more).
+    pub fn feed_failed(&self, now: u64, interval: u64) -> Result<u32, Conflict> {
+        let out = update(self.store, KEY_FEED, |bytes| {
+            let mut st = FeedState::decode(bytes);
+            st.failures = st.failures.saturating_add(1);
+            st.lease_until = 0;
+            let backoff = crate::backoff::doubling(interval, st.failures, interval.saturating_add(60));
+            st.next_poll_at = now.saturating_add(backoff);
+            Some((st.encode(), st.failures))
+        })?;
+        Ok(out.unwrap_or(1))
     }
 }
 

@@ -14,14 +14,14 @@ pub mod fake;
 pub mod feed_state;
 pub mod handoff;
 pub mod record;
+mod refreshing;
 pub mod revocation;
+mod revoking;
 pub mod session;
-
-use std::collections::HashMap;
 
 use crate::host::{SharedData, WriteError};
 use record::{Bucket, State, TokenRecord};
-use revocation::{Full, Revocation, RevocationSet, Target, TokenFacts};
+use revocation::RevocationSet;
 
 /// Records per bucket key: small, because a request copies its bucket out of shared memory.
 pub const SLOTS_PER_BUCKET: usize = 8;
@@ -35,9 +35,9 @@ pub const LAST_SEEN_GRANULARITY_S: u64 = 60;
 /// Token buckets swept per tick by the lease holder.
 pub const SWEEP_BUCKETS_PER_TICK: u32 = 64;
 
-const KEY_EPOCH: &str = "tokenguard/r/epoch";
-const KEY_REFRESH_FAILURES: &str = "tokenguard/refresh/failures";
-const KEY_FEED: &str = "tokenguard/feed/state";
+pub(crate) const KEY_EPOCH: &str = "tokenguard/r/epoch";
+pub(crate) const KEY_REFRESH_FAILURES: &str = "tokenguard/refresh/failures";
+pub(crate) const KEY_FEED: &str = "tokenguard/feed/state";
 const KEY_SWEEP_LEASE: &str = "tokenguard/lease/sweep";
 
 /// Another writer kept winning the CAS race.
@@ -86,7 +86,7 @@ impl Layout {
     }
 }
 
-fn index(hash: &[u8; 32], n: u32) -> u32 {
+pub(crate) fn index(hash: &[u8; 32], n: u32) -> u32 {
     let head = [hash[0], hash[1], hash[2], hash[3]];
     u32::from_le_bytes(head) % n.max(1)
 }
@@ -97,19 +97,6 @@ pub fn token_key(i: u32) -> String {
 
 pub fn handoff_key(i: u32) -> String {
     format!("tokenguard/h/{i}")
-}
-
-/// What `try_lease_refresh` found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lease {
-    /// This caller refreshes the token; everyone else waits for the outcome.
-    Acquired,
-    /// Another request (on any worker) is refreshing it right now.
-    Busy,
-    /// A recent attempt failed; no new one before the backoff ends.
-    BackingOff,
-    /// Already replaced by a refresh.
-    Superseded,
 }
 
 pub fn revocation_key(i: u32) -> String {
@@ -172,7 +159,7 @@ impl<'s, S: SharedData> Registry<'s, S> {
         }
     }
 
-    fn bucket_key(&self, fp: &[u8; 32]) -> String {
+    pub(crate) fn bucket_key(&self, fp: &[u8; 32]) -> String {
         token_key(index(fp, self.layout.buckets))
     }
 
@@ -234,114 +221,6 @@ impl<'s, S: SharedData> Registry<'s, S> {
         Ok(out.unwrap_or_default())
     }
 
-    /// Takes the single-flight lease for refreshing `rec`'s token until `lease_until`,
-    /// inserting the record if it is not tracked yet.
-    pub fn try_lease_refresh(&self, rec: TokenRecord, now: u64, lease_until: u64) -> Result<Lease, Conflict> {
-        let (slots, retain) = (self.layout.slots, self.layout.retain_s);
-        let mut outcome = Lease::Acquired;
-        update(self.store, &self.bucket_key(&rec.fp), |bytes| {
-            let mut bucket = Bucket::decode(bytes);
-            outcome = Lease::Acquired;
-            match bucket.find_mut(&rec.fp) {
-                Some(existing) => {
-                    outcome = if existing.state == State::Superseded {
-                        Lease::Superseded
-                    } else if existing.refresh_lease_until > now {
-                        Lease::Busy
-                    } else if existing.refresh_retry_at > now {
-                        Lease::BackingOff
-                    } else {
-                        Lease::Acquired
-                    };
-                    if outcome != Lease::Acquired {
-                        return None; // nothing to write
-                    }
-                    existing.refresh_lease_until = lease_until;
-                }
-                None => {
-                    let mut new = rec.clone();
-                    new.refresh_lease_until = lease_until;
-                    bucket.insert(new, slots, now, retain);
-                }
-            }
-            Some((bucket.encode(), ()))
-        })?;
-        Ok(outcome)
-    }
-
-    /// The refresh of `old` succeeded: it is superseded (and refused after the grace), the
-    /// new token is tracked as verified, and its tokens are handed off for the grace period.
-    pub fn refresh_succeeded(
-        &self,
-        old: &[u8; 32],
-        new: TokenRecord,
-        handoff: handoff::Handoff,
-        now: u64,
-    ) -> Result<Vec<TokenRecord>, Conflict> {
-        update(self.store, &self.bucket_key(old), |bytes| {
-            let mut bucket = Bucket::decode(bytes);
-            let rec = bucket.find_mut(old)?;
-            rec.state = State::Superseded;
-            rec.superseded_at = now;
-            rec.refresh_lease_until = 0;
-            rec.refresh_failures = 0;
-            Some((bucket.encode(), ()))
-        })?;
-        let key = handoff_key(index(old, handoff::HANDOFF_BUCKETS));
-        update(self.store, &key, |bytes| {
-            let mut entries = handoff::decode(bytes);
-            entries.retain(|e| e.until > now && &e.old_fp != old);
-            while entries.len() >= handoff::HANDOFF_SLOTS {
-                let Some(i) = entries.iter().enumerate().min_by_key(|(_, e)| e.until).map(|(i, _)| i) else {
-                    break;
-                };
-                entries.swap_remove(i);
-            }
-            entries.push(handoff.clone());
-            Some((handoff::encode(&entries), ()))
-        })?;
-        Ok(self.remember(new, false, now)?.evicted)
-    }
-
-    /// The refresh of `old` failed: release the lease and back off. Returns the token's
-    /// consecutive failures.
-    pub fn refresh_failed(&self, old: &[u8; 32], now: u64) -> Result<u8, Conflict> {
-        let out = update(self.store, &self.bucket_key(old), |bytes| {
-            let mut bucket = Bucket::decode(bytes);
-            let rec = bucket.find_mut(old)?;
-            rec.refresh_lease_until = 0;
-            rec.refresh_failures = rec.refresh_failures.saturating_add(1);
-            rec.refresh_retry_at = now.saturating_add(crate::refresh::backoff_seconds(rec.refresh_failures));
-            let n = rec.refresh_failures;
-            Some((bucket.encode(), n))
-        })?;
-        Ok(out.unwrap_or(1))
-    }
-
-    /// The tokens a refresh of `old` produced, while its grace lasts.
-    pub fn handoff(&self, old: &[u8; 32], now: u64) -> Option<handoff::Handoff> {
-        let key = handoff_key(index(old, handoff::HANDOFF_BUCKETS));
-        handoff::decode(self.store.get(&key).0.as_deref().unwrap_or_default())
-            .into_iter()
-            .find(|e| &e.old_fp == old && e.until > now)
-    }
-
-    /// Counts a failed refresh process-wide; returns the consecutive failures so far.
-    pub fn bump_failure_streak(&self) -> Result<u64, Conflict> {
-        let out = update(self.store, KEY_REFRESH_FAILURES, |bytes| {
-            let n = decode_u64(bytes).saturating_add(1);
-            Some((n.to_le_bytes().to_vec(), n))
-        })?;
-        Ok(out.unwrap_or(1))
-    }
-
-    pub fn reset_failure_streak(&self) -> Result<(), Conflict> {
-        update(self.store, KEY_REFRESH_FAILURES, |bytes| {
-            (decode_u64(bytes) != 0).then(|| (0u64.to_le_bytes().to_vec(), ()))
-        })?;
-        Ok(())
-    }
-
     /// Sets a record's state (revoked, superseded); false when the token is not tracked.
     pub fn set_state(&self, fp: &[u8; 32], state: State) -> Result<bool, Conflict> {
         let out = update(self.store, &self.bucket_key(fp), |bytes| {
@@ -354,141 +233,6 @@ impl<'s, S: SharedData> Registry<'s, S> {
             Some((bucket.encode(), ()))
         })?;
         Ok(out.is_some())
-    }
-
-    /// Adds a revocation, then bumps the epoch so every worker reloads its copy. The order
-    /// matters: a worker that sees the new epoch is guaranteed to read the new entry.
-    pub fn revoke(&self, rev: Revocation, now: u64) -> Result<(), RevokeError> {
-        let key = revocation_key(index(&rev.target.hash, REVOCATION_BUCKETS));
-        let slots = self.layout.revocation_slots;
-        let mut outcome = Ok(());
-        let written = update(self.store, &key, |bytes| {
-            let Some(mut set) = RevocationSet::decode(bytes) else {
-                outcome = Err(RevokeError::Corrupt);
-                return None;
-            };
-            if set.add(rev, slots, now) == Err(Full) {
-                outcome = Err(RevokeError::Full);
-                return None;
-            }
-            outcome = Ok(());
-            Some((set.encode(), ()))
-        })
-        .map_err(|_| RevokeError::Conflict)?;
-        outcome?;
-        if written.is_some() {
-            update(self.store, KEY_EPOCH, |bytes| {
-                let next = decode_u64(bytes).wrapping_add(1);
-                Some((next.to_le_bytes().to_vec(), ()))
-            })
-            .map_err(|_| RevokeError::Conflict)?;
-        }
-        Ok(())
-    }
-
-    /// Adds many revocations (a feed page): one write per revocation key touched and one
-    /// epoch bump. Returns how many were refused for lack of room.
-    pub fn revoke_many(&self, revs: &[Revocation], now: u64) -> Result<usize, RevokeError> {
-        let slots = self.layout.revocation_slots;
-        let mut refused = 0;
-        for i in 0..REVOCATION_BUCKETS {
-            let mine: Vec<&Revocation> =
-                revs.iter().filter(|r| index(&r.target.hash, REVOCATION_BUCKETS) == i).collect();
-            if mine.is_empty() {
-                continue;
-            }
-            let mut corrupt = false;
-            let mut full = 0;
-            update(self.store, &revocation_key(i), |bytes| {
-                let Some(mut set) = RevocationSet::decode(bytes) else {
-                    corrupt = true;
-                    return None;
-                };
-                full = mine.iter().filter(|r| set.add(***r, slots, now) == Err(Full)).count();
-                Some((set.encode(), ()))
-            })
-            .map_err(|_| RevokeError::Conflict)?;
-            if corrupt {
-                return Err(RevokeError::Corrupt);
-            }
-            refused += full;
-        }
-        update(self.store, KEY_EPOCH, |bytes| {
-            let next = decode_u64(bytes).wrapping_add(1);
-            Some((next.to_le_bytes().to_vec(), ()))
-        })
-        .map_err(|_| RevokeError::Conflict)?;
-        Ok(refused)
-    }
-
-    pub fn feed_state(&self) -> feed_state::FeedState {
-        feed_state::FeedState::decode(self.store.get(KEY_FEED).0.as_deref().unwrap_or_default())
-    }
-
-    /// Takes the poll lease when a poll is due (always, until the first sync completes).
-    /// Returns the cursor to poll from, or `None` when no poll is due or another worker polls.
-    pub fn feed_try_lease(&self, now: u64, lease_until: u64) -> Result<Option<String>, Conflict> {
-        let out = update(self.store, KEY_FEED, |bytes| {
-            let mut st = feed_state::FeedState::decode(bytes);
-            let due = !st.synced || now >= st.next_poll_at;
-            if !due || st.lease_until > now {
-                return None;
-            }
-            st.lease_until = lease_until;
-            let cursor = st.cursor.clone();
-            Some((st.encode(), cursor))
-        })?;
-        Ok(out)
-    }
-
-    /// Records a successful poll. Once a page says nothing more is waiting, the process is
-    /// synced, and stays so.
-    pub fn feed_succeeded(
-        &self,
-        cursor: &str,
-        has_more: bool,
-        now: u64,
-        interval: u64,
-    ) -> Result<feed_state::FeedState, Conflict> {
-        let out = update(self.store, KEY_FEED, |bytes| {
-            let mut st = feed_state::FeedState::decode(bytes);
-            st.cursor = cursor.to_string();
-            st.last_success = now;
-            st.synced = st.synced || !has_more;
-            st.lease_until = 0;
-            st.failures = 0;
-            st.next_poll_at = if has_more { now } else { now.saturating_add(interval) };
-            Some((st.encode(), st))
-        })?;
-        Ok(out.unwrap_or_default())
-    }
-
-    /// Records a failed poll and backs off (the interval, doubling, at most a minute more).
-    pub fn feed_failed(&self, now: u64, interval: u64) -> Result<u32, Conflict> {
-        let out = update(self.store, KEY_FEED, |bytes| {
-            let mut st = feed_state::FeedState::decode(bytes);
-            st.failures = st.failures.saturating_add(1);
-            st.lease_until = 0;
-            let backoff = crate::backoff::doubling(interval, st.failures, interval.saturating_add(60));
-            st.next_poll_at = now.saturating_add(backoff);
-            Some((st.encode(), st.failures))
-        })?;
-        Ok(out.unwrap_or(1))
-    }
-
-    pub fn revocation_epoch(&self) -> u64 {
-        decode_u64(self.store.get(KEY_EPOCH).0.as_deref().unwrap_or_default())
-    }
-
-    /// Every revocation in force. `None` when a stored set does not decode.
-    pub fn load_revocations(&self, now: u64) -> Option<Vec<Revocation>> {
-        let mut all = Vec::new();
-        for i in 0..REVOCATION_BUCKETS {
-            let set =
-                RevocationSet::decode(self.store.get(&revocation_key(i)).0.as_deref().unwrap_or_default())?;
-            all.extend(set.entries.into_iter().filter(|e| e.until > now));
-        }
-        Some(all)
     }
 
     /// One sweep step, done by whichever worker takes the lease for this period: expired
@@ -564,7 +308,7 @@ impl<'s, S: SharedData> Registry<'s, S> {
     }
 }
 
-fn decode_u64(bytes: &[u8]) -> u64 {
+pub(crate) fn decode_u64(bytes: &[u8]) -> u64 {
     codec::Reader::new(bytes).u64().unwrap_or(0)
 }
 
@@ -587,50 +331,8 @@ pub struct Census {
     pub bytes: usize,
 }
 
-/// The shared revocation set does not decode: requests must fail closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Unreadable;
-
-/// A worker's copy of the revocation set, reloaded only when the shared epoch moves, so a
-/// request costs one small read instead of reading every revocation key.
-#[derive(Default)]
-pub struct RevocationCache {
-    epoch: Option<u64>,
-    entries: HashMap<Target, Revocation>,
-}
-
-impl RevocationCache {
-    /// The revocation epoch this worker's copy was loaded at.
-    pub fn epoch(&self) -> Option<u64> {
-        self.epoch
-    }
-
-    /// The revocation covering this token, if any, given its facts and what a revocation of
-    /// it would name (`Revocation::targets_of`, hashed once by the caller). `Err` when the
-    /// shared set could not be read: the caller must fail closed.
-    pub fn check<S: SharedData>(
-        &mut self,
-        registry: &Registry<S>,
-        targets: &[Target],
-        facts: &TokenFacts,
-        now: u64,
-    ) -> Result<Option<Revocation>, Unreadable> {
-        let epoch = registry.revocation_epoch();
-        if self.epoch != Some(epoch) {
-            let all = registry.load_revocations(now).ok_or(Unreadable)?;
-            self.entries = all.into_iter().map(|r| (r.target, r)).collect();
-            self.epoch = Some(epoch);
-        }
-        if self.entries.is_empty() {
-            return Ok(None);
-        }
-        Ok(targets
-            .iter()
-            .filter_map(|t| self.entries.get(t))
-            .find(|r| r.until > now && r.covers(facts))
-            .copied())
-    }
-}
+pub use refreshing::Lease;
+pub use revoking::{RevocationCache, Unreadable};
 
 #[cfg(test)]
 mod tests;
