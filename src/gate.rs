@@ -103,13 +103,7 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
             other => other,
         };
     }
-    let facts = TokenFacts {
-        fp: &fingerprint.0,
-        jti: claims.jti.as_deref(),
-        sub: claims.sub.as_deref(),
-        sid: claims.sid.as_deref(),
-        iat: claims.iat,
-    };
+    let facts = TokenFacts::of(&fingerprint.0, claims);
     // Hashed once: the check below, and the hot path's memory of this token, both need them.
     let targets = Revocation::targets_of(&facts);
     let revoked = known.as_ref().is_some_and(|r| r.state == State::Revoked);
@@ -213,11 +207,9 @@ pub(super) fn request_path(meta: &dyn RequestMeta) -> Option<String> {
 fn signature_known_good(cfg: &Config, known: Option<&TokenRecord>, req: &Request, token: &str) -> bool {
     let seen =
         known.is_some_and(|r| r.config_gen == cfg.generation && r.sig == token::signature_digest(token));
-    seen || req.verified.is_some_and(|d| admin_eq(&d, &hmac_sha256::Hash::hash(token.as_bytes())))
-}
-
-fn admin_eq(a: &[u8], b: &[u8]) -> bool {
-    crate::mac::constant_time_eq(a, b)
+    seen || req
+        .verified
+        .is_some_and(|d| crate::mac::constant_time_eq(&d, &hmac_sha256::Hash::hash(token.as_bytes())))
 }
 
 /// The revocation feed's say before anything is trusted: hold until a fresh process has

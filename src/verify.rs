@@ -136,7 +136,12 @@ pub fn check_claims(
 pub fn session_start(cfg: &Config, claims: &Claims, known_start: Option<u64>) -> Option<u64> {
     let policy = cfg.session.as_ref()?;
     let claimed = claims.numeric_date(&policy.start_claim).ok().flatten().or(claims.iat);
-    match (claimed, known_start) {
+    earliest(claimed, known_start)
+}
+
+/// The earlier of two optional times; either alone when the other is unknown.
+pub fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
@@ -177,16 +182,12 @@ pub fn check_claims_in_session(
         None => (None, None),
         Some(policy) => {
             let claimed = claims.numeric_date(&policy.start_claim)?.or(claims.iat);
-            let start = match (claimed, known_start) {
-                (Some(a), Some(b)) => a.min(b),
-                (Some(a), None) | (None, Some(a)) => a,
-                (None, None) => {
-                    return Err(Rejection::new(
-                        RejectCode::MissingClaim,
-                        format!("missing session start claim: {} (or iat)", policy.start_claim),
-                    ))
-                }
-            };
+            let start = earliest(claimed, known_start).ok_or_else(|| {
+                Rejection::new(
+                    RejectCode::MissingClaim,
+                    format!("missing session start claim: {} (or iat)", policy.start_claim),
+                )
+            })?;
             let ends = start.saturating_add(policy.max_lifetime_seconds);
             if now >= ends {
                 return Err(Rejection::new(

@@ -73,13 +73,7 @@ fn handoff_check(
     let auth = verify::authenticate_decoded(cfg, &h.access_token, decoded, verified).map_err(Some)?;
     let c = &auth.decoded.claims;
     let new_fp = Fingerprint::of(&h.access_token);
-    let facts = TokenFacts {
-        fp: &new_fp.0,
-        jti: c.jti.as_deref(),
-        sub: c.sub.as_deref(),
-        sid: c.sid.as_deref(),
-        iat: c.iat,
-    };
+    let facts = TokenFacts::of(&new_fp.0, c);
     let targets = Revocation::targets_of(&facts);
     match is_revoked(host, worker, registry, &facts, &targets, now) {
         Some(false) => {}

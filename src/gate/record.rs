@@ -28,10 +28,7 @@ pub(super) fn known_session_start(
         .sid
         .as_deref()
         .and_then(|sid| registry.sessions().start(&session::session_id(&provider.issuer, sid), now));
-    match (inherited, by_sid) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    verify::earliest(inherited, by_sid)
 }
 
 /// A token that passed every check, with what recording it needs.

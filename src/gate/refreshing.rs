@@ -21,9 +21,10 @@ pub(super) fn presented_refresh_token(source: &TokenSource, req: &Request) -> Op
         TokenSource::Header { name, .. } => req.meta.header(name)?,
         TokenSource::Cookie { name } => {
             let cookies = req.meta.header("cookie")?;
-            return super::credential::extract_token(&TokenSource::Cookie { name: name.clone() }, &cookies)
-                .map(str::to_owned)
-                .filter(|t| !t.is_empty());
+            return super::credential::cookie_values(&cookies, name)
+                .next()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned);
         }
     };
     Some(raw.trim().to_owned()).filter(|t| !t.is_empty())

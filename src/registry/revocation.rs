@@ -72,6 +72,19 @@ pub struct TokenFacts<'a> {
     pub iat: Option<u64>,
 }
 
+impl<'a> TokenFacts<'a> {
+    /// The facts of a verified token, under its fingerprint.
+    pub fn of(fp: &'a [u8; 32], claims: &'a crate::token::Claims) -> TokenFacts<'a> {
+        TokenFacts {
+            fp,
+            jti: claims.jti.as_deref(),
+            sub: claims.sub.as_deref(),
+            sid: claims.sid.as_deref(),
+            iat: claims.iat,
+        }
+    }
+}
+
 impl Revocation {
     /// The targets that could revoke this token, for lookups.
     pub fn targets_of(t: &TokenFacts) -> Vec<Target> {
