@@ -129,7 +129,12 @@ fn a_feed_outage_keeps_what_is_known_backs_off_and_recovers() {
         assert!(start.elapsed() < Duration::from_secs(15), "did not recover");
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(s.envoy.stat("wasmcustom.tokenguard.revocation_feed.sync_age_seconds").unwrap() <= 2);
+    // Every worker records the gauge on its tick; the one that saw the recovery at once.
+    let start = Instant::now();
+    while s.envoy.stat("wasmcustom.tokenguard.revocation_feed.sync_age_seconds").unwrap() > 2 {
+        assert!(start.elapsed() < Duration::from_secs(3), "the sync age gauge never recovered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

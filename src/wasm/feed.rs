@@ -20,14 +20,21 @@ pub fn tick(shared: &Shared, in_flight: Option<(u32, u64)>, now: u64, now_ms: u6
         || poll::start(feed, &registry, now),
         |failure| finish_poll(shared, Err(failure)),
     );
-    let state = registry.feed_state();
-    if let (Some(gauge), Some(age)) = (shared.feed_age_gauge, state.age(now)) {
-        let _ = hostcalls::record_metric(gauge, age);
-    }
+    record_age(shared, &registry, now);
     in_flight
 }
 
-/// Applies a poll's answer (or failure): see `feed::poll::finish`.
+/// Applies a poll's answer (or failure): see `feed::poll::finish`. The gauge is brought up to
+/// date at once, so a dashboard never shows an outage that has already ended.
 pub fn finish_poll(shared: &Shared, answer: Result<(Option<u16>, Vec<u8>), Failure>) {
-    poll::finish(&shared.cfg, &shared.host(), answer);
+    let host = shared.host();
+    poll::finish(&shared.cfg, &host, answer);
+    let now = crate::host::Clock::now(&host);
+    record_age(shared, &Registry::new(&host, Layout::of(&shared.cfg)), now);
+}
+
+fn record_age<S: crate::host::SharedData>(shared: &Shared, registry: &Registry<'_, S>, now: u64) {
+    if let (Some(gauge), Some(age)) = (shared.feed_age_gauge, registry.feed_state().age(now)) {
+        let _ = hostcalls::record_metric(gauge, age);
+    }
 }
