@@ -4,10 +4,14 @@
 //! those `unwrap` host results (and `get_map_value` unwraps UTF-8), and a panic here kills
 //! the worker's VM for every later request.
 
+#[cfg(test)]
+mod double;
 mod feed;
 mod held;
 mod host;
 mod http;
+#[cfg(test)]
+mod tests;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};

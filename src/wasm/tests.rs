@@ -1,0 +1,249 @@
+//! The proxy-wasm layer driven natively through the ABI (`double`): what Envoy would see the
+//! filter do, caught in seconds. The same behaviours are proven in a real Envoy by tests/.
+
+use serde_json::{json, Value};
+
+use super::double::{Action, Process, Vm};
+use crate::testkit::{config_json, mint, NOW};
+
+const ADMIN: &str = "0123456789abcdef-admin";
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn get(path: &str, authorization: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut h =
+        vec![(":method", "GET".to_string()), (":path", path.to_string()), (":authority", "api".into())];
+    if let Some(a) = authorization {
+        h.push(("authorization", a.to_string()));
+    }
+    h
+}
+
+fn send(vm: &mut Vm, headers: &[(&'static str, String)]) -> (u32, Action) {
+    let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    vm.request(&h)
+}
+
+fn refresh_config() -> Value {
+    config_json(json!({"refresh": {"cluster": "issuer", "authority": "issuer.test", "path": "/oauth/token",
+        "window_seconds": 60, "window_ratio": 1.0, "grace_seconds": 10, "timeout_ms": 500}}))
+}
+
+fn start(process: &std::sync::Arc<Process>, cfg: &Value) -> Vm {
+    Vm::start(process, cfg).unwrap_or_else(|logs| panic!("refused: {logs:?}"))
+}
+
+#[test]
+fn a_valid_token_goes_on_and_its_response_learns_the_seconds_left() {
+    let process = Process::new(NOW, &[]);
+    let mut vm = start(&process, &config_json(json!({})));
+    assert_eq!(vm.tick_period_ms(), 100, "the tick that enforces deadlines is set at configure");
+    let token = mint("ES256", json!({}));
+    let (id, action) = send(&mut vm, &get("/orders?page=2", Some(&bearer(&token))));
+    assert_eq!(action, Action::Continue);
+    assert!(vm.reply(id).is_none());
+    assert_eq!(vm.upstream_header(id, "authorization"), Some(bearer(&token)));
+    let response = vm.respond(id, &[(":status", "200")]);
+    assert!(response.contains(&("x-token-expires-in".into(), "300".into())), "{response:?}");
+    // Accepted requests are counted in the worker and published on its tick.
+    assert_eq!(process.metric("tokenguard.requests.accepted"), Some(0));
+    vm.tick();
+    assert_eq!(process.metric("tokenguard.requests.accepted"), Some(1));
+}
+
+#[test]
+fn a_refused_request_is_answered_at_the_headers_and_audited_without_its_query() {
+    let process = Process::new(NOW, &[]);
+    let mut vm = start(&process, &config_json(json!({})));
+    let (id, action) = send(&mut vm, &get("/orders", None));
+    assert_eq!(action, Action::Pause);
+    let reply = vm.reply(id).expect("a local reply");
+    assert_eq!((reply.status, reply.json()["error"].clone()), (401, json!("missing_token")));
+    assert!(reply.header("www-authenticate").is_some_and(|c| c.starts_with("Bearer")), "{reply:?}");
+    assert_eq!(process.metric("tokenguard.requests.missing_token"), Some(1));
+
+    let expired = mint("ES256", json!({"exp": NOW - 1}));
+    let (id, action) = send(&mut vm, &get("/orders?secret=1", Some(&bearer(&expired))));
+    assert_eq!(action, Action::Pause);
+    assert_eq!(vm.reply(id).map(|r| r.json()["error"].clone()), Some(json!("token_expired")));
+    let audit = vm.audits().into_iter().find(|a| a["event"] == "token_rejected");
+    let audit = audit.unwrap_or_else(|| panic!("not audited: {:?}", vm.logs()));
+    assert_eq!(audit["path"], "/orders", "the query string never reaches the log");
+    assert!(!vm.logs().iter().any(|l| l.contains("secret=1") || l.contains(&expired)));
+}
+
+#[test]
+fn a_configuration_error_is_refused_at_configure_and_names_the_field() {
+    let process = Process::new(NOW, &[]);
+    let Err(logs) = Vm::start(&process, &config_json(json!({"clock_skew_seconds": -5}))) else {
+        panic!("a negative leeway was accepted");
+    };
+    assert!(
+        logs.iter().any(|l| l.contains("invalid configuration") && l.contains("clock_skew_seconds")),
+        "{logs:?}"
+    );
+}
+
+#[test]
+fn an_admin_revocation_on_one_worker_holds_on_another_and_the_admin_token_never_travels() {
+    let process = Process::new(NOW, &[]);
+    let cfg = config_json(json!({"admin": {"path_prefix": "/tokenguard/", "token": ADMIN}}));
+    let token = mint("RS256", json!({"jti": "stolen"}));
+    let (p, c, t) = (process.clone(), cfg.clone(), token.clone());
+    std::thread::spawn(move || {
+        let mut a = start(&p, &c);
+        // A client that sends the admin token to an ordinary path does not leak it upstream.
+        let mut h = get("/", Some(&bearer(&t)));
+        h.push(("x-admin-token", ADMIN.into()));
+        let (id, action) = send(&mut a, &h);
+        assert_eq!(action, Action::Continue);
+        assert_eq!(a.upstream_header(id, "x-admin-token"), None);
+        let revoke = [
+            (":method", "POST".into()),
+            (":path", "/tokenguard/revoke?jti=stolen".into()),
+            (":authority", "api".into()),
+            ("x-admin-token", ADMIN.to_string()),
+        ];
+        let (id, action) = send(&mut a, &revoke);
+        assert_eq!(action, Action::Pause, "an admin request never goes upstream");
+        assert_eq!(a.reply(id).map(|r| r.status), Some(200));
+    })
+    .join()
+    .unwrap();
+    // Another worker: its own VM and caches, the same process's shared data.
+    let mut b = start(&process, &cfg);
+    let (id, action) = send(&mut b, &get("/", Some(&bearer(&token))));
+    assert_eq!(action, Action::Pause);
+    let reply = b.reply(id).expect("refused");
+    assert_eq!((reply.status, reply.json()["error"].clone()), (401, json!("token_revoked")));
+}
+
+fn near_expiry() -> String {
+    mint("RS256", json!({"exp": NOW + 30, "sid": "s1"}))
+}
+
+fn refreshing(vm: &mut Vm, old: &str) -> u32 {
+    let mut h = get("/", Some(&bearer(old)));
+    h.push(("x-refresh-token", "r1".into()));
+    let (id, action) = send(vm, &h);
+    assert_eq!(action, Action::Pause, "held while the token endpoint answers");
+    id
+}
+
+#[test]
+fn a_refresh_is_one_callout_and_its_answer_resumes_the_request_with_the_new_token() {
+    let process = Process::new(NOW, &["issuer"]);
+    let mut vm = start(&process, &refresh_config());
+    let old = near_expiry();
+    let id = refreshing(&mut vm, &old);
+    let calls = vm.calls();
+    assert_eq!(calls.len(), 1);
+    let call = &calls[0];
+    assert_eq!((call.cluster.as_str(), call.context), ("issuer", id));
+    assert_eq!(call.header(":method"), Some("POST"));
+    assert_eq!(call.header(":path"), Some("/oauth/token"));
+    assert_eq!(call.header(":authority"), Some("issuer.test"));
+    let body = String::from_utf8_lossy(&call.body).into_owned();
+    assert!(body.contains("grant_type=refresh_token") && body.contains("refresh_token=r1"), "{body}");
+    let new = mint("RS256", json!({"exp": NOW + 600, "sid": "s1", "jti": "j2"}));
+    let answer =
+        json!({"access_token": new, "refresh_token": "r2", "token_type": "Bearer", "expires_in": 600});
+    vm.answer(call.token, Some(200), answer.to_string().as_bytes());
+    assert_eq!(vm.resumed(id), 1);
+    assert_eq!(vm.upstream_header(id, "authorization"), Some(bearer(&new)));
+    assert_eq!(vm.upstream_header(id, "x-refresh-token"), None, "refresh tokens are not for the upstream");
+    let response = vm.respond(id, &[(":status", "200")]);
+    assert!(response.contains(&("x-new-access-token".into(), new.clone())), "{response:?}");
+    assert!(response.contains(&("x-new-refresh-token".into(), "r2".into())), "{response:?}");
+    assert!(
+        !vm.logs().iter().any(|l| l.contains(&new) || l.contains("r2") || l.contains("r1")),
+        "no secret logged"
+    );
+}
+
+#[test]
+fn a_refresh_past_its_deadline_goes_on_once_and_a_late_answer_changes_nothing() {
+    let process = Process::new(NOW, &["issuer"]);
+    let mut vm = start(&process, &refresh_config());
+    let old = near_expiry();
+    let id = refreshing(&mut vm, &old);
+    let token = vm.calls()[0].token;
+    vm.tick();
+    assert_eq!(vm.resumed(id), 0, "not before the deadline");
+    process.advance_ms(600);
+    vm.tick();
+    assert_eq!(vm.resumed(id), 1, "the tick enforces the deadline Envoy may not");
+    assert_eq!(vm.upstream_header(id, "authorization"), Some(bearer(&old)), "the old token is still valid");
+    let new = mint("RS256", json!({"exp": NOW + 600, "sid": "s1", "jti": "j2"}));
+    vm.answer(token, Some(200), json!({"access_token": new, "expires_in": 600}).to_string().as_bytes());
+    assert_eq!(vm.resumed(id), 1, "resumed exactly once");
+    assert_eq!(vm.upstream_header(id, "authorization"), Some(bearer(&old)));
+}
+
+#[test]
+fn a_failed_call_and_an_unknown_cluster_fail_the_refresh_without_losing_the_request() {
+    let process = Process::new(NOW, &["issuer"]);
+    let mut vm = start(&process, &refresh_config());
+    let old = near_expiry();
+    let id = refreshing(&mut vm, &old);
+    let token = vm.calls()[0].token;
+    vm.answer(token, None, b"");
+    assert_eq!(vm.resumed(id), 1);
+    assert_eq!(vm.upstream_header(id, "authorization"), Some(bearer(&old)));
+    assert!(vm.audits().iter().any(|a| a["event"] == "refresh_failed"), "{:?}", vm.audits());
+
+    // No such cluster: Envoy refuses the dispatch; the request is not left hanging.
+    let lonely = Process::new(NOW, &[]);
+    let mut vm = start(&lonely, &refresh_config());
+    let mut h = get("/", Some(&bearer(&old)));
+    h.push(("x-refresh-token", "r1".into()));
+    let (id, action) = send(&mut vm, &h);
+    assert_eq!(action, Action::Continue);
+    assert!(vm.calls().is_empty() && vm.reply(id).is_none());
+}
+
+#[test]
+fn a_stream_that_ends_while_held_takes_its_state_with_it() {
+    let process = Process::new(NOW, &["issuer"]);
+    let mut vm = start(&process, &refresh_config());
+    let id = refreshing(&mut vm, &near_expiry());
+    vm.end(id);
+    assert!(vm.calls().is_empty(), "Envoy cancels a gone stream's calls");
+    process.advance_ms(600);
+    vm.tick(); // the deadline of a gone stream: nothing to resume, nothing to crash on
+    let (id, action) = send(&mut vm, &get("/", Some(&bearer(&mint("EdDSA", json!({}))))));
+    assert_eq!((action, vm.reply(id).is_none()), (Action::Continue, true), "the worker still serves");
+}
+
+fn egress_config() -> Value {
+    json!({"mode": "egress", "egress": {"cluster": "issuer", "authority": "issuer.test", "path": "/oauth/token",
+        "grant": "client_credentials", "client_id": "svc", "client_secret": "s3cret"}})
+}
+
+#[test]
+fn egress_fetches_once_per_process_and_every_worker_injects_the_token() {
+    let process = Process::new(NOW, &["issuer"]);
+    let (p, c) = (process.clone(), egress_config());
+    let fetched = std::thread::spawn(move || {
+        let mut a = start(&p, &c);
+        a.tick();
+        let calls = a.calls();
+        assert_eq!(calls.len(), 1, "the first worker to tick takes the lease and fetches");
+        assert!(calls[0].header("authorization").is_some_and(|h| h.starts_with("Basic ")));
+        let token = mint("ES256", json!({"sub": "svc", "exp": NOW + 3600}));
+        let answer = json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600});
+        a.answer(calls[0].token, Some(200), answer.to_string().as_bytes());
+        assert!(!a.logs().iter().any(|l| l.contains("s3cret") || l.contains(&token)), "no secret logged");
+        token
+    })
+    .join()
+    .unwrap();
+    let mut b = start(&process, &egress_config());
+    b.tick();
+    assert!(b.calls().is_empty(), "a second worker does not fetch a token the process has");
+    let (id, action) = send(&mut b, &get("/", None));
+    assert_eq!(action, Action::Continue);
+    assert_eq!(b.upstream_header(id, "authorization"), Some(bearer(&fetched)));
+}
