@@ -67,8 +67,25 @@ impl From<LocalReply> for AdminAnswer {
     }
 }
 
+/// The admin reply once the feed publish call is over (`status`: the feed's answer, None when
+/// the call failed or timed out): counted, audited when the feed did not take it (the
+/// revocation then holds on this replica only), and its body says which.
+pub fn publish_finished(host: &impl Host, reply: LocalReply, status: Option<u16>) -> LocalReply {
+    let published = status.is_some_and(|s| (200..300).contains(&s));
+    if published {
+        host.count(Counter::RevocationPublished);
+    } else {
+        host.count(Counter::RevocationPublishFailed);
+        let mut r = Record::new(Event::RevocationPublishFailed, host.now());
+        r.reason =
+            Some("the revocation feed did not accept the revocation; it holds on this replica only".into());
+        emit(host, r);
+    }
+    with_published(reply, published)
+}
+
 /// The reply once the publish call is done: the body says whether it was published.
-pub fn with_published(mut reply: LocalReply, published: bool) -> LocalReply {
+fn with_published(mut reply: LocalReply, published: bool) -> LocalReply {
     if let Ok(Value::Object(mut v)) = serde_json::from_str::<Value>(&reply.body) {
         v.insert("published".into(), json!(published));
         reply.body = Value::Object(v).to_string();
@@ -300,5 +317,23 @@ mod tests {
         assert_eq!(route(&a, "GET", "/tokenguard/stats?x=1"), Some(Route::Stats));
         assert_eq!(route(&a, "GET", "/tokenguard/revoke"), Some(Route::Unknown));
         assert_eq!(route(&a, "GET", "/api/stats"), None);
+    }
+
+    #[test]
+    fn a_publish_is_counted_and_a_failed_one_audited_and_said_in_the_reply() {
+        use crate::host::Metrics;
+        let reply = || reply(200, json!({"revoked": {"jti": "j1"}}));
+        for (status, published) in [(Some(204), true), (Some(503), false), (None, false)] {
+            let host = crate::testkit::FakeHost::at(crate::testkit::NOW);
+            let done = publish_finished(&host, reply(), status);
+            let body: Value = serde_json::from_str(&done.body).unwrap();
+            assert_eq!((done.status, body["published"].clone()), (200, json!(published)), "{status:?}");
+            assert_eq!(body["revoked"], json!({"jti": "j1"}));
+            let counted =
+                if published { Counter::RevocationPublished } else { Counter::RevocationPublishFailed };
+            assert_eq!(host.value(counted), Some(1));
+            let audited = host.audits().iter().any(|(_, a)| a["event"] == "revocation_publish_failed");
+            assert_eq!(audited, !published, "{status:?}");
+        }
     }
 }

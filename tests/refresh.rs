@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-use tokenguard_harness::http::{Client, Response};
+use tokenguard_harness::http::Client;
 use tokenguard_harness::keys::{fingerprint, now, token_sha256};
 use tokenguard_harness::stack::Stack;
 
@@ -27,38 +27,6 @@ fn refresh_config(extra_refresh: Value, extra: Value) -> Value {
     cfg
 }
 
-struct Login {
-    access: String,
-    refresh: String,
-}
-
-fn login(s: &Stack, ttl: i64, extra: Value) -> Login {
-    let mut body = json!({"sub": "alice", "alg": "ES256", "ttl": ttl});
-    for (k, v) in extra.as_object().unwrap() {
-        body[k] = v.clone();
-    }
-    let r = s.client.post(&format!("{}/oauth/login", s.issuer.url()), &[], &body.to_string());
-    assert_eq!(r.status, 200, "{}", r.body);
-    let v = r.json();
-    Login {
-        access: v["access_token"].as_str().unwrap().into(),
-        refresh: v["refresh_token"].as_str().unwrap().into(),
-    }
-}
-
-fn control(s: &Stack, v: Value) {
-    assert_eq!(s.client.post(&format!("{}/control", s.issuer.url()), &[], &v.to_string()).status, 200);
-}
-
-fn call(c: &Client, s: &Stack, access: &str, refresh: Option<&str>) -> Response {
-    let auth = format!("Bearer {access}");
-    let mut h = vec![("authorization", auth.as_str())];
-    if let Some(r) = refresh {
-        h.push(("x-refresh-token", r));
-    }
-    c.get(&s.envoy.url("/api"), &h)
-}
-
 fn events(s: &Stack, event: &str) -> Vec<Value> {
     s.envoy.audit_records().into_iter().filter(|a| a["event"] == event).collect()
 }
@@ -66,8 +34,8 @@ fn events(s: &Stack, event: &str) -> Vec<Value> {
 #[test]
 fn a_due_token_is_refreshed_and_both_sides_see_the_new_one() {
     let s = Stack::start(refresh_config(json!({}), json!({})));
-    let l = login(&s, 20, json!({}));
-    let r = call(&s.client, &s, &l.access, Some(&l.refresh));
+    let l = s.login(20, json!({}));
+    let r = s.call(&s.client, &l.access, Some(&l.refresh));
     assert_eq!(r.status, 200, "{}", r.body);
     let new_access = r.header("x-new-access-token").expect("new access token for the client").to_string();
     let new_refresh = r.header("x-new-refresh-token").expect("rotated refresh token").to_string();
@@ -93,8 +61,8 @@ fn a_due_token_is_refreshed_and_both_sides_see_the_new_one() {
     assert_eq!(ok[0]["new_token"], fingerprint(&new_access).as_str());
     assert_eq!(events(&s, "refresh_started").len(), 1);
     // The new token works on its own, and is not refreshed again (outside the window).
-    control(&s, json!({"access_ttl": 300}));
-    let r = call(&s.client, &s, &new_access, Some(&new_refresh));
+    s.control(json!({"access_ttl": 300}));
+    let r = s.call(&s.client, &new_access, Some(&new_refresh));
     assert_eq!(r.status, 200);
     let log = s.envoy.log();
     for secret in [
@@ -111,8 +79,8 @@ fn a_due_token_is_refreshed_and_both_sides_see_the_new_one() {
 #[test]
 fn fifty_concurrent_requests_cause_one_refresh() {
     let s = Stack::start(refresh_config(json!({}), json!({})));
-    control(&s, json!({"delay_ms": 300}));
-    let l = login(&s, 20, json!({}));
+    s.control(json!({"delay_ms": 300}));
+    let l = s.login(20, json!({}));
     let handles: Vec<_> = (0..50)
         .map(|_| {
             let (url, auth, rt) = (s.envoy.url("/api"), format!("Bearer {}", l.access), l.refresh.clone());
@@ -134,8 +102,8 @@ fn fifty_concurrent_requests_cause_one_refresh() {
 #[test]
 fn tc3_refresh_without_a_gap_then_the_old_token_is_retired() {
     let s = Stack::start(refresh_config(json!({"grace_seconds": 3}), json!({})));
-    let l = login(&s, 20, json!({}));
-    let first = call(&s.client, &s, &l.access, Some(&l.refresh));
+    let l = s.login(20, json!({}));
+    let first = s.call(&s.client, &l.access, Some(&l.refresh));
     assert_eq!(first.status, 200);
     let new_access = first.header("x-new-access-token").unwrap().to_string();
     let refreshed_at = now();
@@ -143,7 +111,7 @@ fn tc3_refresh_without_a_gap_then_the_old_token_is_retired() {
     let mut during = 0;
     while now() < refreshed_at + 2 {
         let c = Client::new(); // fresh connections: both workers
-        let r = call(&c, &s, &l.access, None);
+        let r = s.call(&c, &l.access, None);
         assert_eq!(r.status, 200, "refused during the grace: {}", r.body);
         assert_eq!(r.header("x-new-access-token"), Some(new_access.as_str()));
         during += 1;
@@ -155,9 +123,9 @@ fn tc3_refresh_without_a_gap_then_the_old_token_is_retired() {
     while now() < refreshed_at + 4 {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let r = call(&s.client, &s, &l.access, None);
+    let r = s.call(&s.client, &l.access, None);
     assert_eq!((r.status, r.json()["error"].clone()), (401, json!("token_revoked")));
-    assert_eq!(call(&s.client, &s, &new_access, None).status, 200);
+    assert_eq!(s.call(&s.client, &new_access, None).status, 200);
     assert_eq!(s.issuer.counter("token_calls"), 1);
 }
 
@@ -175,11 +143,11 @@ fn every_failure_leaves_the_request_on_its_old_token_within_the_timeout() {
         (json!({"mode": "normal", "delay_ms": 3000}), "timeout"),
     ];
     for (mode, cause) in modes {
-        control(&s, json!({"mode": "normal", "delay_ms": 0}));
-        let l = login(&s, 20, json!({}));
-        control(&s, mode.clone());
+        s.control(json!({"mode": "normal", "delay_ms": 0}));
+        let l = s.login(20, json!({}));
+        s.control(mode.clone());
         let started = Instant::now();
-        let r = call(&Client::new(), &s, &l.access, Some(&l.refresh));
+        let r = s.call(&Client::new(), &l.access, Some(&l.refresh));
         let held = started.elapsed();
         assert_eq!(r.status, 200, "{mode}: {}", r.body);
         assert!(r.header("x-new-access-token").is_none(), "{mode}");
@@ -195,10 +163,10 @@ fn every_failure_leaves_the_request_on_its_old_token_within_the_timeout() {
         let reason = failed[0]["reason"].as_str().unwrap();
         assert!(reason.contains(cause), "{mode}: {reason}");
         // Backoff: the same token is not retried at once.
-        let again = call(&Client::new(), &s, &l.access, Some(&l.refresh));
+        let again = s.call(&Client::new(), &l.access, Some(&l.refresh));
         assert_eq!(again.status, 200);
     }
-    control(&s, json!({"mode": "normal", "delay_ms": 0}));
+    s.control(json!({"mode": "normal", "delay_ms": 0}));
     assert_eq!(events(&s, "refresh_failed").len(), 7, "one failure per token: backoff held the retries");
 }
 
@@ -207,7 +175,7 @@ fn a_refused_connection_is_a_failed_refresh_not_a_held_request() {
     // The issuer cluster points at a port nobody listens on.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut s = Stack::start(refresh_config(json!({}), json!({})));
-    let l = login(&s, 20, json!({}));
+    let l = s.login(20, json!({}));
     s.envoy = tokenguard_harness::envoy::Envoy::start(&tokenguard_harness::envoy::Options {
         plugin_config: tokenguard_harness::stack::plugin_config(
             &tokenguard_harness::stack::demo_keys(),
@@ -220,7 +188,7 @@ fn a_refused_connection_is_a_failed_refresh_not_a_held_request() {
         plain_route: false,
     });
     let started = Instant::now();
-    let r = call(&Client::new(), &s, &l.access, Some(&l.refresh));
+    let r = s.call(&Client::new(), &l.access, Some(&l.refresh));
     assert_eq!(r.status, 200);
     assert!(started.elapsed() < Duration::from_millis(TIMEOUT_MS + 1500));
     let failed = events(&s, "refresh_failed");
@@ -236,10 +204,10 @@ fn a_refused_connection_is_a_failed_refresh_not_a_held_request() {
 fn three_consecutive_failures_escalate_once_and_a_success_resets() {
     let s = Stack::start(refresh_config(json!({}), json!({})));
     let fail_once = |s: &Stack| {
-        control(s, json!({"mode": "normal"}));
-        let l = login(s, 20, json!({}));
-        control(s, json!({"mode": "fail_500"}));
-        assert_eq!(call(&Client::new(), s, &l.access, Some(&l.refresh)).status, 200);
+        s.control(json!({"mode": "normal"}));
+        let l = s.login(20, json!({}));
+        s.control(json!({"mode": "fail_500"}));
+        assert_eq!(s.call(&Client::new(), &l.access, Some(&l.refresh)).status, 200);
     };
     for _ in 0..4 {
         fail_once(&s);
@@ -259,9 +227,9 @@ fn three_consecutive_failures_escalate_once_and_a_success_resets() {
     assert_eq!(esc.len(), 1, "escalated exactly once for the streak: {trail:#?}");
     assert!(s.envoy.log().lines().any(|l| l.contains("[error]") && l.contains("refresh_escalation")));
     assert_eq!(s.envoy.stat("wasmcustom.tokenguard.refresh.escalations"), Some(1));
-    control(&s, json!({"mode": "normal"}));
-    let l = login(&s, 20, json!({}));
-    assert!(call(&Client::new(), &s, &l.access, Some(&l.refresh)).header("x-new-access-token").is_some());
+    s.control(json!({"mode": "normal"}));
+    let l = s.login(20, json!({}));
+    assert!(s.call(&Client::new(), &l.access, Some(&l.refresh)).header("x-new-access-token").is_some());
     for _ in 0..3 {
         fail_once(&s);
     }
@@ -274,8 +242,8 @@ fn no_refresh_past_the_absolute_session_lifetime() {
         json!({"refresh_expired": true}),
         json!({"session": {"max_lifetime_seconds": 3600, "start_claim": "auth_time"}}),
     ));
-    let l = login(&s, 20, json!({"auth_time": now() - 3601}));
-    let r = call(&s.client, &s, &l.access, Some(&l.refresh));
+    let l = s.login(20, json!({"auth_time": now() - 3601}));
+    let r = s.call(&s.client, &l.access, Some(&l.refresh));
     assert_eq!((r.status, r.json()["error"].clone()), (401, json!("session_expired")));
     assert_eq!(s.issuer.counter("token_calls"), 0, "the filter did not call out");
 }
@@ -283,8 +251,8 @@ fn no_refresh_past_the_absolute_session_lifetime() {
 #[test]
 fn an_expired_token_is_refreshed_before_forwarding_when_allowed() {
     let s = Stack::start(refresh_config(json!({"refresh_expired": true}), json!({})));
-    let l = login(&s, -1, json!({}));
-    let r = call(&s.client, &s, &l.access, Some(&l.refresh));
+    let l = s.login(-1, json!({}));
+    let r = s.call(&s.client, &l.access, Some(&l.refresh));
     assert_eq!(r.status, 200, "{}", r.body);
     let new_access = r.header("x-new-access-token").unwrap();
     assert_eq!(
@@ -293,8 +261,8 @@ fn an_expired_token_is_refreshed_before_forwarding_when_allowed() {
     );
     // Without refresh_expired an expired token is simply expired.
     let strict = Stack::start(refresh_config(json!({}), json!({})));
-    let l = login(&strict, -1, json!({}));
-    let r = call(&strict.client, &strict, &l.access, Some(&l.refresh));
+    let l = strict.login(-1, json!({}));
+    let r = strict.call(&strict.client, &l.access, Some(&l.refresh));
     assert_eq!(r.json()["error"], "token_expired");
     assert_eq!(strict.issuer.counter("token_calls"), 0);
 }
@@ -302,8 +270,8 @@ fn an_expired_token_is_refreshed_before_forwarding_when_allowed() {
 #[test]
 fn issuer_reuse_detection_revokes_the_family() {
     let s = Stack::start(refresh_config(json!({}), json!({})));
-    let l = login(&s, 20, json!({}));
-    let r = call(&s.client, &s, &l.access, Some(&l.refresh));
+    let l = s.login(20, json!({}));
+    let r = s.call(&s.client, &l.access, Some(&l.refresh));
     let rotated = r.header("x-new-refresh-token").unwrap().to_string();
     // An attacker replays the old (rotated) refresh token at the issuer.
     let body = format!("grant_type=refresh_token&refresh_token={}", l.refresh);
@@ -320,7 +288,7 @@ fn issuer_reuse_detection_revokes_the_family() {
     assert_eq!((legit.status, legit.json()["reason"].clone()), (400, json!("family_revoked")));
     assert_eq!(s.issuer.counter("reuse_detected"), 1);
     // Absolute lifetime is a distinct error from ordinary expiry.
-    let old = login(&s, 20, json!({"absolute_ttl": 0}));
+    let old = s.login(20, json!({"absolute_ttl": 0}));
     let body = format!("grant_type=refresh_token&refresh_token={}", old.refresh);
     let r = s.client.post(&format!("{}/oauth/token", s.issuer.url()), &[], &body);
     assert_eq!(r.json()["reason"], "absolute_lifetime_exceeded");
@@ -335,17 +303,17 @@ fn revoking_the_new_token_stops_its_handoff_during_the_grace() {
         json!({"grace_seconds": 30}),
         json!({"admin": {"path_prefix": "/tokenguard/", "token": ADMIN}}),
     ));
-    let l = login(&s, 20, json!({}));
-    let r = call(&s.client, &s, &l.access, Some(&l.refresh));
+    let l = s.login(20, json!({}));
+    let r = s.call(&s.client, &l.access, Some(&l.refresh));
     let new_access = r.header("x-new-access-token").expect("refreshed").to_string();
-    assert_eq!(call(&Client::new(), &s, &l.access, None).status, 200, "handoff during the grace");
+    assert_eq!(s.call(&Client::new(), &l.access, None).status, 200, "handoff during the grace");
     let revoke = format!("/tokenguard/revoke?token_sha256={}", token_sha256(&new_access));
     let revoked = s.client.post(&s.envoy.url(&revoke), &[("x-admin-token", ADMIN)], "");
     assert_eq!(revoked.status, 200, "{}", revoked.body);
     for _ in 0..4 {
         let c = Client::new(); // both workers
         for token in [&new_access, &l.access] {
-            let r = call(&c, &s, token, None);
+            let r = s.call(&c, token, None);
             assert_eq!((r.status, r.json()["error"].clone()), (401, json!("token_revoked")));
             assert!(r.header("x-new-access-token").is_none());
         }
@@ -357,9 +325,9 @@ fn revoking_the_new_token_stops_its_handoff_during_the_grace() {
 #[test]
 fn valid_tokens_keep_flowing_while_a_refresh_waits_on_a_slow_issuer() {
     let s = Stack::start(refresh_config(json!({"timeout_ms": 3000}), json!({})));
-    let due = login(&s, 20, json!({}));
-    let fresh = login(&s, 300, json!({}));
-    control(&s, json!({"delay_ms": 6000}));
+    let due = s.login(20, json!({}));
+    let fresh = s.login(300, json!({}));
+    s.control(json!({"delay_ms": 6000}));
     let started = Instant::now();
     let held = {
         let (url, auth, rt) = (s.envoy.url("/api"), format!("Bearer {}", due.access), due.refresh.clone());
@@ -386,5 +354,5 @@ fn valid_tokens_keep_flowing_while_a_refresh_waits_on_a_slow_issuer() {
         assert_eq!(status, 200);
         assert!(at < held_done, "a request with a valid token waited behind the refresh");
     }
-    control(&s, json!({"delay_ms": 0}));
+    s.control(json!({"delay_ms": 0}));
 }

@@ -61,39 +61,6 @@ fn slow_feed_stack(extra: Value) -> Stack {
     })
 }
 
-struct Login {
-    access: String,
-    refresh: String,
-}
-
-fn login(s: &Stack, ttl: i64, extra: Value) -> Login {
-    let mut body = json!({"sub": "alice", "alg": "ES256", "ttl": ttl});
-    merge(&mut body, &extra);
-    let r = Client::new().post(&format!("{}/oauth/login", s.issuer.url()), &[], &body.to_string());
-    assert_eq!(r.status, 200, "{}", r.body);
-    let v = r.json();
-    Login {
-        access: v["access_token"].as_str().unwrap().into(),
-        refresh: v["refresh_token"].as_str().unwrap().into(),
-    }
-}
-
-fn control(s: &Stack, v: Value) {
-    let r = Client::new().post(&format!("{}/control", s.issuer.url()), &[], &v.to_string());
-    assert_eq!(r.status, 200);
-}
-
-/// GET /api with the access token as a bearer token and, when given, the refresh token in
-/// `x-refresh-token` (the default `refresh_token_source`).
-fn call(c: &Client, s: &Stack, access: &str, refresh: Option<&str>) -> Response {
-    let auth = format!("Bearer {access}");
-    let mut h = vec![("authorization", auth.as_str())];
-    if let Some(r) = refresh {
-        h.push(("x-refresh-token", r));
-    }
-    c.get(&s.envoy.url("/api"), &h)
-}
-
 /// (status, error code) of an answer; the code is empty for a 200.
 fn outcome(r: &Response) -> (u16, String) {
     let code = if r.status == 200 {
@@ -151,16 +118,16 @@ fn upstream_auth(s: &Stack) -> Vec<String> {
 #[test]
 fn during_the_grace_an_old_access_token_alone_is_never_handed_the_new_refresh_token() {
     let s = Stack::start(refresh_config(json!({"grace_seconds": 30}), json!({})));
-    let l = login(&s, 20, json!({}));
-    let other = login(&s, 300, json!({"sub": "bob"}));
-    let first = call(&Client::new(), &s, &l.access, Some(&l.refresh));
+    let l = s.login(20, json!({}));
+    let other = s.login(300, json!({"sub": "bob"}));
+    let first = s.call(&Client::new(), &l.access, Some(&l.refresh));
     assert_eq!(first.status, 200, "{}", first.body);
     let new_access = first.header("x-new-access-token").expect("refreshed").to_string();
     let new_refresh = first.header("x-new-refresh-token").expect("rotated").to_string();
 
     // The attack: the old access token alone, from anywhere (fresh connections: both workers).
     for i in 0..4 {
-        let r = call(&Client::new(), &s, &l.access, None);
+        let r = s.call(&Client::new(), &l.access, None);
         assert_eq!(r.status, 200, "handoff {i}: {}", r.body);
         assert_eq!(r.header("x-new-access-token"), Some(new_access.as_str()), "handoff {i}");
         assert!(
@@ -169,12 +136,12 @@ fn during_the_grace_an_old_access_token_alone_is_never_handed_the_new_refresh_to
         );
     }
     // Another refresh token (another session's) does not unlock it either.
-    let r = call(&Client::new(), &s, &l.access, Some(&other.refresh));
+    let r = s.call(&Client::new(), &l.access, Some(&other.refresh));
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.header("x-new-access-token"), Some(new_access.as_str()));
     assert!(r.header("x-new-refresh-token").is_none(), "a foreign refresh token got the new one");
     // The client that spent the refresh token (its response was lost, say) gets both again.
-    let r = call(&Client::new(), &s, &l.access, Some(&l.refresh));
+    let r = s.call(&Client::new(), &l.access, Some(&l.refresh));
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.header("x-new-access-token"), Some(new_access.as_str()));
     assert_eq!(r.header("x-new-refresh-token"), Some(new_refresh.as_str()));
@@ -208,9 +175,9 @@ fn during_the_grace_an_old_access_token_alone_is_never_handed_the_new_refresh_to
 #[test]
 fn a_refresh_answered_for_another_subject_replaces_nothing() {
     let s = Stack::start(refresh_config(json!({"grace_seconds": 30}), json!({})));
-    let victim = login(&s, 20, json!({}));
-    let mallory = login(&s, 300, json!({"sub": "mallory"}));
-    let r = call(&Client::new(), &s, &victim.access, Some(&mallory.refresh));
+    let victim = s.login(20, json!({}));
+    let mallory = s.login(300, json!({"sub": "mallory"}));
+    let r = s.call(&Client::new(), &victim.access, Some(&mallory.refresh));
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.header("x-new-access-token").is_none(), "the victim was handed the attacker's token");
     assert_eq!(upstream_auth(&s), vec![bearer(&victim.access)]);
@@ -221,7 +188,7 @@ fn a_refresh_answered_for_another_subject_replaces_nothing() {
     assert!(events(&s, "refresh_succeeded").is_empty());
     // The victim's token is not superseded: it goes on as itself, on both workers.
     for _ in 0..4 {
-        let r = call(&Client::new(), &s, &victim.access, None);
+        let r = s.call(&Client::new(), &victim.access, None);
         assert_eq!(r.status, 200, "{}", r.body);
         assert!(r.header("x-new-access-token").is_none());
     }
@@ -273,8 +240,8 @@ fn revoking_an_es256_token_also_revokes_its_malleated_twin_on_every_worker() {
     assert_ne!(twin, token);
     assert_eq!(token_sha256(&twin), token_sha256(&token));
     // Both verify before the revocation (the twin is a valid signature).
-    assert_eq!(outcome(&call(&Client::new(), &s, &token, None)), (200, String::new()));
-    assert_eq!(outcome(&call(&Client::new(), &s, &twin, None)), (200, String::new()));
+    assert_eq!(outcome(&s.call(&Client::new(), &token, None)), (200, String::new()));
+    assert_eq!(outcome(&s.call(&Client::new(), &twin, None)), (200, String::new()));
 
     let url = revoke_url(&s.envoy.url(""), "/tokenguard/", "token_sha256", &token_sha256(&token));
     let r = s.client.post(&url, &[("x-admin-token", ADMIN)], "");
@@ -282,9 +249,9 @@ fn revoking_an_es256_token_also_revokes_its_malleated_twin_on_every_worker() {
 
     // Fresh connections: both workers. The twin first: it is the attack.
     for i in 0..6 {
-        let r = call(&Client::new(), &s, &twin, None);
+        let r = s.call(&Client::new(), &twin, None);
         assert_eq!(outcome(&r), refused("token_revoked"), "twin, attempt {i}: {}", r.body);
-        let r = call(&Client::new(), &s, &token, None);
+        let r = s.call(&Client::new(), &token, None);
         assert_eq!(outcome(&r), refused("token_revoked"), "token, attempt {i}: {}", r.body);
     }
     // Upstream: only the two requests before the revocation.
@@ -309,15 +276,15 @@ fn revoking_an_es256_token_also_revokes_its_malleated_twin_on_every_worker() {
 #[test]
 fn after_the_grace_the_malleated_twin_of_a_replaced_token_is_refused_as_replaced() {
     let s = Stack::start(refresh_config(json!({"grace_seconds": 2}), json!({})));
-    let l = login(&s, 20, json!({"alg": "ES256"}));
-    let r = call(&Client::new(), &s, &l.access, Some(&l.refresh));
+    let l = s.login(20, json!({"alg": "ES256"}));
+    let r = s.call(&Client::new(), &l.access, Some(&l.refresh));
     assert_eq!(r.status, 200, "{}", r.body);
     let new_access = r.header("x-new-access-token").expect("refreshed").to_string();
     let refreshed_at = now();
     sleep_until(refreshed_at + 4); // past the 2 s grace
     let twin = es256_twin(&l.access);
     for i in 0..4 {
-        let r = call(&Client::new(), &s, &twin, None);
+        let r = s.call(&Client::new(), &twin, None);
         assert_eq!(outcome(&r), refused("token_revoked"), "twin, attempt {i}: {}", r.body);
         assert!(
             r.json()["error_description"].as_str().unwrap_or_default().contains("replaced"),
@@ -325,10 +292,10 @@ fn after_the_grace_the_malleated_twin_of_a_replaced_token_is_refused_as_replaced
             r.body
         );
         assert!(r.header("x-new-access-token").is_none());
-        let r = call(&Client::new(), &s, &l.access, None);
+        let r = s.call(&Client::new(), &l.access, None);
         assert_eq!(outcome(&r), refused("token_revoked"), "old token, attempt {i}: {}", r.body);
     }
-    assert_eq!(outcome(&call(&Client::new(), &s, &new_access, None)), (200, String::new()));
+    assert_eq!(outcome(&s.call(&Client::new(), &new_access, None)), (200, String::new()));
     // Upstream: the refreshed request and the new token, never the twin or the old token.
     assert_eq!(upstream_auth(&s), vec![bearer(&new_access), bearer(&new_access)]);
     // Issuer: the one refresh.
@@ -436,11 +403,11 @@ fn admin_requests_never_reach_the_upstream_even_on_a_plain_route() {
     // The query revocations took effect, on both workers; the bodies were never read.
     for (i, t) in query_victims.iter().enumerate() {
         for _ in 0..2 {
-            assert_eq!(outcome(&call(&Client::new(), &s, t, None)), refused("token_revoked"), "victim {i}");
+            assert_eq!(outcome(&s.call(&Client::new(), t, None)), refused("token_revoked"), "victim {i}");
         }
     }
     for (i, t) in body_named.iter().enumerate() {
-        assert_eq!(outcome(&call(&Client::new(), &s, t, None)), (200, String::new()), "body-named {i}");
+        assert_eq!(outcome(&s.call(&Client::new(), t, None)), (200, String::new()), "body-named {i}");
     }
     // Upstream in total: the ordinary request and the five body-named tokens, nothing else.
     let mut expected = vec![bearer(&bystander)];
@@ -521,14 +488,14 @@ fn cookie_parts(header: Option<&str>) -> Vec<String> {
 fn a_refresh_token_cookie_is_stripped_from_the_cookie_header_sent_upstream() {
     let s = Stack::start(refresh_config(json!({"refresh_token_cookie": "rt"}), json!({})));
     // Not due: forwarded as it is, minus the refresh token.
-    let fresh = login(&s, 300, json!({}));
+    let fresh = s.login(300, json!({}));
     let cookie = format!("theme=dark; rt={}; lang=en", fresh.refresh);
     let r = Client::new()
         .get(&s.envoy.url("/api"), &[("authorization", &bearer(&fresh.access)), ("cookie", &cookie)]);
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.header("x-new-access-token").is_none());
     // Due: refreshed with the cookie's refresh token, which still does not go upstream.
-    let due = login(&s, 20, json!({}));
+    let due = s.login(20, json!({}));
     let cookie = format!("rt={}; theme=dark", due.refresh);
     let r = Client::new()
         .get(&s.envoy.url("/api"), &[("authorization", &bearer(&due.access)), ("cookie", &cookie)]);
@@ -555,7 +522,7 @@ fn a_refresh_token_cookie_is_stripped_from_the_cookie_header_sent_upstream() {
         json!({"refresh_token_cookie": "rt"}),
         json!({"token_source": {"cookie": "at"}}),
     ));
-    let due = login(&s, 20, json!({}));
+    let due = s.login(20, json!({}));
     let cookie = format!("at={}; rt={}; theme=dark", due.access, due.refresh);
     let r = Client::new().get(&s.envoy.url("/api"), &[("cookie", &cookie)]);
     assert_eq!(r.status, 200, "{}", r.body);
@@ -649,7 +616,7 @@ fn other_jwt_types_from_the_trusted_issuer_are_not_access_tokens() {
     let mut refused_tokens = Vec::new();
     for (i, typ) in refused_types.iter().enumerate() {
         let token = typed_token(Some(typ), i);
-        let r = call(&Client::new(), &s, &token, None);
+        let r = s.call(&Client::new(), &token, None);
         assert_eq!(outcome(&r), refused("malformed_token"), "typ {typ}: {}", r.body);
         let description = r.json()["error_description"].as_str().unwrap_or_default().to_ascii_lowercase();
         let named = typ.to_ascii_lowercase();
@@ -660,7 +627,7 @@ fn other_jwt_types_from_the_trusted_issuer_are_not_access_tokens() {
     let mut accepted_tokens = Vec::new();
     for (i, typ) in accepted_types.iter().enumerate() {
         let token = typed_token(*typ, 100 + i);
-        let r = call(&Client::new(), &s, &token, None);
+        let r = s.call(&Client::new(), &token, None);
         assert_eq!(r.status, 200, "typ {typ:?}: {}", r.body);
         accepted_tokens.push(token);
     }
@@ -673,9 +640,9 @@ fn other_jwt_types_from_the_trusted_issuer_are_not_access_tokens() {
             &json!({"iss": ISS, "sub": "alice", "aud": "api", "iat": t, "exp": t + 300}),
         )
     };
-    assert_eq!(outcome(&call(&Client::new(), &s, &hs("secevent+jwt"), None)), refused("malformed_token"));
+    assert_eq!(outcome(&s.call(&Client::new(), &hs("secevent+jwt"), None)), refused("malformed_token"));
     refused_tokens.push(hs("secevent+jwt"));
-    assert_eq!(call(&Client::new(), &s, &hs("at+jwt"), None).status, 200);
+    assert_eq!(s.call(&Client::new(), &hs("at+jwt"), None).status, 200);
     accepted_tokens.push(hs("at+jwt"));
 
     let expected: Vec<String> = accepted_tokens.iter().map(|t| bearer(t)).collect();
@@ -706,7 +673,7 @@ fn configured_token_types_replace_the_default_list() {
     let mut expected = Vec::new();
     for (i, (typ, passes)) in cases.iter().enumerate() {
         let token = typed_token(*typ, 200 + i);
-        let r = call(&Client::new(), &s, &token, None);
+        let r = s.call(&Client::new(), &token, None);
         if *passes {
             assert_eq!(r.status, 200, "typ {typ:?}: {}", r.body);
             expected.push(bearer(&token));
@@ -736,13 +703,13 @@ fn session_config() -> Value {
 #[test]
 fn a_refresh_through_the_filter_does_not_extend_the_absolute_session() {
     let s = Stack::start(session_config());
-    control(&s, json!({"omit_auth_time": true}));
-    let l = login(&s, 35, json!({}));
+    s.control(json!({"omit_auth_time": true}));
+    let l = s.login(35, json!({}));
     let c0 = claims(&l.access);
     assert!(c0.get("auth_time").is_none() && c0["sid"].is_string(), "{c0}");
     let t0 = c0["iat"].as_u64().unwrap();
     sleep_until(t0 + 6); // due: 29 s left, window 30 s
-    let r = call(&Client::new(), &s, &l.access, Some(&l.refresh));
+    let r = s.call(&Client::new(), &l.access, Some(&l.refresh));
     assert_eq!(r.status, 200, "{}", r.body);
     let new_access = r.header("x-new-access-token").expect("refreshed").to_string();
     let new_refresh = r.header("x-new-refresh-token").expect("rotated").to_string();
@@ -752,7 +719,7 @@ fn a_refresh_through_the_filter_does_not_extend_the_absolute_session() {
     assert!(c1.get("auth_time").is_none());
 
     sleep_until(t0 + 9); // the session began at t0 and lasts 8 s
-    let r = call(&Client::new(), &s, &new_access, Some(&new_refresh));
+    let r = s.call(&Client::new(), &new_access, Some(&new_refresh));
     assert_eq!(outcome(&r), refused("session_expired"), "{}", r.body);
     assert!(r.header("x-new-access-token").is_none());
     // Upstream: only the refreshed request, with the new token.
@@ -773,12 +740,12 @@ fn a_refresh_through_the_filter_does_not_extend_the_absolute_session() {
 #[test]
 fn a_token_refreshed_out_of_band_keeps_its_sessions_start() {
     let s = Stack::start(session_config());
-    control(&s, json!({"omit_auth_time": true}));
-    let l = login(&s, 35, json!({}));
+    s.control(json!({"omit_auth_time": true}));
+    let l = s.login(35, json!({}));
     let c0 = claims(&l.access);
     let t0 = c0["iat"].as_u64().unwrap();
     // The filter sees the session's first token.
-    assert_eq!(outcome(&call(&Client::new(), &s, &l.access, None)), (200, String::new()));
+    assert_eq!(outcome(&s.call(&Client::new(), &l.access, None)), (200, String::new()));
     sleep_until(t0 + 6);
     let body = format!("grant_type=refresh_token&refresh_token={}", query_encode(&l.refresh));
     let r = Client::new().post(
@@ -792,7 +759,7 @@ fn a_token_refreshed_out_of_band_keeps_its_sessions_start() {
     assert!(c1["iat"].as_u64().unwrap() > t0 && c1["sid"] == c0["sid"] && c1.get("auth_time").is_none());
 
     sleep_until(t0 + 9);
-    let r = call(&Client::new(), &s, &new_access, None);
+    let r = s.call(&Client::new(), &new_access, None);
     assert_eq!(outcome(&r), refused("session_expired"), "{}", r.body);
     assert_eq!(upstream_auth(&s), vec![bearer(&l.access)]);
     assert_eq!(s.issuer.counter("token_calls"), 1, "only the client's own refresh");
@@ -810,7 +777,7 @@ fn a_token_refreshed_out_of_band_keeps_its_sessions_start() {
 /// answer and how long it took.
 fn timed_call(s: &Stack, access: &str, refresh: Option<&str>) -> (Response, Duration) {
     let started = Instant::now();
-    let r = call(&Client::new(), s, access, refresh);
+    let r = s.call(&Client::new(), access, refresh);
     (r, started.elapsed())
 }
 
@@ -829,7 +796,7 @@ fn position(s: &Stack, event: &str, token: &str) -> Option<usize> {
 #[test]
 fn an_expired_token_held_for_the_first_feed_sync_is_refreshed_not_forwarded() {
     let s = slow_feed_stack(refresh_config(json!({"refresh_expired": true}), json!({})));
-    let l = login(&s, -1, json!({}));
+    let l = s.login(-1, json!({}));
     let (r, held) = timed_call(&s, &l.access, Some(&l.refresh));
     assert!(held >= Duration::from_millis(500), "setup: the request was not held for the feed ({held:?})");
     // Upstream first: the attack is the expired token reaching it.
@@ -855,7 +822,7 @@ fn an_expired_token_held_for_the_first_feed_sync_is_refreshed_not_forwarded() {
 #[test]
 fn a_due_token_held_for_the_first_feed_sync_is_refreshed_when_released() {
     let s = slow_feed_stack(refresh_config(json!({}), json!({})));
-    let l = login(&s, 20, json!({}));
+    let l = s.login(20, json!({}));
     let (r, held) = timed_call(&s, &l.access, Some(&l.refresh));
     assert!(held >= Duration::from_millis(500), "setup: the request was not held for the feed ({held:?})");
     let auths = upstream_auth(&s);
@@ -874,7 +841,7 @@ fn a_due_token_held_for_the_first_feed_sync_is_refreshed_when_released() {
 #[test]
 fn an_expired_token_held_for_the_first_feed_sync_is_refused_without_refresh_expired() {
     let s = slow_feed_stack(refresh_config(json!({}), json!({})));
-    let l = login(&s, -1, json!({}));
+    let l = s.login(-1, json!({}));
     let (r, held) = timed_call(&s, &l.access, Some(&l.refresh));
     assert!(held >= Duration::from_millis(500), "setup: the request was not held for the feed ({held:?})");
     assert_eq!(outcome(&r), refused("token_expired"), "{}", r.body);

@@ -3,6 +3,7 @@
 
 use crate::config::{Config, TokenSource};
 use crate::reject::{RejectCode, Rejection};
+use crate::verdict::Swap;
 
 use super::Request;
 
@@ -117,4 +118,21 @@ pub fn cookie_values<'h, 'n>(header: &'h str, name: &'n str) -> impl Iterator<It
         let (k, v) = pair.split_once('=')?;
         (k.trim() == name).then(|| v.trim().trim_matches('"'))
     })
+}
+
+/// The headers a forwarded request's response gains: the seconds its token has left, and,
+/// after a refresh, the new tokens for the client (the refresh token only when the gate
+/// handed it to this request).
+pub fn response_headers(cfg: &Config, expires_in: Option<u64>, swap: Option<Swap>) -> Vec<(String, String)> {
+    let mut headers = Vec::new();
+    if let (Some(seconds), Some(name)) = (expires_in, &cfg.expires_in_header) {
+        headers.push((name.clone(), seconds.to_string()));
+    }
+    if let (Some(Swap { access_token, refresh_token }), Some(r)) = (swap, &cfg.refresh) {
+        headers.push((r.access_token_response_header.clone(), access_token));
+        if let Some(rt) = refresh_token {
+            headers.push((r.refresh_token_response_header.clone(), rt));
+        }
+    }
+    headers
 }

@@ -380,3 +380,28 @@ fn an_altered_token_never_matches_the_hot_path() {
     let Verdict::Deny(r) = run(&cfg, &host, &w, Some(&bearer(&forged))) else { panic!("forgery forwarded") };
     assert!(r.body.contains("invalid_signature") || r.body.contains("malformed_token"), "{}", r.body);
 }
+
+#[test]
+fn a_response_carries_the_seconds_left_and_after_a_refresh_the_new_tokens() {
+    use crate::gate::credential::response_headers;
+    use crate::verdict::Swap;
+    let cfg = refresh_cfg();
+    let swap =
+        |rt: Option<&str>| Some(Swap { access_token: "A2".into(), refresh_token: rt.map(str::to_owned) });
+    let h = |v: &[(&str, &str)]| v.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+    assert_eq!(response_headers(&cfg, Some(42), None), h(&[("x-token-expires-in", "42")]));
+    assert_eq!(
+        response_headers(&cfg, None, swap(Some("R2"))),
+        h(&[("x-new-access-token", "A2"), ("x-new-refresh-token", "R2")])
+    );
+    assert_eq!(
+        response_headers(&cfg, None, swap(None)),
+        h(&[("x-new-access-token", "A2")]),
+        "no refresh token"
+    );
+    let quiet = config(json!({"expires_in_header": ""}));
+    assert!(
+        response_headers(&quiet, Some(42), swap(Some("R2"))).is_empty(),
+        "nothing configured, nothing added"
+    );
+}

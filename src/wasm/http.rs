@@ -8,12 +8,11 @@ use std::rc::Rc;
 
 use super::{Outcome, Shared};
 use crate::admin::{self, Route};
-use crate::audit;
 use crate::gate::{self, Request, RequestMeta};
 use crate::refresh::PendingRefresh;
 use crate::refresh::{Failure, MAX_RESPONSE_BYTES};
 use crate::reject::LocalReply;
-use crate::verdict::{Swap, Verdict};
+use crate::verdict::Verdict;
 
 pub struct Http {
     id: u32,
@@ -89,24 +88,13 @@ fn answer_admin(
             return;
         }
     }
-    publish_done(shared, answer.reply, false);
+    publish_done(shared, answer.reply, None);
 }
 
-/// Sends the admin reply once the feed publish is over (`published` says how it went).
-pub(super) fn publish_done(shared: &Shared, reply: LocalReply, published: bool) {
-    use crate::host::Metrics;
-    let host = shared.host();
-    if published {
-        host.count(crate::metrics::Counter::RevocationPublished);
-    } else {
-        host.count(crate::metrics::Counter::RevocationPublishFailed);
-        let now = crate::host::Clock::now(&host);
-        let mut r = crate::audit::Record::new(crate::audit::Event::RevocationPublishFailed, now);
-        r.reason =
-            Some("the revocation feed did not accept the revocation; it holds on this replica only".into());
-        audit::emit(&host, r);
-    }
-    send(&admin::with_published(reply, published));
+/// Sends the admin reply once the feed publish is over: `status` is the feed's answer, None
+/// when the call failed or its deadline passed.
+pub(super) fn publish_done(shared: &Shared, reply: LocalReply, status: Option<u16>) {
+    send(&admin::publish_finished(&shared.host(), reply, status));
 }
 
 /// Carries out a verdict on the stream whose context is in effect. Returns whether the
@@ -258,11 +246,8 @@ impl Context for Http {
     fn on_http_call_response(&mut self, _token: u32, num_headers: usize, body_size: usize, _trailers: usize) {
         let Some(shared) = self.shared.clone() else { return };
         if let Some((_, reply)) = take(&shared.publishing, self.id) {
-            let published = call_response(num_headers, 0)
-                .ok()
-                .and_then(|(status, _)| status)
-                .is_some_and(|s| (200..300).contains(&s));
-            publish_done(&shared, reply, published);
+            let status = call_response(num_headers, 0).ok().and_then(|(status, _)| status);
+            publish_done(&shared, reply, status);
             return;
         }
         finish_refresh(&shared, self.id, num_headers, body_size);
@@ -334,22 +319,8 @@ impl HttpContext for Http {
         let Some(shared) = self.shared.as_ref() else { return Action::Continue };
         let outcome = take(&shared.outcomes, self.id);
         let Some(Outcome { expires_in, swap }) = outcome else { return Action::Continue };
-        if let (Some(seconds), Some(name)) = (expires_in, &shared.cfg.expires_in_header) {
-            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(&seconds.to_string()));
-        }
-        if let (Some(Swap { access_token, refresh_token }), Some(r)) = (swap, &shared.cfg.refresh) {
-            let _ = hostcalls::set_map_value(
-                MapType::HttpResponseHeaders,
-                &r.access_token_response_header,
-                Some(&access_token),
-            );
-            if let Some(rt) = refresh_token {
-                let _ = hostcalls::set_map_value(
-                    MapType::HttpResponseHeaders,
-                    &r.refresh_token_response_header,
-                    Some(&rt),
-                );
-            }
+        for (name, value) in gate::credential::response_headers(&shared.cfg, expires_in, swap) {
+            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, &name, Some(&value));
         }
         Action::Continue
     }

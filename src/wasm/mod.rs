@@ -277,7 +277,7 @@ fn publish_deadlines(shared: &Shared, now_ms: u64) {
     };
     for (id, reply) in late {
         if hostcalls::set_effective_context(id).is_ok() {
-            http::publish_done(shared, reply, false);
+            http::publish_done(shared, reply, None);
         }
     }
 }

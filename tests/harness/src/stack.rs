@@ -165,4 +165,42 @@ impl Stack {
         }
         self.client.get(&self.envoy.url(path), &headers)
     }
+
+    /// Logs in at the test issuer (`/oauth/login`): `ttl` seconds, `extra` merged into the
+    /// request (sub, alg, sid, ...). Returns the access and refresh tokens it issued.
+    pub fn login(&self, ttl: i64, extra: Value) -> Login {
+        let mut body = json!({"sub": "alice", "alg": "ES256", "ttl": ttl});
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            body[k] = v.clone();
+        }
+        let r = Client::new().post(&format!("{}/oauth/login", self.issuer.url()), &[], &body.to_string());
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = r.json();
+        let field =
+            |name: &str| v[name].as_str().unwrap_or_else(|| panic!("no {name}: {}", r.body)).to_string();
+        Login { access: field("access_token"), refresh: field("refresh_token") }
+    }
+
+    /// Tells the test issuer how to behave (`/control`: outages, delays, rotation...).
+    pub fn control(&self, v: Value) {
+        let r = Client::new().post(&format!("{}/control", self.issuer.url()), &[], &v.to_string());
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
+    /// GET /api on `client` with the access token as a bearer token and, when given, the
+    /// refresh token in `x-refresh-token` (the default refresh token source).
+    pub fn call(&self, client: &Client, access: &str, refresh: Option<&str>) -> Response {
+        let auth = format!("Bearer {access}");
+        let mut h = vec![("authorization", auth.as_str())];
+        if let Some(r) = refresh {
+            h.push(("x-refresh-token", r));
+        }
+        client.get(&self.envoy.url("/api"), &h)
+    }
+}
+
+/// What the test issuer's login hands out.
+pub struct Login {
+    pub access: String,
+    pub refresh: String,
 }
