@@ -298,10 +298,9 @@ fn make_verifier(jwk: &Jwk, alg: Alg) -> Result<Verifier, String> {
     })
 }
 
-/// jwt-simple's RSA key policy (`check_rsa_key_policy` in jwt-simple 0.15), kept for the
-/// RS* and PS* keys it no longer checks so that the key sets that load, and the ones refused,
-/// stay what they were (an RSA JWK is usable for RS* exactly when it is for PS*): a modulus of
-/// 2048 to 4096 bits, odd, and e = 65537. `crate::rsa` itself takes more (up to 8192 bits,
+/// The RSA key policy for RS* and PS* keys (the one jwt-simple 0.15 applies in
+/// `check_rsa_key_policy`, so an RSA JWK is usable for RS* exactly when it is for PS*): a
+/// modulus of 2048 to 4096 bits, odd, and e = 65537. `crate::rsa` itself takes more (up to 8192 bits,
 /// any odd e >= 3); widening this is a policy decision, not a code change.
 const RSA_MAX_MODULUS_BITS: usize = 4096;
 const RSA_EXPONENT: u64 = 65537;

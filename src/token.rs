@@ -2,8 +2,8 @@
 //!
 //! This is the first code to touch attacker-controlled bytes, so it is strict and total:
 //! every malformation becomes a `malformed_token` rejection, nothing panics, and the claims
-//! it hands on have the types the rest of the pipeline relies on. (jwt-simple no longer
-//! reads tokens: the signature verifiers see only the signing input's bytes.)
+//! it hands on have the types the rest of the pipeline relies on. The signature verifiers
+//! see only the signing input's bytes, never a token header, so only this module parses one.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

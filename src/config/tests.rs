@@ -190,7 +190,7 @@ fn out_of_range_values_are_refused_not_clamped() {
         e[k] = json!(v);
         Config::from_json(json!({"mode": "egress", "egress": e}))
     };
-    // retry_seconds used to be clamped into 1..=60.
+    // retry_seconds is 1..=60: the edges are taken, a value outside is refused, not clamped.
     assert_eq!(egress("retry_seconds", 1).unwrap().egress.unwrap().retry_seconds, 1);
     assert_eq!(egress("retry_seconds", 60).unwrap().egress.unwrap().retry_seconds, 60);
     for v in [0, 61] {

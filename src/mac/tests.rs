@@ -97,7 +97,7 @@ fn sign(secret: &[u8], alg: Alg, rng: &mut Rng) -> String {
     .unwrap()
 }
 
-/// jwt-simple's verdict, with the options `jwks::Verifier` used to give it.
+/// jwt-simple's verdict, as the reference to cross-check against.
 fn theirs(secret: &[u8], alg: Alg, token: &str) -> bool {
     match alg {
         Alg::HS256 => HS256Key::from_bytes(secret).verify_token::<NoCustomClaims>(token, opts()).is_ok(),

@@ -32,7 +32,7 @@ impl Signer {
     }
 
     /// Our verdict, which must be p256's on the raw signature and jwt-simple's on the
-    /// token (with the options `jwks::Verifier` used to give it).
+    /// token (the reference to cross-check against).
     fn verdict(&self, token: &str) -> bool {
         let mine = self.ours.verify(token).is_ok();
         let opts = Some(VerificationOptions {

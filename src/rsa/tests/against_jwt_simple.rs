@@ -38,7 +38,7 @@ impl Signer {
         KeySet::build(&set, &[alg], "jwks").unwrap().entries.remove(0).verifier
     }
 
-    /// jwt-simple's verdict, with the options `jwks::Verifier` used to give it.
+    /// jwt-simple's verdict, as the reference to cross-check against.
     fn theirs(&self, alg: Alg, token: &str) -> bool {
         let opts = Some(VerificationOptions {
             accept_future: true,
