@@ -62,103 +62,147 @@ pub struct Worker {
     pub accepted: RefCell<accepted::AcceptedCache>,
 }
 
-/// Decides one request, in named steps: read the credential, the hot path, authenticate,
-/// the revocation feed's say, revocation, supersession (the refresh handoff), claims and
-/// session, record, refresh.
+/// A step of the pipeline: what it learnt for the next step, or the request's verdict.
+type Step<T> = Result<T, Verdict>;
+
+/// Decides one request. The steps, in order: read the credential, the hot path,
+/// authenticate, the revocation feed's say, revocation, supersession (the refresh handoff),
+/// claims and session, record, refresh. Each step either hands on what it learnt or ends
+/// the request with its verdict.
 pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Request) -> Verdict {
+    match decide(cfg, host, worker, req) {
+        Ok(verdict) | Err(verdict) => verdict,
+    }
+}
+
+fn decide<H: Host>(cfg: &Config, host: &H, worker: &Worker, req: &Request) -> Step<Verdict> {
     let now = host.now();
     let mut ctx = Ctx { cfg, host, req, now, fingerprint: None };
-    let token = match read_credential(cfg, req) {
-        Ok(Some(t)) => t,
-        Ok(None) => {
-            host.count(Counter::MissingToken);
-            return Verdict::Deny(reject::missing_token_response(&cfg.realm));
-        }
-        Err(rejection) => return ctx.reject(rejection, None),
-    };
+    let token = credential(&ctx)?;
     let registry = Registry::new(host, Layout::of(cfg));
     if let Some(verdict) = accepted_again(cfg, host, worker, &registry, token, now, req) {
-        return verdict;
+        return Ok(verdict);
     }
     let fingerprint = Fingerprint::of(token);
     ctx.fingerprint = Some(fingerprint);
-    let decoded = match token::decode(token) {
-        Ok(d) => d,
-        Err(rejection) => return ctx.reject(rejection, None),
-    };
-    let known = registry.lookup(&fingerprint.0);
-    let cached = signature_known_good(cfg, known.as_ref(), req, token);
-    host.count(if cached { Counter::RegistryHit } else { Counter::SignatureVerified });
-    let auth = match verify::authenticate_decoded(cfg, token, decoded, cached) {
-        Ok(a) => a,
-        Err(rejection) => return ctx.reject(rejection, None),
-    };
+    let (auth, known) = authenticate(&ctx, &registry, &fingerprint, token)?;
     let claims = &auth.decoded.claims;
-    if let Some(v) = feed_gate(cfg, host, worker, &registry, now) {
-        // Held: the signature is not checked again when the request is asked again.
-        return match v {
-            Verdict::Hold { wait_ms, reason, .. } => {
-                Verdict::Hold { wait_ms, reason, verified: Some(hmac_sha256::Hash::hash(token.as_bytes())) }
-            }
-            other => other,
-        };
-    }
+    feed_say(&ctx, worker, &registry, token)?;
     let facts = TokenFacts::of(&fingerprint.0, claims);
-    // Hashed once: the check below, and the hot path's memory of this token, both need them.
+    // Hashed once: the revocation check and the hot path's memory of this token need them.
     let targets = Revocation::targets_of(&facts);
-    let revoked = known.as_ref().is_some_and(|r| r.state == State::Revoked);
-    match is_revoked(host, worker, &registry, &facts, &targets, now) {
-        Some(false) if !revoked => {}
-        Some(_) => {
-            return ctx
-                .reject(Rejection::new(RejectCode::TokenRevoked, "token has been revoked"), Some(claims))
-        }
-        None => return unavailable(),
-    }
+    not_revoked(&ctx, worker, &registry, known.as_ref(), &facts, &targets, claims)?;
     if let Some(old) = known.as_ref().filter(|r| r.state == State::Superseded) {
-        if let Some(v) = superseded(&ctx, worker, &registry, old, claims) {
-            return v;
-        }
+        superseded(&ctx, worker, &registry, old, claims).map_or(Ok(()), Err)?;
     }
-    let known_start = known_session_start(cfg, &registry, known.as_ref(), auth.provider, claims, now);
-    let life = match verify::check_claims_in_session(cfg, auth.provider, claims, now, known_start) {
-        Ok(l) => l,
-        Err(rejection) => {
-            if rejection.code == RejectCode::TokenExpired {
-                let start = verify::session_start(cfg, claims, known_start);
-                if let Some(plan) =
-                    refreshing::start(cfg, host, &registry, req, token, &fingerprint, claims, None, start)
-                {
-                    return Verdict::Refresh(Box::new(plan));
-                }
-            }
-            return ctx.reject(rejection, Some(claims));
-        }
-    };
+    let life = claims_and_session(&ctx, &registry, known.as_ref(), &auth, token)?;
     let accepted =
         Accepted { token, fingerprint, claims, life, known: known.as_ref(), provider: auth.provider };
     let recorded = record(&ctx, &registry, &accepted);
-    if let Some(plan) = refreshing::start(
-        cfg,
-        host,
-        &registry,
-        req,
-        token,
-        &fingerprint,
-        claims,
-        Some(life),
-        life.session_start,
-    ) {
-        return Verdict::Refresh(Box::new(plan));
+    let start = life.session_start;
+    if let Some(plan) =
+        refreshing::start(cfg, host, &registry, req, token, &fingerprint, claims, Some(life), start)
+    {
+        return Ok(Verdict::Refresh(Box::new(plan)));
     }
     // Remembered from the second sight on: a token seen once (a flood of one-shot tokens,
     // say) would only churn the cache.
     let plain = known.as_ref().is_some_and(|r| !matches!(r.state, State::Superseded | State::Revoked));
-    if recorded.is_some() && plain {
-        let last_seen = recorded.unwrap_or(now);
+    if let (Some(last_seen), true) = (recorded, plain) {
         remember_accepted(cfg, worker, token, fingerprint, targets, claims, life, last_seen, now);
     }
-    Verdict::Forward { expires_in: cfg.expires_in_header.as_ref().map(|_| life.remaining_s), swap: None }
+    Ok(Verdict::Forward { expires_in: cfg.expires_in_header.as_ref().map(|_| life.remaining_s), swap: None })
+}
+
+/// Read the credential: the token, or the request ends (no token: a challenge; a
+/// malformed or ambiguous credential: a rejection).
+fn credential<'r, H: Host>(ctx: &Ctx<'r, H>) -> Step<&'r str> {
+    match read_credential(ctx.cfg, ctx.req) {
+        Ok(Some(token)) => Ok(token),
+        Ok(None) => {
+            ctx.host.count(Counter::MissingToken);
+            Err(Verdict::Deny(reject::missing_token_response(&ctx.cfg.realm)))
+        }
+        Err(rejection) => Err(ctx.reject(rejection, None)),
+    }
+}
+
+/// Authenticate: decode (before anything is read for a token: garbage costs nothing more),
+/// look the token up in the registry, find the provider and key, and check the signature
+/// unless this exact signature already verified under this configuration. Hands on the
+/// token's registry record too.
+fn authenticate<'c, H: Host>(
+    ctx: &Ctx<'c, H>,
+    registry: &Registry<'_, H>,
+    fingerprint: &Fingerprint,
+    token: &str,
+) -> Step<(verify::Authenticated<'c>, Option<TokenRecord>)> {
+    let decoded = token::decode(token).map_err(|rejection| ctx.reject(rejection, None))?;
+    let known = registry.lookup(&fingerprint.0);
+    let cached = signature_known_good(ctx.cfg, known.as_ref(), ctx.req, token);
+    ctx.host.count(if cached { Counter::RegistryHit } else { Counter::SignatureVerified });
+    let auth = verify::authenticate_decoded(ctx.cfg, token, decoded, cached)
+        .map_err(|rejection| ctx.reject(rejection, None))?;
+    Ok((auth, known))
+}
+
+/// The revocation feed's say (see `feed_gate`). A request held here is not verified again
+/// when it is asked again.
+fn feed_say<H: Host>(ctx: &Ctx<'_, H>, worker: &Worker, registry: &Registry<'_, H>, token: &str) -> Step<()> {
+    match feed_gate(ctx.cfg, ctx.host, worker, registry, ctx.now) {
+        None => Ok(()),
+        Some(Verdict::Hold { wait_ms, reason, .. }) => {
+            Err(Verdict::Hold { wait_ms, reason, verified: Some(hmac_sha256::Hash::hash(token.as_bytes())) })
+        }
+        Some(other) => Err(other),
+    }
+}
+
+/// Revocation: refused when a revocation covers the token or its record says revoked;
+/// unavailable when the revocation set cannot be read.
+fn not_revoked<H: Host>(
+    ctx: &Ctx<'_, H>,
+    worker: &Worker,
+    registry: &Registry<'_, H>,
+    known: Option<&TokenRecord>,
+    facts: &TokenFacts,
+    targets: &[Target],
+    claims: &Claims,
+) -> Step<()> {
+    let revoked = known.is_some_and(|r| r.state == State::Revoked);
+    match is_revoked(ctx.host, worker, registry, facts, targets, ctx.now) {
+        Some(false) if !revoked => Ok(()),
+        Some(_) => {
+            Err(ctx.reject(Rejection::new(RejectCode::TokenRevoked, "token has been revoked"), Some(claims)))
+        }
+        None => Err(unavailable()),
+    }
+}
+
+/// Claims and session: the time rules, audience and required claims, and the session's
+/// absolute lifetime. An expired token whose refresh token the request carries is
+/// refreshed instead of refused.
+fn claims_and_session<H: Host>(
+    ctx: &Ctx<'_, H>,
+    registry: &Registry<'_, H>,
+    known: Option<&TokenRecord>,
+    auth: &verify::Authenticated,
+    token: &str,
+) -> Step<verify::Lifetime> {
+    let (cfg, claims) = (ctx.cfg, &auth.decoded.claims);
+    let known_start = known_session_start(cfg, registry, known, auth.provider, claims, ctx.now);
+    verify::check_claims_in_session(cfg, auth.provider, claims, ctx.now, known_start).map_err(|rejection| {
+        if rejection.code == RejectCode::TokenExpired {
+            let start = verify::session_start(cfg, claims, known_start);
+            let fingerprint = ctx.fingerprint.unwrap_or_else(|| Fingerprint::of(token));
+            if let Some(plan) =
+                refreshing::start(cfg, ctx.host, registry, ctx.req, token, &fingerprint, claims, None, start)
+            {
+                return Verdict::Refresh(Box::new(plan));
+            }
+        }
+        ctx.reject(rejection, Some(claims))
+    })
 }
 
 /// What one request's audit records share.
