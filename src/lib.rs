@@ -38,6 +38,7 @@ pub mod rsa;
 pub mod token;
 pub mod verdict;
 pub mod verify;
+pub mod version;
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;
