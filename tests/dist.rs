@@ -94,9 +94,9 @@ struct RemoteStack {
     envoy: Envoy,
 }
 
-/// dist's envoy-remote.yaml with only its ports moved onto this test's servers and `sha256`
-/// replaced by `sha256` when given; the plugin server serves `served`.
-fn start_remote(dist: &Path, served: Vec<u8>, sha256: Option<&str>) -> RemoteStack {
+/// dist's envoy-remote.yaml with only its ports moved onto this test's servers and `edits`
+/// made (each `from` must occur exactly once); the plugin server serves `served`.
+fn start_remote(dist: &Path, served: Vec<u8>, edits: &[(&str, &str)]) -> RemoteStack {
     let issuer = Issuer::start(demo_keys(), DEFAULT_ISSUER, "127.0.0.1:0");
     let upstream = Upstream::start("127.0.0.1:0");
     let plugin = PluginServer::start(served);
@@ -107,11 +107,9 @@ fn start_remote(dist: &Path, served: Vec<u8>, sha256: Option<&str>) -> RemoteSta
         .replace("port_value: 9101", &format!("port_value: {}", issuer.port))
         .replace("port_value: 9102", &format!("port_value: {}", upstream.port))
         .replace("port_value: 9103", &format!("port_value: {}", plugin.server.port));
-    if let Some(sha) = sha256 {
-        let dist_sha = sha256_hex(&read(&dist.join(wasm_name())));
-        let line = format!("sha256: \"{dist_sha}\"");
-        assert_eq!(moved.matches(&line).count(), 1, "envoy-remote.yaml has no {line}");
-        moved = moved.replace(&line, &format!("sha256: \"{sha}\""));
+    for (from, to) in edits {
+        assert_eq!(moved.matches(from).count(), 1, "envoy-remote.yaml has no single {from:?}");
+        moved = moved.replace(from, to);
     }
     let dir = scratch_dir();
     let cfg = dir.join("envoy.yaml");
@@ -143,7 +141,7 @@ fn dist_holds_the_release_wasm_its_checksum_and_the_configs_that_pin_it() {
 #[test]
 fn envoy_loads_the_dist_wasm_over_http_with_its_checksum_and_it_validates_tokens() {
     let dist = make_dist();
-    let s = start_remote(&dist, read(&dist.join(wasm_name())), None);
+    let s = start_remote(&dist, read(&dist.join(wasm_name())), &[]);
     assert_eq!(s.plugin.fetches(), vec![format!("/{}", wasm_name())], "fetched once, at start");
     assert_eq!(s.envoy.stat("wasm.remote_load_fetch_successes"), Some(1));
 
@@ -177,13 +175,35 @@ fn envoy_refuses_a_plugin_whose_checksum_does_not_match() {
     let mut tampered = read(&dist.join(wasm_name()));
     let last = tampered.len() - 1;
     tampered[last] ^= 1;
-    let s = start_remote(&dist, tampered, None);
+    let s = start_remote(&dist, tampered, &[]);
     refused(&s, "a tampered file");
 
     // The genuine file under a checksum that is not its own: refused just the same.
     let genuine = read(&dist.join(wasm_name()));
-    let s = start_remote(&dist, genuine, Some(&sha256_hex(b"some other build")));
+    let (right, wrong) = (checksum_line(&genuine), checksum_line(b"some other build"));
+    let s = start_remote(&dist, genuine, &[(&right, &wrong)]);
     refused(&s, "a wrong checksum");
+}
+
+fn checksum_line(wasm: &[u8]) -> String {
+    format!("sha256: \"{}\"", sha256_hex(wasm))
+}
+
+/// Why every configuration we ship fails closed: with `FAIL_OPEN` a plugin Envoy refused is
+/// skipped, and a tampered download turns token checking off without a single 401.
+#[test]
+fn a_refused_plugin_under_fail_open_would_let_every_request_through() {
+    let dist = make_dist();
+    let genuine = read(&dist.join(wasm_name()));
+    let (right, wrong) = (checksum_line(&genuine), checksum_line(b"some other build"));
+    let open =
+        [(right.as_str(), wrong.as_str()), ("failure_policy: FAIL_RELOAD", "failure_policy: FAIL_OPEN")];
+    let s = start_remote(&dist, genuine, &open);
+    assert_eq!(s.envoy.stat("wasm.remote_load_fetch_failures"), Some(1));
+    assert!(s.envoy.log().contains("Plugin tokenguard failed to load"));
+    let r = Client::new().get(&s.envoy.url("/hello"), &[]);
+    assert_eq!(r.status, 200, "no token, yet served: {}", r.body);
+    assert_eq!(s.upstream.received().len(), 1, "the unchecked request reached the upstream");
 }
 
 fn refused(s: &RemoteStack, what: &str) {
