@@ -9,6 +9,8 @@ VENV          := .venv
 ENVOY         := $(VENV)/bin/envoy
 WASM          := target/wasm32-wasip1/release/tokenguard.wasm
 CARGO         ?= cargo
+# The crate's version, which names the artifacts `make dist` and `make oci` build.
+VERSION       := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n 1)
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 export TOKENGUARD_WASM := $(abspath $(WASM))
@@ -20,7 +22,8 @@ export ENVOY_VERSION LOCAL_ENVOY_IMAGE
 compose-images compose-up compose-test: export ENVOY_IMAGE ?= $(LOCAL_ENVOY_IMAGE)
 
 .PHONY: all run test unit e2e wasm envoy target lint clean bench harness \
-	compose-images compose-up compose-down compose-test fuzz fuzz-smoke soak bench-verify
+	compose-images compose-up compose-down compose-test fuzz fuzz-smoke soak bench-verify \
+	dist oci oci-test
 
 all: wasm
 
@@ -52,6 +55,29 @@ test: wasm envoy
 	@mkdir -p .run
 	set -o pipefail; $(CARGO) test --workspace -- --test-threads=2 2>&1 | tee .run/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' .run/test.log
+
+## dist: dist/tokenguard-$(VERSION).wasm (the release build), its .sha256, and the example
+## configurations (envoy-remote.yaml with the checksum filled in, the Istio and Envoy Gateway
+## manifests)
+dist: wasm
+	./envoy/dist.sh $(WASM) dist
+
+## oci: the Wasm plugin image tokenguard-wasm:$(VERSION) (FROM scratch, one layer holding
+## plugin.wasm) built offline by the local Docker engine; prints its digest
+oci: dist
+	./envoy/oci.sh
+
+## oci-test: checks that image (exactly one layer, plugin.wasm byte-identical to dist/); no
+## Docker engine is an error (TOKENGUARD_SKIP_COMPOSE=1 skips it, saying so)
+oci-test: SHELL := /bin/bash
+oci-test: dist
+	@mkdir -p .run && : > .run/oci-test.log
+	@if [ "$${TOKENGUARD_SKIP_COMPOSE:-0}" != 0 ]; then \
+		echo "oci-test: SKIPPED (TOKENGUARD_SKIP_COMPOSE=$$TOKENGUARD_SKIP_COMPOSE): the OCI image was not built or checked"; \
+	else \
+		./envoy/oci.sh && \
+		set -o pipefail && $(CARGO) test --test oci -- --ignored 2>&1 | tee .run/oci-test.log; \
+	fi
 
 ## compose-images: the compose harness's images, FROM scratch, from local files only
 compose-images: wasm envoy harness

@@ -258,6 +258,7 @@ fn stats(cfg: &Config, host: &impl Host) -> Value {
     let rejected: Map<String, Value> =
         RejectCode::ALL.iter().map(|c| (c.as_str().to_string(), json!(v(Counter::Rejected(*c))))).collect();
     json!({
+        "version": crate::version::VERSION,
         "active_tokens": census.active_tokens,
         "tracked_tokens": census.tracked_tokens,
         "revocations": census.revocations,

@@ -38,6 +38,7 @@ pub mod rsa;
 pub mod token;
 pub mod verdict;
 pub mod verify;
+pub mod version;
 
 // Natively only under test, where `wasm::double` stands in for Envoy below the ABI.
 #[cfg(any(target_arch = "wasm32", test))]

@@ -69,3 +69,125 @@ fn the_istio_manifest_matches_envoy_yaml() {
     let istio = block("envoy/istio-wasmplugin.yaml", "providers:", "\n\n");
     assert_eq!(envoy, istio);
 }
+
+/// A committed YAML file, parsed (as JSON values, to compare and index them alike).
+fn yaml(file: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(repo_root().join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+    serde_json::to_value(v).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+/// The tokenguard entry of an Envoy config's first listener.
+fn wasm_filter(envoy: &serde_json::Value) -> serde_json::Value {
+    let filters = &envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["http_filters"];
+    let f =
+        filters.as_array().unwrap().iter().find(|f| f["name"] == "tokenguard").expect("a tokenguard filter");
+    f["typed_config"]["config"].clone()
+}
+
+/// Every way we ship the plugin (envoy/envoy.yaml, the remote-code config, the Istio
+/// WasmPlugin, the Envoy Gateway policy) parses as YAML and hands the plugin the same
+/// configuration, value for value; each points at this version's artifact.
+#[test]
+fn every_manifest_carries_envoy_yaml_plugin_configuration() {
+    let version = env!("CARGO_PKG_VERSION");
+    let local = wasm_filter(&yaml("envoy/envoy.yaml"));
+    let plugin = &local["configuration"]["value"];
+    assert!(plugin["providers"].is_array() && plugin["admin"].is_object(), "{plugin}");
+
+    let remote_envoy = yaml("envoy/envoy-remote.yaml");
+    let remote = wasm_filter(&remote_envoy);
+    assert_eq!(&remote["configuration"]["value"], plugin, "envoy-remote.yaml");
+    for key in ["name", "root_id", "failure_policy"] {
+        assert_eq!(remote[key], local[key], "envoy-remote.yaml {key}");
+    }
+    assert_eq!(remote["vm_config"]["vm_id"], local["vm_config"]["vm_id"]);
+    let code = &remote["vm_config"]["code"]["remote"];
+    assert_eq!(code["http_uri"]["uri"], format!("http://127.0.0.1:9103/tokenguard-{version}.wasm"));
+    assert!(code["http_uri"]["timeout"].is_string() && code["sha256"].is_string(), "{code}");
+    let clusters = remote_envoy["static_resources"]["clusters"].as_array().unwrap();
+    assert!(clusters.iter().any(|c| c["name"] == code["http_uri"]["cluster"]), "the fetch cluster exists");
+
+    let istio = yaml("envoy/istio-wasmplugin.yaml");
+    assert_eq!(istio["kind"], "WasmPlugin");
+    let spec = &istio["spec"];
+    assert_eq!(&spec["pluginConfig"], plugin, "istio-wasmplugin.yaml");
+    assert_eq!(spec["url"], format!("oci://registry.example.com/tokenguard-wasm:{version}"));
+    assert_eq!((&spec["phase"], &spec["failStrategy"]), (&json!("AUTHN"), &json!("FAIL_CLOSE")));
+    assert!(spec["selector"]["matchLabels"].is_object(), "{spec}");
+
+    let eg = yaml("envoy/envoy-gateway.yaml");
+    assert_eq!(
+        (&eg["apiVersion"], &eg["kind"]),
+        (&json!("gateway.envoyproxy.io/v1alpha1"), &json!("EnvoyExtensionPolicy"))
+    );
+    let wasm = &eg["spec"]["wasm"][0];
+    assert_eq!(&wasm["config"], plugin, "envoy-gateway.yaml");
+    assert_eq!(wasm["rootID"], local["root_id"]);
+    assert_eq!(wasm["code"]["type"], "Image");
+    assert_eq!(wasm["code"]["image"]["url"], format!("registry.example.com/tokenguard-wasm:{version}"));
+    assert_eq!(wasm["failOpen"], false);
+    assert!(eg["spec"]["targetRefs"].as_array().is_some_and(|t| !t.is_empty()), "{eg}");
+}
+
+/// envoy/envoy-remote.yaml is envoy/envoy.yaml, line for line, but for the code source and
+/// the cluster Envoy fetches it from: a fix to one is made to the other.
+#[test]
+fn the_remote_config_is_envoy_yaml_with_only_the_code_source_changed() {
+    let body = |file: &str| -> Vec<String> {
+        let text = std::fs::read_to_string(repo_root().join(file)).unwrap();
+        text.lines().skip_while(|l| l.starts_with('#') || l.trim().is_empty()).map(String::from).collect()
+    };
+    let (local, remote) = (body("envoy/envoy.yaml"), body("envoy/envoy-remote.yaml"));
+    let only_in = |a: &[String], b: &[String]| -> Vec<String> {
+        let mut rest = b.to_vec();
+        a.iter()
+            .filter(|l| match rest.iter().position(|r| r == *l) {
+                Some(i) => {
+                    rest.remove(i);
+                    false
+                }
+                None => true,
+            })
+            .map(|l| l.trim().to_string())
+            .collect()
+    };
+    assert_eq!(
+        only_in(&local, &remote),
+        [
+            "local:",
+            "# Relative to Envoy's working directory; `make wasm` builds it.",
+            "filename: target/wasm32-wasip1/release/tokenguard.wasm"
+        ]
+    );
+    let added = only_in(&remote, &local);
+    assert!(
+        added.iter().any(|l| l == "remote:") && added.iter().any(|l| l == "- name: plugin_server"),
+        "{added:?}"
+    );
+    assert!(
+        added.iter().all(|l| l.starts_with('#')
+            || [
+                "remote:",
+                "http_uri:",
+                "uri:",
+                "cluster:",
+                "timeout:",
+                "sha256:",
+                "- name: plugin_server",
+                "type: STATIC",
+                "connect_timeout:",
+                "load_assignment:",
+                "cluster_name: plugin_server",
+                "endpoints:",
+                "- lb_endpoints:",
+                "- endpoint:",
+                "address:",
+                "socket_address: { address: 127.0.0.1, port_value: 9103 }"
+            ]
+            .iter()
+            .any(|p| l.starts_with(p))),
+        "envoy-remote.yaml adds more than the code source and its cluster: {added:?}"
+    );
+}

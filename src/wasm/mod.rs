@@ -159,6 +159,12 @@ impl Context for Root {
 }
 
 impl RootContext for Root {
+    fn on_vm_start(&mut self, _size: usize) -> bool {
+        let batched = host::Batched::default();
+        crate::version::announce(&EnvoyHost { metric_ids: &[], batched: &batched });
+        true
+    }
+
     fn on_configure(&mut self, _size: usize) -> bool {
         let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(Some(b)) => b,

@@ -120,4 +120,6 @@ pub fn the_admin_api_needs_its_token_and_never_reaches_the_upstream(t: &Target, 
         assert!(st.get(key).is_some(), "stats lack {key}: {st}");
     }
     assert_eq!(st["capacity"], p.registry_capacity);
+    // Which build answers (tests/dist.rs checks it is the crate's version).
+    assert!(st["version"].as_str().is_some_and(|v| v.split('.').count() == 3), "stats lack version: {st}");
 }
