@@ -3,6 +3,7 @@
 //! or the compose stack. Test code: it may panic.
 
 pub mod envoy;
+pub mod etcd;
 pub mod http;
 pub mod issuer;
 pub mod keys;

@@ -1,0 +1,41 @@
+//! The harness's etcd (tests/harness/src/etcd.rs): a real etcd 3.4 on loopback that the
+//! fleet tests of issue 17 write revocations to, with etcdctl as an operator would.
+
+use tokenguard_harness::etcd::Etcd;
+
+#[test]
+fn etcdctl_and_the_gateway_see_the_same_store() {
+    let etcd = Etcd::start();
+    etcd.ctl(&["put", "/tokenguard/revoked/sub/alice", r#"{"revoked_at": 1796300000}"#]);
+    assert_eq!(etcd.get("/tokenguard/revoked/sub/alice").as_deref(), Some(r#"{"revoked_at": 1796300000}"#));
+    let rev = etcd.put("/tokenguard/revoked/jti/j1", "{}", 0);
+    assert!(rev >= 3, "a second write has a later revision than the first: {rev}");
+    let got = etcd.ctl(&["get", "--prefix", "/tokenguard/revoked/", "--keys-only"]);
+    let keys: Vec<&str> = got.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(keys, ["/tokenguard/revoked/jti/j1", "/tokenguard/revoked/sub/alice"]);
+    assert_eq!(etcd.get("/tokenguard/revoked/sid/none"), None);
+}
+
+#[test]
+fn a_key_on_a_lease_is_forgotten_when_the_lease_is_revoked() {
+    let etcd = Etcd::start();
+    let lease = etcd.grant(60);
+    etcd.put("/tokenguard/revoked/jti/j2", "{}", lease);
+    let ttl = etcd.ctl(&["lease", "timetolive", &format!("{lease:x}"), "--keys"]);
+    assert!(ttl.contains("/tokenguard/revoked/jti/j2"), "the key is attached to the lease: {ttl}");
+    etcd.ctl(&["lease", "revoke", &format!("{lease:x}")]);
+    assert_eq!(etcd.get("/tokenguard/revoked/jti/j2"), None);
+}
+
+#[test]
+fn a_restarted_etcd_keeps_its_data() {
+    let mut etcd = Etcd::start();
+    etcd.put("/tokenguard/revoked/sid/fam-1", "{}", 0);
+    etcd.stop();
+    assert!(
+        !etcd.try_ctl(&["get", "x", "--command-timeout", "1s"]).status.success(),
+        "stopped means unreachable"
+    );
+    etcd.restart();
+    assert_eq!(etcd.get("/tokenguard/revoked/sid/fam-1").as_deref(), Some("{}"));
+}
