@@ -25,6 +25,7 @@ pub mod ecdsa;
 pub mod eddsa;
 pub mod egress;
 pub mod es384;
+pub mod etcd;
 pub mod feed;
 pub mod gate;
 pub mod host;
