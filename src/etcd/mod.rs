@@ -6,6 +6,7 @@
 //! knows about framing.
 
 pub mod proto;
+pub mod store;
 
 #[cfg(test)]
 mod tests;
