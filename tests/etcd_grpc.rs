@@ -10,6 +10,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokenguard::etcd::proto::{self, decode};
+use tokenguard::etcd::sync::{Call, Sync, Watched};
 use tokenguard::etcd::{self, store, Rpc};
 use tokenguard::registry::revocation::{Kind, Target};
 use tokenguard_harness::envoy::{repo_root, scratch_dir, Envoy};
@@ -289,4 +290,53 @@ fn etcd_down_is_a_grpc_failure_the_plugin_sees() {
         call::<proto::RangeResponse>(&envoy, etcd::RANGE, &get, None).is_ok(),
         "calls work again once etcd is back"
     );
+}
+
+/// Drives `sync` through the probe: list pages until it watches; returns the names applied
+/// (kind/value as the key says) and the malformed keys skipped.
+fn list(envoy: &Envoy, sync: &mut Sync) -> (Vec<Target>, usize) {
+    let (mut applied, mut skipped) = (Vec::new(), 0);
+    while let Call::Range(req) = sync.call() {
+        let page: proto::RangeResponse = call(envoy, etcd::RANGE, &req, None).expect("list page");
+        let batch = sync.on_page(&page, RETENTION, now()).expect("a sound page");
+        applied.extend(batch.revocations.iter().map(|r| r.target));
+        skipped += batch.skipped;
+    }
+    (applied, skipped)
+}
+
+#[test]
+fn the_sync_machine_follows_a_real_etcd_through_compaction() {
+    let etcd = Etcd::start();
+    let envoy = envoy_to(&etcd);
+    let t = now();
+    etcd.ctl(&["put", "/tokenguard/revoked/jti/a", "{}"]);
+    etcd.ctl(&["put", "/tokenguard/revoked/sub/b", &format!(r#"{{"revoked_at": {t}}}"#)]);
+    etcd.ctl(&["put", "/tokenguard/revoked/sid/no-time", "{}"]);
+    let mut sync = Sync::new(PREFIX);
+    let (applied, skipped) = list(&envoy, &mut sync);
+    assert_eq!(applied, [Target::new(Kind::Jti, "a"), Target::new(Kind::Sub, "b")]);
+    assert_eq!(skipped, 1, "the sid without revoked_at");
+    assert!(sync.listed && sync.watching());
+    // A write after the list arrives on the watch.
+    let d = etcd.put("/tokenguard/revoked/jti/d", "{}", 0);
+    let Call::Watch(req) = sync.call() else { panic!("watching") };
+    for answer in watch(&envoy, &req, 2) {
+        if let Watched::Apply(b) = sync.on_watch(&answer, RETENTION, now()) {
+            assert!(b.revocations.iter().all(|r| r.target == Target::new(Kind::Jti, "d")));
+        }
+    }
+    assert_eq!(sync.applied_revision(), d);
+    // Writes while the stream is down, then compacted away: the watch is cancelled and a
+    // fresh list brings them.
+    etcd.put("/tokenguard/revoked/jti/e", "{}", 0);
+    let f = etcd.put("/tokenguard/revoked/jti/f", "{}", 0);
+    etcd.ctl(&["compact", &f.to_string()]);
+    let Call::Watch(req) = sync.call() else { panic!("watching") };
+    let outcomes: Vec<Watched> =
+        watch(&envoy, &req, 2).iter().map(|a| sync.on_watch(a, RETENTION, now())).collect();
+    assert_eq!(outcomes.last(), Some(&Watched::Restart), "{outcomes:?}");
+    let (applied, _) = list(&envoy, &mut sync);
+    assert!(applied.contains(&Target::new(Kind::Jti, "e")) && applied.contains(&Target::new(Kind::Jti, "f")));
+    assert_eq!(sync.applied_revision(), f);
 }

@@ -7,6 +7,7 @@
 
 pub mod proto;
 pub mod store;
+pub mod sync;
 
 #[cfg(test)]
 mod tests;
