@@ -60,6 +60,8 @@ pub struct Worker {
     pub feed_synced: std::cell::Cell<bool>,
     /// Tokens this worker accepted a moment ago: the hot path (see `accepted`).
     pub accepted: RefCell<accepted::AcceptedCache>,
+    /// The remote key sets' verifiers on this worker (`keys::WorkerKeys`).
+    pub keys: RefCell<crate::keys::WorkerKeys>,
 }
 
 /// Decides one request, in named steps: read the credential, the hot path, authenticate,
@@ -86,10 +88,16 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
         Ok(d) => d,
         Err(rejection) => return ctx.reject(rejection, None),
     };
+    if cfg.has_remote_keys() {
+        if let Some(verdict) = crate::keys::gate(cfg, host, worker, &decoded) {
+            return verdict;
+        }
+    }
     let known = registry.lookup(&fingerprint.0);
     let cached = signature_known_good(cfg, known.as_ref(), req, token);
     host.count(if cached { Counter::RegistryHit } else { Counter::SignatureVerified });
-    let auth = match verify::authenticate_decoded(cfg, token, decoded, cached) {
+    let remote = worker.keys.try_borrow().ok();
+    let auth = match verify::authenticate_with(cfg, remote.as_deref(), token, decoded, cached) {
         Ok(a) => a,
         Err(rejection) => return ctx.reject(rejection, None),
     };
@@ -205,8 +213,8 @@ pub(super) fn request_path(meta: &dyn RequestMeta) -> Option<String> {
 /// Whether this exact signature already verified under this configuration: the registry
 /// saw this encoding of the token, or the gate verified it before holding the request.
 fn signature_known_good(cfg: &Config, known: Option<&TokenRecord>, req: &Request, token: &str) -> bool {
-    let seen =
-        known.is_some_and(|r| r.config_gen == cfg.generation && r.sig == token::signature_digest(token));
+    let seen = known
+        .is_some_and(|r| r.config_gen == cfg.cache_generation() && r.sig == token::signature_digest(token));
     seen || req
         .verified
         .is_some_and(|d| crate::mac::constant_time_eq(&d, &hmac_sha256::Hash::hash(token.as_bytes())))
