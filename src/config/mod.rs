@@ -94,7 +94,9 @@ pub struct Config {
     pub generation: u32,
     /// This worker's count of remote key removals (see `keys::WorkerKeys`): mixed into
     /// `cache_generation`, so a token verified before a key was withdrawn is verified again.
-    pub key_epoch: std::cell::Cell<u32>,
+    /// Atomic only so that a `Config` can live in a `static` (fuzz, bench); each worker's VM
+    /// has its own.
+    pub key_epoch: std::sync::atomic::AtomicU32,
 }
 
 /// Ingress validates incoming tokens; egress keeps the service's own token fresh on its
@@ -115,7 +117,8 @@ impl Config {
     /// What a cached verification (registry record, hot path, handoff) must have been made
     /// under to be trusted: this configuration and these remote key removals.
     pub fn cache_generation(&self) -> u32 {
-        self.generation ^ self.key_epoch.get().wrapping_mul(0x9E37_79B9)
+        let epoch = self.key_epoch.load(std::sync::atomic::Ordering::Relaxed);
+        self.generation ^ epoch.wrapping_mul(0x9E37_79B9)
     }
 
     /// Some provider fetches its keys (`remote_jwks`).
@@ -237,7 +240,7 @@ impl RawConfig {
             refresh: self.refresh.map(refresh::RawRefresh::validate).transpose()?,
             revocation_feed: self.revocation_feed.map(feed::RawFeed::validate).transpose()?,
             generation: 0,
-            key_epoch: std::cell::Cell::new(0),
+            key_epoch: std::sync::atomic::AtomicU32::new(0),
         })
     }
 

@@ -52,7 +52,7 @@ impl WorkerKeys {
             states.push(self.sync_one(p, store));
         }
         let epoch = self.sets.iter().fold(0u32, |a, (_, s)| a.wrapping_add(s.removals));
-        cfg.key_epoch.set(epoch);
+        cfg.key_epoch.store(epoch, std::sync::atomic::Ordering::Relaxed);
         states
     }
 
