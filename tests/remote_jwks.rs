@@ -76,6 +76,20 @@ fn discovery_end_to_end_then_a_rotated_key_is_accepted_on_first_sight() {
     let audit = s.envoy.audit_records().into_iter().find(|a| a["event"] == "keys_rotated").unwrap();
     assert!(audit["reason"].as_str().unwrap().contains(&kid), "{audit}");
     assert_eq!(s.envoy.stat("wasmcustom.tokenguard.remote_jwks.kid_miss_refetches"), Some(1));
+    let age = s.envoy.stat("wasmcustom.tokenguard.remote_jwks.key_set_age_seconds.https___issuer_test");
+    assert!(age.is_some_and(|a| a < 60), "the key-set age gauge: {age:?}");
+    // More rotations, each outside the refetch rate limit: each first token is accepted.
+    let mut took = vec![took];
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(1100));
+        s.issuer.rotate_key();
+        let t = Instant::now();
+        let r = fresh(&s, &s.mint(MintRequest::new("ES256", 300)));
+        took.push(t.elapsed());
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    eprintln!("rotation to first accepted new-key token, 4 rotations: {took:?}");
+    assert_eq!(s.issuer.counter("jwks"), fetched + 4, "one refetch per rotation");
 }
 
 #[test]
