@@ -10,7 +10,7 @@ use crate::keys::fetch;
 use crate::keys::parse::{Answer, MAX_JWKS_BYTES};
 use crate::refresh::Failure;
 
-/// One calls slot per provider (by index): the call in flight and its deadline (ms).
+/// One call slot per provider (by index): the call in flight and its deadline (ms).
 pub type Calls = Vec<Option<(u32, u64)>>;
 
 /// The age gauge per provider (by index), for providers with remote keys.
