@@ -44,7 +44,7 @@ pub fn jwks(body: &[u8], algorithms: &[Alg]) -> Result<(KeySet, usize), Failure>
     if body.len() > MAX_JWKS_BYTES {
         return Err(Failure::TooLarge);
     }
-    let set: JwkSet = serde_json::from_slice(body).map_err(|_| Failure::BadResponse("not a JSON key set"))?;
+    let set: JwkSet = json(body).ok_or(Failure::BadResponse("not a JSON key set"))?;
     if set.keys.len() > MAX_KEYS {
         return Err(Failure::BadResponse("too many keys"));
     }
@@ -66,6 +66,12 @@ pub fn jwks_answer(answer: Answer, algorithms: &[Alg]) -> Result<Fetched, Failur
     Ok(Fetched { body: answer.body, cache_control: answer.cache_control, keys, skipped })
 }
 
+/// JSON text is UTF-8 (RFC 8259 §8.1) throughout, members the parser skips included
+/// (serde_json does not check those).
+fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
+    serde_json::from_str(std::str::from_utf8(body).ok()?).ok()
+}
+
 #[derive(Deserialize)]
 struct Discovery {
     issuer: String,
@@ -78,8 +84,7 @@ pub fn discovery(body: &[u8], issuer: &str) -> Result<HttpUrl, Failure> {
     if body.len() > MAX_DISCOVERY_BYTES {
         return Err(Failure::TooLarge);
     }
-    let doc: Discovery =
-        serde_json::from_slice(body).map_err(|_| Failure::BadResponse("not a discovery document"))?;
+    let doc: Discovery = json(body).ok_or(Failure::BadResponse("not a discovery document"))?;
     if doc.issuer != issuer {
         return Err(Failure::BadResponse("discovery issuer differs from the configured issuer"));
     }
@@ -153,6 +158,10 @@ mod tests {
         let bad = json!({"issuer": "https://idp/realms/a", "jwks_uri": "file:///etc/passwd"});
         assert!(discovery(bad.to_string().as_bytes(), "https://idp/realms/a").is_err());
         assert!(discovery(b"{\"issuer\": 1}", "x").is_err());
+        let good = br#"{"issuer": "x", "jwks_uri": "https://idp/c", "other": "?"}"#.to_vec();
+        assert!(discovery(&good, "x").is_ok());
+        let latin1: Vec<u8> = good.iter().map(|b| if *b == b'?' { 0xff } else { *b }).collect();
+        assert!(discovery(&latin1, "x").is_err(), "JSON text is UTF-8, skipped members too");
     }
 
     #[test]
