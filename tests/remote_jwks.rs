@@ -217,3 +217,26 @@ fn exactly_one_fetch_per_interval_per_process() {
     assert_eq!(s.issuer.counter("discovery"), 1);
     assert!(s.envoy.audit_records().iter().all(|a| a["event"] != "keys_rotated"), "same set: no rotation");
 }
+
+/// A token obtained by refresh is validated against the fetched keys: the refresh succeeds
+/// (the client is handed the new token) and the new token is accepted on its own.
+#[test]
+fn a_refreshed_token_is_verified_with_the_fetched_keys() {
+    let mut cfg = remote_config(json!({"uri": URI}));
+    cfg["refresh"] = json!({"cluster": "issuer", "authority": "issuer.test", "path": "/oauth/token",
+        "timeout_ms": 800, "window_seconds": 30, "window_ratio": 1.0,
+        "client_id": "gateway", "client_secret": "gateway-secret-value"});
+    cfg["near_expiry_warning_seconds"] = json!(0);
+    let s = Stack::start_prepared(cfg, ConfigForm::StringValue, false, |_| {});
+    let body = json!({"sub": "alice", "alg": "ES256", "ttl": 20});
+    let login = s.client.post(&format!("{}/oauth/login", s.issuer.url()), &[], &body.to_string()).json();
+    let (access, refresh) =
+        (login["access_token"].as_str().unwrap(), login["refresh_token"].as_str().unwrap());
+    let auth = format!("Bearer {access}");
+    let r = s.client.get(&s.envoy.url("/api"), &[("authorization", &auth), ("x-refresh-token", refresh)]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let new = r.header("x-new-access-token").expect("refreshed: the new token passed validation").to_owned();
+    assert_ne!(new, access);
+    assert_eq!(s.issuer.counter("token_calls"), 1);
+    assert_eq!(fresh(&s, &new).status, 200, "the new token on its own");
+}
