@@ -71,6 +71,41 @@ def jwks():
     return json.loads(sh(str(ISSUER), "filter-jwks", str(KEYS)))
 
 
+KEY_SERVER = {}
+
+
+def key_server():
+    """The demo issuer serving its key set (for the remote_jwks row): its port, started once."""
+    if "port" not in KEY_SERVER:
+        port = free_port()
+        proc = subprocess.Popen([str(ISSUER), "serve", "--listen", f"127.0.0.1:{port}", "--keys", str(KEYS)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        KEY_SERVER.update(port=port, proc=proc)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+    return KEY_SERVER["port"]
+
+
+def remote_tokenguard_filter():
+    """tokenguard with the same provider, its keys fetched from the key server (RS256 only: a
+    published set carries no HMAC secret)."""
+    key_server()
+    remote = {"cluster": "issuer", "uri": "http://issuer.test/.well-known/jwks.json"}
+    cfg = {
+        "providers": [{"issuer": ISS, "audiences": ["api"], "algorithms": ["RS256", "ES256", "EdDSA"],
+                       "remote_jwks": remote}],
+        "clock_skew_seconds": 30,
+        "near_expiry_warning_seconds": 0,
+        "registry": {"capacity": 10_000, "max_revocations": 10_000},
+    }
+    return wasm_filter("tokenguard", WASM, cfg)
+
+
 def tokenguard_filter(extra=None):
     cfg = {
         "providers": [{"issuer": ISS, "audiences": ["api"], "algorithms": ALGS, "jwks": jwks()}],
@@ -117,7 +152,17 @@ def bootstrap(port, admin_port, filters):
                     "stat_prefix": "bench",
                     "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
                         {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}]}]},
-                    "http_filters": filters + [router]}}]}]}]}}
+                    "http_filters": filters + [router]}}]}]}],
+            "clusters": clusters()}}
+
+
+def clusters():
+    """The key server's cluster, when it runs (the remote_jwks row)."""
+    if "port" not in KEY_SERVER:
+        return []
+    return [{"name": "issuer", "type": "STATIC", "connect_timeout": "1s",
+             "load_assignment": {"cluster_name": "issuer", "endpoints": [{"lb_endpoints": [{"endpoint": {
+                 "address": {"socket_address": {"address": "127.0.0.1", "port_value": KEY_SERVER["port"]}}}}]}]}}]
 
 
 class Envoy:
@@ -208,6 +253,7 @@ def configs():
         ("no filter", [], hot, None),
         ("Wasm floor (reads the header)", [wasm_filter("floor", FLOOR, {})], hot, None),
         ("tokenguard hot (RS256, registry hit)", [tokenguard_filter()], hot, "hot"),
+        ("tokenguard hot, remote_jwks keys (RS256)", None, hot, "remote"),
         ("jwt_authn RS256 with cache", [jwt_authn(True)], hot, None),
         ("tokenguard hot, full registry + revocations", None, hot, "full"),
     ]
@@ -260,6 +306,8 @@ def main():
                            {"name": "envoy.filters.http.buffer", "typed_config": {
                                "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
                                "max_request_bytes": 65536}}]
+            if kind == "remote":
+                filters = [remote_tokenguard_filter()]
             envoy = Envoy(filters)
             try:
                 if kind == "full":
@@ -283,6 +331,8 @@ def main():
             finally:
                 envoy.stop()
     report(results, registry_stats)
+    if "proc" in KEY_SERVER:
+        KEY_SERVER["proc"].terminate()
 
 
 def med(runs, key):
@@ -300,6 +350,7 @@ def report(results, registry_stats):
     versus = {
         "tokenguard hot (RS256, registry hit)": "jwt_authn RS256 with cache",
         "tokenguard hot, full registry + revocations": "jwt_authn RS256 with cache",
+        "tokenguard hot, remote_jwks keys (RS256)": "jwt_authn RS256 with cache",
         **{f"tokenguard cold {a}": f"jwt_authn {a} no cache" for a in ALGS},
     }
     lines = [

@@ -31,6 +31,10 @@ pub enum Event {
     EgressTokenFailed,
     EgressEscalation,
     EgressUnavailable,
+    KeysReady,
+    KeysStale,
+    KeysUnavailable,
+    KeysRotated,
 }
 
 impl Event {
@@ -46,6 +50,9 @@ impl Event {
             Event::EgressEscalation => Level::Error,
             Event::NearExpiry | Event::AdminDenied | Event::RefreshFailed => Level::Warn,
             Event::RefreshEscalation => Level::Error,
+            Event::KeysReady | Event::KeysRotated => Level::Info,
+            Event::KeysStale => Level::Warn,
+            Event::KeysUnavailable => Level::Error,
         }
     }
 }

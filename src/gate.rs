@@ -60,6 +60,8 @@ pub struct Worker {
     pub feed_synced: std::cell::Cell<bool>,
     /// Tokens this worker accepted a moment ago: the hot path (see `accepted`).
     pub accepted: RefCell<accepted::AcceptedCache>,
+    /// The remote key sets' verifiers on this worker (`keys::WorkerKeys`).
+    pub keys: RefCell<crate::keys::WorkerKeys>,
 }
 
 /// A step of the pipeline: what it learnt for the next step, or the request's verdict.
@@ -85,7 +87,7 @@ fn decide<H: Host>(cfg: &Config, host: &H, worker: &Worker, req: &Request) -> St
     }
     let fingerprint = Fingerprint::of(token);
     ctx.fingerprint = Some(fingerprint);
-    let (auth, known) = authenticate(&ctx, &registry, &fingerprint, token)?;
+    let (auth, known) = authenticate(&ctx, worker, &registry, &fingerprint, token)?;
     let claims = &auth.decoded.claims;
     feed_say(&ctx, worker, &registry, token)?;
     let facts = TokenFacts::of(&fingerprint.0, claims);
@@ -128,20 +130,28 @@ fn credential<'r, H: Host>(ctx: &Ctx<'r, H>) -> Step<&'r str> {
 }
 
 /// Authenticate: decode (before anything is read for a token: garbage costs nothing more),
-/// look the token up in the registry, find the provider and key, and check the signature
-/// unless this exact signature already verified under this configuration. Hands on the
-/// token's registry record too.
+/// wait for the provider's remote keys when they are not there yet or the token names an
+/// unknown kid, look the token up in the registry, find the provider and key, and check the
+/// signature unless this exact signature already verified under this configuration. Hands
+/// on the token's registry record too.
 fn authenticate<'c, H: Host>(
     ctx: &Ctx<'c, H>,
+    worker: &Worker,
     registry: &Registry<'_, H>,
     fingerprint: &Fingerprint,
     token: &str,
 ) -> Step<(verify::Authenticated<'c>, Option<TokenRecord>)> {
     let decoded = token::decode(token).map_err(|rejection| ctx.reject(rejection, None))?;
+    if ctx.cfg.has_remote_keys() {
+        if let Some(verdict) = crate::keys::gate(ctx.cfg, ctx.host, worker, &decoded) {
+            return Err(verdict);
+        }
+    }
     let known = registry.lookup(&fingerprint.0);
     let cached = signature_known_good(ctx.cfg, known.as_ref(), ctx.req, token);
     ctx.host.count(if cached { Counter::RegistryHit } else { Counter::SignatureVerified });
-    let auth = verify::authenticate_decoded(ctx.cfg, token, decoded, cached)
+    let remote = worker.keys.try_borrow().ok();
+    let auth = verify::authenticate_with(ctx.cfg, remote.as_deref(), token, decoded, cached)
         .map_err(|rejection| ctx.reject(rejection, None))?;
     Ok((auth, known))
 }
@@ -249,8 +259,8 @@ pub(super) fn request_path(meta: &dyn RequestMeta) -> Option<String> {
 /// Whether this exact signature already verified under this configuration: the registry
 /// saw this encoding of the token, or the gate verified it before holding the request.
 fn signature_known_good(cfg: &Config, known: Option<&TokenRecord>, req: &Request, token: &str) -> bool {
-    let seen =
-        known.is_some_and(|r| r.config_gen == cfg.generation && r.sig == token::signature_digest(token));
+    let seen = known
+        .is_some_and(|r| r.config_gen == cfg.cache_generation() && r.sig == token::signature_digest(token));
     seen || req
         .verified
         .is_some_and(|d| crate::mac::constant_time_eq(&d, &hmac_sha256::Hash::hash(token.as_bytes())))

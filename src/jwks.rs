@@ -193,6 +193,32 @@ impl KeySet {
         Ok(KeySet { entries })
     }
 
+    /// `build` for a set fetched at run time: a key that cannot be used (bad parameters, an
+    /// unsupported `alg`) is skipped rather than failing the whole set; returns how many.
+    pub fn build_lenient(set: &JwkSet, allowed: &[Alg]) -> (KeySet, usize) {
+        let mut out = KeySet::default();
+        let mut skipped = 0;
+        for jwk in &set.keys {
+            let one = JwkSet { keys: vec![jwk.clone()] };
+            match KeySet::build(&one, allowed, "") {
+                Ok(mut k) => out.entries.append(&mut k.entries),
+                Err(_) => skipped += 1,
+            }
+        }
+        (out, skipped)
+    }
+
+    /// The distinct `kid`s of the set, in order.
+    pub fn kids(&self) -> Vec<String> {
+        let mut kids: Vec<String> = Vec::new();
+        for kid in self.entries.iter().filter_map(|e| e.kid.as_ref()) {
+            if !kids.contains(kid) {
+                kids.push(kid.clone());
+            }
+        }
+        kids
+    }
+
     pub fn lookup(&self, alg: Alg, kid: Option<&str>) -> KeyLookup<'_> {
         match kid {
             Some(kid) => {

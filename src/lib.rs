@@ -30,6 +30,7 @@ pub mod feed;
 pub mod gate;
 pub mod host;
 pub mod jwks;
+pub mod keys;
 pub mod mac;
 pub mod metrics;
 pub mod refresh;

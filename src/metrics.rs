@@ -39,6 +39,16 @@ pub enum Counter {
     EgressEscalation,
     /// Outgoing requests refused (503) for want of a usable token.
     EgressUnavailable,
+    /// Remote key set and discovery fetches started (one process-wide per due fetch).
+    KeysFetches,
+    /// Failed remote key fetches, by `Failure::kind`.
+    KeysFailure(&'static str),
+    /// Refetches asked for by a token with an unknown kid.
+    KidMissRefetch,
+    /// Unknown kids refused without a refetch: one happened less than `min_refetch_seconds` ago.
+    KidMissRateLimited,
+    /// Requests answered 503 because their provider has no usable keys.
+    KeysUnavailable,
 }
 
 /// The counters that take no parameter, with their names: the one table `all`, `index` and
@@ -86,6 +96,10 @@ plain_counters! {
     EgressFetches => "tokenguard.egress.fetches",
     EgressEscalation => "tokenguard.egress.escalations",
     EgressUnavailable => "tokenguard.egress.unavailable",
+    KeysFetches => "tokenguard.remote_jwks.fetches",
+    KidMissRefetch => "tokenguard.remote_jwks.kid_miss_refetches",
+    KidMissRateLimited => "tokenguard.remote_jwks.kid_miss_rate_limited",
+    KeysUnavailable => "tokenguard.remote_jwks.unavailable",
 }
 
 impl Counter {
@@ -95,6 +109,7 @@ impl Counter {
         let mut v: Vec<Counter> = PLAIN.iter().map(|(c, _)| *c).collect();
         v.extend(RejectCode::ALL.into_iter().map(Counter::Rejected));
         v.extend(FAILURE_KINDS.into_iter().map(Counter::EgressFailure));
+        v.extend(FAILURE_KINDS.into_iter().map(Counter::KeysFailure));
         v
     }
 
@@ -102,12 +117,16 @@ impl Counter {
     pub fn index(self) -> usize {
         let rejected = PLAIN.len();
         let egress = rejected + RejectCode::ALL.len();
+        let keys = egress + FAILURE_KINDS.len();
         match self {
             Counter::Rejected(code) => {
                 rejected + RejectCode::ALL.iter().position(|c| *c == code).unwrap_or_default()
             }
             Counter::EgressFailure(kind) => {
                 egress + FAILURE_KINDS.iter().position(|k| *k == kind).unwrap_or_default()
+            }
+            Counter::KeysFailure(kind) => {
+                keys + FAILURE_KINDS.iter().position(|k| *k == kind).unwrap_or_default()
             }
             plain => plain_index(plain).unwrap_or_default(),
         }
@@ -117,6 +136,7 @@ impl Counter {
         match self {
             Counter::Rejected(code) => format!("tokenguard.requests.rejected.{}", code.as_str()),
             Counter::EgressFailure(kind) => format!("tokenguard.egress.failures.{kind}"),
+            Counter::KeysFailure(kind) => format!("tokenguard.remote_jwks.failures.{kind}"),
             plain => plain_index(plain)
                 .and_then(|i| PLAIN.get(i))
                 .map_or_else(String::new, |(_, n)| (*n).to_owned()),

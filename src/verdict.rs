@@ -65,11 +65,26 @@ impl std::fmt::Debug for Swap {
 pub enum HoldReason {
     RevocationFeed,
     EgressToken,
+    /// A provider's first remote key set has not arrived.
+    KeysStartup,
+    /// A token's kid is unknown; a refetch of the key set is under way.
+    KeyRefetch,
 }
 
 impl HoldReason {
-    pub fn timeout_response(self, host: &impl Host) -> LocalReply {
+    pub fn timeout_response(self, host: &impl Host, realm: &str) -> LocalReply {
         match self {
+            HoldReason::KeysStartup => {
+                host.count(Counter::KeysUnavailable);
+                crate::keys::unavailable_reply()
+            }
+            HoldReason::KeyRefetch => {
+                // The refetch did not answer in time: decided on the keys there are.
+                let code = crate::reject::RejectCode::InvalidSignature;
+                host.count(Counter::Rejected(code));
+                let rejection = crate::reject::Rejection::new(code, "no key matches the token's kid");
+                crate::reject::invalid_token_response(realm, &rejection)
+            }
             HoldReason::RevocationFeed => {
                 crate::reject::unavailable_response("revocation data not loaded yet")
             }

@@ -13,6 +13,7 @@
 
 use crate::config::{Config, Provider};
 use crate::jwks::{Alg, KeyLookup, SignatureError};
+use crate::keys::WorkerKeys;
 use crate::reject::{RejectCode, Rejection};
 use crate::token::{self, Claims, Decoded, Fingerprint};
 
@@ -61,6 +62,18 @@ pub fn authenticate_decoded<'c>(
     decoded: Decoded,
     signature_known_good: bool,
 ) -> Result<Authenticated<'c>, Rejection> {
+    authenticate_with(cfg, None, token, decoded, signature_known_good)
+}
+
+/// `authenticate_decoded` with the worker's remote key sets: a token's key is looked up in
+/// the provider's inline keys first, then in its fetched set.
+pub fn authenticate_with<'c>(
+    cfg: &'c Config,
+    remote: Option<&WorkerKeys>,
+    token: &str,
+    decoded: Decoded,
+    signature_known_good: bool,
+) -> Result<Authenticated<'c>, Rejection> {
     let iss = decoded
         .claims
         .iss
@@ -77,7 +90,13 @@ pub fn authenticate_decoded<'c>(
     if signature_known_good {
         return Ok(Authenticated { provider, decoded });
     }
-    let candidates = match provider.keys.lookup(alg, decoded.header.kid.as_deref()) {
+    let kid = decoded.header.kid.as_deref();
+    let fetched = remote.and_then(|r| r.get(&provider.issuer)).map(|i| &i.keys);
+    let lookup = match (provider.keys.lookup(alg, kid), fetched) {
+        (KeyLookup::UnknownKid | KeyLookup::NoKeyForAlgorithm, Some(set)) => set.lookup(alg, kid),
+        (inline, _) => inline,
+    };
+    let candidates = match lookup {
         KeyLookup::Found(c) => c,
         KeyLookup::UnknownKid => {
             return Err(Rejection::new(RejectCode::InvalidSignature, "no key matches the token's kid"))

@@ -123,4 +123,5 @@ fn the_demo_profile_matches_envoy_yaml() {
     let admin = p.admin.expect("the admin API");
     assert_eq!(value("path_prefix"), admin.prefix);
     assert_eq!(value("token"), admin.token);
+    assert_eq!(Some(value("min_refetch_seconds").parse::<u64>().unwrap()), p.remote_min_refetch);
 }

@@ -53,6 +53,19 @@ fn the_committed_envoy_yaml_validates_tokens() {
     let st = c.get(&envoy.url("/tokenguard/stats"), &admin).json();
     assert_eq!(st["revocations"], 1);
     assert_eq!(upstream.received().len(), 2, "admin requests never reach the upstream");
+
+    // Keys come by discovery; the rotation line `make run` prints works as written: a token
+    // under the new key is accepted at first sight.
+    assert_eq!(issuer.counter("discovery"), 1);
+    let r = c.post(&format!("{}/control", issuer.url()), &[], r#"{"rotate_key":true}"#);
+    let kid = r.json()["kid"].as_str().unwrap().to_owned();
+    let rotated = c.get(&format!("{}/mint?alg=ES256&ttl=300&sub=carol", issuer.url()), &[]).body;
+    assert!(rotated.starts_with("ey"), "{rotated}");
+    let r = c.get(&envoy.url("/hello"), &[("authorization", &format!("Bearer {rotated}"))]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    std::thread::sleep(Duration::from_millis(50));
+    let audit = envoy.audit_records().into_iter().find(|a| a["event"] == "keys_rotated").unwrap();
+    assert!(audit["reason"].as_str().unwrap().contains(&kid), "{audit}");
 }
 
 /// The Istio manifest carries the same plugin configuration as envoy.yaml, key for key.

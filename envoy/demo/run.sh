@@ -60,6 +60,12 @@ Revoke every token of alice issued so far (then the first curl line gets token_r
 Registry statistics:
   curl -s -H 'x-admin-token: demo-admin-token-change-me' http://127.0.0.1:10000/tokenguard/stats
 
+Keys come from the issuer by OpenID discovery. Rotate its signing key (a new P-256 key under a
+new kid; ES256 tokens are signed with it from then on), then send a token signed with it: it
+is accepted at first sight (one refetch; see the keys_rotated audit line):
+  curl -s -X POST -d '{"rotate_key":true}' http://127.0.0.1:9101/control; echo
+  curl -i -H "Authorization: Bearer \$(curl -s 'http://127.0.0.1:9101/mint?alg=ES256&ttl=300&sub=alice')" http://127.0.0.1:10000/hello
+
 Mint more:   curl -s 'http://127.0.0.1:9101/mint?alg=EdDSA&ttl=30&sub=bob'
 Audit lines: grep 'audit {' .run/envoy.log
 Counters:    curl -s http://127.0.0.1:9901/stats/prometheus | grep tokenguard

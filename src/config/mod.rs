@@ -16,6 +16,7 @@ mod feed;
 mod provider;
 mod refresh;
 mod registry;
+mod remote;
 mod session;
 mod source;
 mod time;
@@ -32,6 +33,7 @@ pub use registry::{
     RegistryConfig, DEFAULT_MAX_REVOCATIONS, DEFAULT_REGISTRY_CAPACITY, MAX_REGISTRY_CAPACITY,
     MAX_REVOCATIONS,
 };
+pub use remote::{HttpUrl, RemoteJwks, MAX_CACHE_SECONDS, MIN_CACHE_SECONDS};
 pub use session::{SessionPolicy, DEFAULT_START_CLAIM};
 pub use source::{to_json, TokenSource};
 pub use time::{
@@ -90,6 +92,11 @@ pub struct Config {
     /// Identifies this configuration (a hash of it). A registry record verified under another
     /// configuration is verified again.
     pub generation: u32,
+    /// This worker's count of remote key removals (see `keys::WorkerKeys`): mixed into
+    /// `cache_generation`, so a token verified before a key was withdrawn is verified again.
+    /// Atomic only so that a `Config` can live in a `static` (fuzz, bench); each worker's VM
+    /// has its own.
+    pub key_epoch: std::sync::atomic::AtomicU32,
 }
 
 /// Ingress validates incoming tokens; egress keeps the service's own token fresh on its
@@ -105,6 +112,18 @@ impl Config {
     pub fn revocation_retention_seconds(&self) -> u64 {
         let session = self.session.as_ref().map_or(0, |s| s.max_lifetime_seconds);
         self.max_token_lifetime_seconds.max(session).saturating_add(self.clock_skew_seconds)
+    }
+
+    /// What a cached verification (registry record, hot path, handoff) must have been made
+    /// under to be trusted: this configuration and these remote key removals.
+    pub fn cache_generation(&self) -> u32 {
+        let epoch = self.key_epoch.load(std::sync::atomic::Ordering::Relaxed);
+        self.generation ^ epoch.wrapping_mul(0x9E37_79B9)
+    }
+
+    /// Some provider fetches its keys (`remote_jwks`).
+    pub fn has_remote_keys(&self) -> bool {
+        self.providers.iter().any(|p| p.remote.is_some())
     }
 
     pub fn provider(&self, issuer: &str) -> Option<&Provider> {
@@ -221,6 +240,7 @@ impl RawConfig {
             refresh: self.refresh.map(refresh::RawRefresh::validate).transpose()?,
             revocation_feed: self.revocation_feed.map(feed::RawFeed::validate).transpose()?,
             generation: 0,
+            key_epoch: std::sync::atomic::AtomicU32::new(0),
         })
     }
 

@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use super::remote::{RawRemoteJwks, RemoteJwks};
 use super::ConfigError;
 use crate::jwks::{Alg, JwkSet, KeySet};
 
@@ -16,7 +17,10 @@ pub struct Provider {
     /// RFC 8725 §3.11.
     pub token_types: Vec<String>,
     pub algorithms: Vec<Alg>,
+    /// The inline keys (`jwks`), always trusted; empty without them.
     pub keys: KeySet,
+    /// Keys fetched from the provider's key server, on top of the inline ones.
+    pub remote: Option<RemoteJwks>,
 }
 
 #[derive(Deserialize)]
@@ -28,7 +32,10 @@ pub(super) struct RawProvider {
     #[serde(default)]
     token_types: Option<Vec<String>>,
     algorithms: Vec<String>,
-    jwks: JwkSet,
+    #[serde(default)]
+    jwks: Option<JwkSet>,
+    #[serde(default)]
+    remote_jwks: Option<RawRemoteJwks>,
 }
 
 /// The `providers` list of an ingress configuration: at least one, issuers unique.
@@ -54,9 +61,22 @@ impl RawProvider {
             return Err(ConfigError::new(format!("{here}.issuer"), "must not be empty"));
         }
         let algorithms = algorithms(&self.algorithms, here)?;
-        let keys = keys(&self.jwks, &algorithms, here)?;
+        let remote = match self.remote_jwks {
+            Some(r) => Some(r.validate(&self.issuer, &format!("{here}.remote_jwks"))?),
+            None => None,
+        };
+        let keys = match (&self.jwks, &remote) {
+            (Some(jwks), _) => keys(jwks, &algorithms, remote.is_some(), here)?,
+            (None, Some(_)) => KeySet::default(),
+            (None, None) => {
+                return Err(ConfigError::new(here, "needs jwks (inline keys), remote_jwks, or both"))
+            }
+        };
+        if remote.is_some() {
+            no_remote_secrets(&algorithms, &keys, here)?;
+        }
         let token_types = token_types(self.token_types, here)?;
-        Ok(Provider { issuer: self.issuer, audiences: self.audiences, token_types, algorithms, keys })
+        Ok(Provider { issuer: self.issuer, audiences: self.audiences, token_types, algorithms, keys, remote })
     }
 }
 
@@ -81,13 +101,17 @@ fn algorithms(names: &[String], here: &str) -> Result<Vec<Alg>, ConfigError> {
 }
 
 /// The key set, with every allowed algorithm backed by a key: an algorithm without one would
-/// only ever refuse, which is a configuration mistake rather than a policy.
-fn keys(jwks: &JwkSet, algorithms: &[Alg], here: &str) -> Result<KeySet, ConfigError> {
+/// only ever refuse, which is a configuration mistake rather than a policy. With remote keys
+/// too, the remote set may be the one that backs an algorithm.
+fn keys(jwks: &JwkSet, algorithms: &[Alg], with_remote: bool, here: &str) -> Result<KeySet, ConfigError> {
     let keys =
         KeySet::build(jwks, algorithms, &format!("{here}.jwks")).map_err(|m| match m.split_once(": ") {
             Some((field, msg)) => ConfigError::new(field, msg),
             None => ConfigError::new(format!("{here}.jwks"), m),
         })?;
+    if with_remote {
+        return Ok(keys);
+    }
     if let Some(alg) = algorithms.iter().find(|alg| !keys.entries.iter().any(|e| e.alg == **alg)) {
         return Err(ConfigError::new(
             format!("{here}.algorithms"),
@@ -95,6 +119,19 @@ fn keys(jwks: &JwkSet, algorithms: &[Alg], here: &str) -> Result<KeySet, ConfigE
         ));
     }
     Ok(keys)
+}
+
+/// A published key set is public: an HMAC secret in it would let anyone sign tokens, so
+/// remote sets never yield HS* verifiers, and an HS* algorithm needs an inline key.
+fn no_remote_secrets(algorithms: &[Alg], keys: &KeySet, here: &str) -> Result<(), ConfigError> {
+    let hmac = [Alg::HS256, Alg::HS384, Alg::HS512];
+    match algorithms.iter().find(|a| hmac.contains(a) && !keys.entries.iter().any(|e| e.alg == **a)) {
+        Some(alg) => Err(ConfigError::new(
+            format!("{here}.algorithms"),
+            format!("{} needs an inline key in jwks: remote key sets never carry HMAC secrets", alg.as_str()),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// A `typ` (or a configured token type) as compared: RFC 7515 §4.1.9 makes the

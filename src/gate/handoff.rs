@@ -69,8 +69,10 @@ fn handoff_check(
     let decoded = token::decode(&h.access_token).map_err(|_| replaced("is unreadable"))?;
     // Verified when the refresh completed, under that configuration; under another it is
     // verified again. Issuer and algorithm are checked either way.
-    let verified = h.config_gen == cfg.generation;
-    let auth = verify::authenticate_decoded(cfg, &h.access_token, decoded, verified).map_err(Some)?;
+    let verified = h.config_gen == cfg.cache_generation();
+    let remote = worker.keys.try_borrow().ok();
+    let auth = verify::authenticate_with(cfg, remote.as_deref(), &h.access_token, decoded, verified)
+        .map_err(Some)?;
     let c = &auth.decoded.claims;
     let new_fp = Fingerprint::of(&h.access_token);
     let facts = TokenFacts::of(&new_fp.0, c);

@@ -37,7 +37,7 @@ pub(super) fn accepted_again(
         None => return Some(unavailable()),
     };
     let epoch = worker.revocations.try_borrow().ok().and_then(|r| r.epoch());
-    if !not_revoked || !epoch.is_some_and(|e| entry.fresh(cfg.generation, now, e)) {
+    if !not_revoked || !epoch.is_some_and(|e| entry.fresh(cfg.cache_generation(), now, e)) {
         drop(cache);
         if let Ok(mut c) = worker.accepted.try_borrow_mut() {
             c.forget(token);
@@ -86,7 +86,7 @@ pub(super) fn remember_accepted(
     }
     until = until.min(last_seen.saturating_add(crate::registry::LAST_SEEN_GRANULARITY_S));
     let entry = accepted::Entry {
-        config_gen: cfg.generation,
+        config_gen: cfg.cache_generation(),
         fingerprint,
         sub: claims.sub.clone(),
         jti: claims.jti.clone(),

@@ -66,7 +66,7 @@ pub(super) fn record<H: Host>(ctx: &Ctx<'_, H>, registry: &Registry<'_, H>, a: &
         .session_start
         .is_some_and(|s| a.known.is_none_or(|r| r.session_start == 0 || s < r.session_start));
     let stale = a.known.is_none_or(|r| {
-        r.config_gen != cfg.generation
+        r.config_gen != cfg.cache_generation()
             || now.saturating_sub(r.last_seen) >= crate::registry::LAST_SEEN_GRANULARITY_S
     });
     if stale || new_start {
@@ -136,7 +136,7 @@ pub(crate) fn record_for(
         first_seen: now,
         last_seen: now,
         state: State::Active,
-        config_gen: cfg.generation,
+        config_gen: cfg.cache_generation(),
         refresh_lease_until: 0,
         refresh_retry_at: 0,
         refresh_failures: 0,

@@ -102,11 +102,16 @@ pub fn complete(
         answer.and_then(|(status, body)| refresh::parse_response(status, &body)).and_then(|grant| {
             // The new token passes exactly the checks any incoming token passes, in the
             // session of the token it replaces.
-            let checked = verify::authenticate(cfg, &grant.access_token).and_then(|auth| {
-                let claims = auth.decoded.claims;
-                verify::check_claims_in_session(cfg, auth.provider, &claims, now, plan.session_start)
-                    .map(|life| (life, claims))
-            });
+            let remote = worker.keys.try_borrow().ok();
+            let checked = crate::token::decode(&grant.access_token)
+                .and_then(|d| {
+                    verify::authenticate_with(cfg, remote.as_deref(), &grant.access_token, d, false)
+                })
+                .and_then(|auth| {
+                    let claims = auth.decoded.claims;
+                    verify::check_claims_in_session(cfg, auth.provider, &claims, now, plan.session_start)
+                        .map(|life| (life, claims))
+                });
             match checked {
                 Ok((life, claims)) => {
                     successor_of(plan, &grant.access_token, &claims)?;
@@ -124,7 +129,7 @@ pub fn complete(
                 access_token: grant.access_token.clone(),
                 refresh_token: grant.refresh_token.clone(),
                 spent_refresh: plan.spent_refresh,
-                config_gen: cfg.generation,
+                config_gen: cfg.cache_generation(),
                 until: now.saturating_add(grace),
             };
             let new_record =

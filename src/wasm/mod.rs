@@ -10,6 +10,7 @@ mod feed;
 mod held;
 mod host;
 mod http;
+mod keys;
 #[cfg(test)]
 mod tests;
 
@@ -74,7 +75,13 @@ pub(crate) struct Outcome {
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
-        Box::new(Root { shared: None, holder: holder_id(context_id), feed_call: None, egress_call: None })
+        Box::new(Root {
+            shared: None,
+            holder: holder_id(context_id),
+            feed_call: None,
+            egress_call: None,
+            keys_calls: Vec::new(),
+        })
     });
 }}
 
@@ -105,6 +112,8 @@ pub(crate) struct Shared {
     pub egress_gauge: Option<u32>,
     /// The gauge for how long the last registry sweep step took, in microseconds.
     pub sweep_gauge: Option<u32>,
+    /// The key-set age gauge of each provider with remote keys, by provider index.
+    pub keys_gauges: Vec<Option<u32>>,
 }
 
 impl Shared {
@@ -120,6 +129,8 @@ struct Root {
     feed_call: Option<(u32, u64)>,
     /// The egress token fetch in flight, with its deadline (ms).
     egress_call: Option<(u32, u64)>,
+    /// Remote key fetches in flight, by provider index.
+    keys_calls: keys::Calls,
 }
 
 impl Context for Root {
@@ -131,6 +142,11 @@ impl Context for Root {
                 if hostcalls::set_effective_context(id).is_ok() {
                     http::finish_refresh(&shared, id, num_headers, body_size);
                 }
+                return;
+            }
+        }
+        if let Some(shared) = self.shared.clone() {
+            if keys::answered(&shared, &mut self.keys_calls, self.holder, token, num_headers, body_size) {
                 return;
             }
         }
@@ -211,7 +227,9 @@ impl RootContext for Root {
                 "tokenguard.registry.sweep_step_microseconds",
             )
             .ok(),
+            keys_gauges: Vec::new(),
         };
+        shared.keys_gauges = keys::define_gauges(&shared.cfg);
         shared.feed_age_gauge = feed_age_gauge;
         if shared.cfg.egress.is_some() {
             shared.egress_gauge =
@@ -259,6 +277,9 @@ impl RootContext for Root {
         }
         if shared.cfg.egress.is_some() {
             self.egress_call = egress_tick(&shared, self.egress_call.take(), now, now_ms);
+        }
+        if shared.cfg.has_remote_keys() {
+            keys::tick(&shared, &mut self.keys_calls, self.holder, now, now_ms);
         }
         held::release(&shared, now_ms);
     }

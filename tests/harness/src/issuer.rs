@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::keys::{now, IssuerKeys};
+use crate::keyserver::KeyServer;
 use crate::oauth::OAuth;
 use crate::server::{Request, Response, Server};
 
@@ -19,6 +20,7 @@ struct State {
     counters: Mutex<BTreeMap<String, u64>>,
     seq: AtomicU64,
     oauth: Mutex<OAuth>,
+    keyserver: Mutex<KeyServer>,
 }
 
 /// A running issuer; stops when dropped.
@@ -97,7 +99,20 @@ impl State {
 
     fn mint(&self, req: &MintRequest) -> Result<String, String> {
         self.bump("mint");
-        self.keys.sign(&req.alg, &self.claims(req), req.kid.as_deref())
+        let claims = self.claims(req);
+        if req.alg == "ES256" {
+            // A rotated key: named by its kid, or the newest for a token without one.
+            if let Ok(ks) = self.keyserver.lock() {
+                let key = match req.kid.as_deref() {
+                    Some(kid) => ks.key(kid),
+                    None => ks.current().map(|(_, k)| k),
+                };
+                if let Some(key) = key {
+                    return crate::keys::sign_es256(key, &claims);
+                }
+            }
+        }
+        self.keys.sign(&req.alg, &claims, req.kid.as_deref())
     }
 
     fn bump(&self, name: &str) {
@@ -115,6 +130,7 @@ impl Issuer {
             counters: Mutex::new(BTreeMap::new()),
             seq: AtomicU64::new(1),
             oauth: Mutex::new(OAuth::default()),
+            keyserver: Mutex::new(KeyServer::default()),
         });
         let st = state.clone();
         let server = Server::start(addr, Arc::new(move |req: &Request| route(&st, req)));
@@ -158,6 +174,22 @@ impl Issuer {
         self.state.oauth.lock().ok().and_then(|o| o.last_client_auth.clone())
     }
 
+    /// Publishes a new P-256 key and signs ES256 tokens with it from now on; returns its kid.
+    pub fn rotate_key(&self) -> String {
+        self.state.keyserver.lock().expect("key server").rotate()
+    }
+
+    /// Withdraws a kid from the published key set.
+    pub fn remove_key(&self, kid: &str) {
+        self.state.keyserver.lock().expect("key server").remove(kid);
+    }
+
+    /// Key server controls, as `POST /control` takes them (`jwks_down`, `jwks_max_age`,
+    /// `jwks_delay_ms`, `rotate_key`, `remove_key`).
+    pub fn key_control(&self, v: &Value) {
+        let _ = self.state.keyserver.lock().expect("key server").control(v);
+    }
+
     pub fn counter(&self, name: &str) -> u64 {
         self.state.counters.lock().map(|c| c.get(name).copied().unwrap_or(0)).unwrap_or(0)
     }
@@ -185,14 +217,19 @@ fn route(st: &State, req: &Request) -> Response {
     match (req.method.as_str(), req.path()) {
         ("GET", "/.well-known/jwks.json") => {
             st.bump("jwks");
-            Response::json(200, &st.keys.public_jwks())
+            st.keyserver.lock().expect("key server").jwks_response(&st.keys)
+        }
+        ("GET", "/.well-known/openid-configuration") => {
+            st.bump("discovery");
+            st.keyserver.lock().expect("key server").discovery_response(&st.issuer)
         }
         // GET /mint?alg=RS256&ttl=60&sub=bob: handy from curl. Other query keys become claims.
         ("GET", "/mint") => {
             let mut q = query(url);
             let alg = q.remove("alg").and_then(|v| v.as_str().map(str::to_owned)).unwrap_or("RS256".into());
             let ttl = q.remove("ttl").and_then(|v| v.as_i64()).unwrap_or(300);
-            let req = MintRequest { alg, ttl, kid: None, claims: q };
+            let kid = q.remove("kid").and_then(|v| v.as_str().map(str::to_owned));
+            let req = MintRequest { alg, ttl, kid, claims: q };
             mint_response(st, &req)
         }
         // POST /mint {"alg": ..., "ttl": ..., "kid": ..., "claims": {...}}
@@ -215,6 +252,11 @@ fn route(st: &State, req: &Request) -> Response {
         ("POST", "/oauth/revoke") => st.oauth.lock().expect("oauth state").revoke(&req.body, &|c| st.bump(c)),
         ("POST", "/control") => {
             let v: Value = serde_json::from_str(&body).unwrap_or(json!({}));
+            let key_keys = ["rotate_key", "remove_key", "jwks_down", "jwks_max_age", "jwks_delay_ms"];
+            if key_keys.iter().any(|k| v.get(k).is_some()) {
+                let kid = st.keyserver.lock().expect("key server").control(&v);
+                return Response::json(200, &json!({"kid": kid}));
+            }
             st.oauth.lock().expect("oauth state").set_control(&v)
         }
         // The revocation feed (docs/configuration.md): replicas poll it and publish to it.

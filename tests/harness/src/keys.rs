@@ -145,6 +145,11 @@ impl IssuerKeys {
     }
 }
 
+/// Signs a claim set with a P-256 key (its kid is the key's own): rotated keys.
+pub fn sign_es256(key: &ES256KeyPair, claims: &Value) -> Result<String, String> {
+    key.sign(to_jwt_claims(claims)?).map_err(|e| e.to_string())
+}
+
 /// Moves registered claims into jwt-simple's fields and keeps the rest as custom claims, so
 /// the token carries each claim exactly once.
 fn to_jwt_claims(claims: &Value) -> Result<JWTClaims<serde_json::Map<String, Value>>, String> {

@@ -7,6 +7,7 @@ pub mod etcd;
 pub mod http;
 pub mod issuer;
 pub mod keys;
+pub mod keyserver;
 pub mod oauth;
 pub mod profile;
 pub mod scenarios;

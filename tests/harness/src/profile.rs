@@ -27,6 +27,8 @@ pub struct Profile {
     pub expires_in_header: String,
     pub registry_capacity: u64,
     pub admin: Option<Admin>,
+    /// The first provider's `remote_jwks.min_refetch_seconds` when it fetches its keys.
+    pub remote_min_refetch: Option<u64>,
 }
 
 impl Profile {
@@ -61,6 +63,9 @@ impl Profile {
                 .to_string(),
             registry_capacity: config["registry"]["capacity"].as_u64().unwrap_or(10_000),
             admin,
+            remote_min_refetch: config["providers"][0]
+                .get("remote_jwks")
+                .map(|r| r["min_refetch_seconds"].as_u64().unwrap_or(30)),
         }
     }
 
@@ -68,7 +73,8 @@ impl Profile {
     /// tests/compose_config.rs checks each value against the file.
     pub fn demo() -> Profile {
         Profile::of(&json!({
-            "providers": [{"algorithms": ["RS256", "PS256", "ES256", "ES384", "EdDSA"]}],
+            "providers": [{"algorithms": ["RS256", "PS256", "ES256", "ES384", "EdDSA"],
+                           "remote_jwks": {"cluster": "issuer", "min_refetch_seconds": 5}}],
             "clock_skew_seconds": 30,
             "required_claims": ["exp", "iat", "sub"],
             "session": {"max_lifetime_seconds": 86400, "start_claim": "auth_time"},

@@ -7,6 +7,7 @@
 //! absolute totals; against a fresh local stack the two are the same.
 
 pub mod forwarding;
+pub mod keys;
 pub mod observability;
 pub mod registry;
 pub mod rejections;

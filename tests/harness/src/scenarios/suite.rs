@@ -4,7 +4,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
-use super::{forwarding, observability, registry, rejections, Scenario};
+use super::{forwarding, keys, observability, registry, rejections, Scenario};
 use crate::profile::Profile;
 use crate::target::Target;
 
@@ -33,6 +33,9 @@ pub const SUITE: &[(&str, Scenario)] = &[
         "admin API guarded, never upstream",
         registry::the_admin_api_needs_its_token_and_never_reaches_the_upstream,
     ),
+    ("rotated key accepted at first sight", keys::a_rotated_key_is_accepted_at_first_sight_by_every_worker),
+    ("random-kid flood fetches rarely", keys::a_random_kid_flood_fetches_at_most_once_per_min_refetch),
+    ("last good keys serve while down", keys::the_last_good_keys_serve_while_the_key_server_is_down),
 ];
 
 #[derive(Debug)]
