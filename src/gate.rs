@@ -7,9 +7,11 @@
 use std::cell::RefCell;
 
 use crate::audit::{emit, Event, Record};
+use crate::config::routes::Rule;
 use crate::config::Config;
 use crate::host::Host;
 use crate::metrics::Counter;
+use crate::refresh::{Failure, PendingRefresh};
 use crate::registry::record::{State, TokenRecord};
 use crate::registry::revocation::{Revocation, Target, TokenFacts};
 use crate::registry::{Layout, Registry, RevocationCache};
@@ -22,9 +24,10 @@ mod accepted;
 pub mod credential;
 mod handoff;
 mod hot;
+mod policy;
 mod record;
 mod refreshing;
-pub use refreshing::complete as complete_refresh;
+pub mod upstream;
 
 use credential::read_credential;
 use handoff::superseded;
@@ -37,6 +40,8 @@ use record::{known_session_start, record, Accepted};
 pub trait RequestMeta {
     fn request_id(&self) -> Option<String>;
     fn path(&self) -> Option<String>;
+    /// Read only when route rules are configured.
+    fn method(&self) -> Option<String>;
     /// Any request header, for the rarely needed ones (the refresh token).
     fn header(&self, name: &str) -> Option<String>;
 }
@@ -62,22 +67,48 @@ pub struct Worker {
     pub accepted: RefCell<accepted::AcceptedCache>,
 }
 
-/// Decides one request, in named steps: read the credential, the hot path, authenticate,
-/// the revocation feed's say, revocation, supersession (the refresh handoff), claims and
-/// session, record, refresh.
+/// Decides one request, in named steps: the route (metadata document, public, optional,
+/// requirements), read the credential, the hot path, authenticate, the revocation feed's
+/// say, revocation, the route's requirements, supersession (the refresh handoff), claims and
+/// session, record, refresh; then report-only may turn a refusal into a forward.
 pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Request) -> Verdict {
+    match policy::route_step(cfg, req) {
+        policy::Step::Done(verdict) => verdict,
+        policy::Step::Check { rule, optional } => {
+            policy::enforce(cfg, check_token(cfg, host, worker, req, rule, optional))
+        }
+    }
+}
+
+/// Finishes a request held for a refresh call (see `refreshing::complete`).
+pub fn complete_refresh(
+    cfg: &Config,
+    host: &impl Host,
+    worker: &Worker,
+    plan: &PendingRefresh,
+    answer: Result<(Option<u16>, Vec<u8>), Failure>,
+) -> Verdict {
+    policy::enforce(cfg, refreshing::complete(cfg, host, worker, plan, answer))
+}
+
+fn check_token(
+    cfg: &Config,
+    host: &impl Host,
+    worker: &Worker,
+    req: &Request,
+    rule: Option<&Rule>,
+    optional: bool,
+) -> Verdict {
     let now = host.now();
     let mut ctx = Ctx { cfg, host, req, now, fingerprint: None };
     let token = match read_credential(cfg, req) {
         Ok(Some(t)) => t,
-        Ok(None) => {
-            host.count(Counter::MissingToken);
-            return Verdict::Deny(reject::missing_token_response(&cfg.realm));
-        }
+        Ok(None) if optional => return upstream::forward_unverified(cfg),
+        Ok(None) => return ctx.missing(),
         Err(rejection) => return ctx.reject(rejection, None),
     };
     let registry = Registry::new(host, Layout::of(cfg));
-    if let Some(verdict) = accepted_again(cfg, host, worker, &registry, token, now, req) {
+    if let Some(verdict) = accepted_again(cfg, host, worker, &registry, token, now, req, rule) {
         return verdict;
     }
     let fingerprint = Fingerprint::of(token);
@@ -114,6 +145,9 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
                 .reject(Rejection::new(RejectCode::TokenRevoked, "token has been revoked"), Some(claims))
         }
         None => return unavailable(),
+    }
+    if let Some(rule) = rule.filter(|r| !crate::route::satisfied(r, &claims.all)) {
+        return ctx.forbid(rule, claims);
     }
     if let Some(old) = known.as_ref().filter(|r| r.state == State::Superseded) {
         if let Some(v) = superseded(&ctx, worker, &registry, old, claims) {
@@ -154,11 +188,18 @@ pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Requ
     // Remembered from the second sight on: a token seen once (a flood of one-shot tokens,
     // say) would only churn the cache.
     let plain = known.as_ref().is_some_and(|r| !matches!(r.state, State::Superseded | State::Revoked));
+    let rendered = upstream::render(cfg, &claims.all);
+    let headers = upstream::edits(cfg, token, &rendered);
     if recorded.is_some() && plain {
         let last_seen = recorded.unwrap_or(now);
-        remember_accepted(cfg, worker, token, fingerprint, targets, claims, life, last_seen, now);
+        let seen = hot::Seen { fingerprint, targets, claims, rendered, life, last_seen };
+        remember_accepted(cfg, worker, token, seen, now);
     }
-    Verdict::Forward { expires_in: cfg.expires_in_header.as_ref().map(|_| life.remaining_s), swap: None }
+    Verdict::Forward {
+        expires_in: cfg.expires_in_header.as_ref().map(|_| life.remaining_s),
+        swap: None,
+        headers,
+    }
 }
 
 /// What one request's audit records share.
@@ -180,17 +221,44 @@ impl<H: Host> Ctx<'_, H> {
     }
 
     fn reject(&self, rejection: Rejection, verified: Option<&Claims>) -> Verdict {
-        self.host.count(Counter::Rejected(rejection.code));
+        self.refused(rejection.code, verified);
+        Verdict::Deny(reject::invalid_token_response(&self.cfg.challenge(), &rejection))
+    }
+
+    /// A valid token without what the route requires: 403.
+    fn forbid(&self, rule: &Rule, claims: &Claims) -> Verdict {
+        self.refused(RejectCode::InsufficientScope, Some(claims));
+        Verdict::Deny(reject::insufficient_scope_response(&self.cfg.challenge(), &rule.required_scopes))
+    }
+
+    /// No token where one is required. Audited only in report-only mode, where it is one
+    /// of the refusals the operator wants to read about.
+    fn missing(&self) -> Verdict {
+        self.host.count(Counter::MissingToken);
+        if self.cfg.routes.report_only {
+            let mut r = self.record(Event::TokenRejected);
+            r.reason = Some(reject::MISSING_TOKEN.to_owned());
+            r.enforced = Some(false);
+            emit(self.host, r);
+        }
+        Verdict::Deny(reject::missing_token_response(&self.cfg.challenge()))
+    }
+
+    /// Counts and audits a refusal.
+    fn refused(&self, code: RejectCode, verified: Option<&Claims>) {
+        self.host.count(Counter::Rejected(code));
         let mut r = self.record(Event::TokenRejected);
-        r.reason = Some(rejection.code.as_str().to_owned());
+        r.reason = Some(code.as_str().to_owned());
         // Identities only from a token whose signature verified.
         if let Some(c) = verified {
             r.sub = c.sub.clone();
             r.jti = c.jti.clone();
             r.exp = c.exp;
         }
+        if self.cfg.routes.report_only {
+            r.enforced = Some(false);
+        }
         emit(self.host, r);
-        Verdict::Deny(reject::invalid_token_response(&self.cfg.realm, &rejection))
     }
 }
 
@@ -268,6 +336,8 @@ pub(super) fn unavailable() -> Verdict {
     Verdict::Deny(reject::unavailable_response("revocation state unavailable"))
 }
 
+#[cfg(test)]
+mod route_tests;
 #[cfg(test)]
 mod security_tests;
 #[cfg(test)]

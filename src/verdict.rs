@@ -3,6 +3,7 @@
 //! service's own token (egress).
 
 use crate::audit::{self, Event, Record};
+pub use crate::header::HeaderEdit;
 use crate::host::Host;
 use crate::metrics::Counter;
 use crate::refresh::PendingRefresh;
@@ -14,9 +15,13 @@ pub enum Verdict {
     /// Let the request through; on the response, set the expires-in header to this value.
     /// With `swap`, the request goes upstream with the new token instead of the old one, and
     /// the response hands the new tokens to the client.
+    /// `headers`: edits to the request before it goes on (the configured claim headers:
+    /// incoming copies removed, the verified token's values set). Empty when none are
+    /// configured.
     Forward {
         expires_in: Option<u64>,
         swap: Option<Swap>,
+        headers: Vec<HeaderEdit>,
     },
     Deny(LocalReply),
     /// Hold the request, make this refresh call, then finish with `complete_refresh`.

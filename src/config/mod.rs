@@ -16,6 +16,7 @@ mod feed;
 mod provider;
 mod refresh;
 mod registry;
+pub mod routes;
 mod session;
 mod source;
 mod time;
@@ -87,6 +88,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     pub refresh: Option<RefreshConfig>,
     pub revocation_feed: Option<FeedConfig>,
+    /// Route rules, claims for the upstream, report-only, RFC 9728 metadata.
+    pub routes: routes::RoutesConfig,
     /// Identifies this configuration (a hash of it). A registry record verified under another
     /// configuration is verified again.
     pub generation: u32,
@@ -105,6 +108,14 @@ impl Config {
     pub fn revocation_retention_seconds(&self) -> u64 {
         let session = self.session.as_ref().map_or(0, |s| s.max_lifetime_seconds);
         self.max_token_lifetime_seconds.max(session).saturating_add(self.clock_skew_seconds)
+    }
+
+    /// The start of every challenge this listener sends.
+    pub fn challenge(&self) -> crate::reject::Challenge<'_> {
+        crate::reject::Challenge {
+            realm: &self.realm,
+            resource_metadata: self.routes.resource_metadata.as_ref().map(|m| m.url.as_str()),
+        }
     }
 
     pub fn provider(&self, issuer: &str) -> Option<&Provider> {
@@ -165,6 +176,16 @@ struct RawConfig {
     refresh: Option<refresh::RawRefresh>,
     #[serde(default)]
     revocation_feed: Option<feed::RawFeed>,
+    #[serde(default)]
+    routes: Option<Vec<routes::RawRule>>,
+    #[serde(default)]
+    claims_to_headers: Option<Vec<routes::RawClaimHeader>>,
+    #[serde(default)]
+    forward_payload_header: Option<String>,
+    #[serde(default)]
+    report_only: Option<bool>,
+    #[serde(default)]
+    resource_metadata: Option<routes::RawResourceMetadata>,
 }
 
 #[derive(Deserialize)]
@@ -196,6 +217,16 @@ impl RawConfig {
             Mode::Egress => Vec::new(),
         };
         let token_source = source::validate(self.token_source)?;
+        let routes = routes::validate(
+            routes::RawRoutes {
+                routes: self.routes,
+                claims_to_headers: self.claims_to_headers,
+                forward_payload_header: self.forward_payload_header,
+                report_only: self.report_only,
+                resource_metadata: self.resource_metadata,
+            },
+            &token_source,
+        )?;
         let time = time::validate(time::RawTime {
             clock_skew_seconds: self.clock_skew_seconds,
             required_claims: self.required_claims,
@@ -220,12 +251,13 @@ impl RawConfig {
             admin: self.admin.map(admin::RawAdmin::validate).transpose()?,
             refresh: self.refresh.map(refresh::RawRefresh::validate).transpose()?,
             revocation_feed: self.revocation_feed.map(feed::RawFeed::validate).transpose()?,
+            routes,
             generation: 0,
         })
     }
 
     /// Every key but `mode` and `egress` concerns incoming tokens: which of them are set.
-    fn ingress_keys(&self) -> [(&'static str, bool); 14] {
+    fn ingress_keys(&self) -> [(&'static str, bool); 19] {
         [
             ("providers", self.providers.is_some()),
             ("token_source", self.token_source.is_some()),
@@ -241,6 +273,11 @@ impl RawConfig {
             ("admin", self.admin.is_some()),
             ("refresh", self.refresh.is_some()),
             ("revocation_feed", self.revocation_feed.is_some()),
+            ("routes", self.routes.is_some()),
+            ("claims_to_headers", self.claims_to_headers.is_some()),
+            ("forward_payload_header", self.forward_payload_header.is_some()),
+            ("report_only", self.report_only.is_some()),
+            ("resource_metadata", self.resource_metadata.is_some()),
         ]
     }
 }

@@ -1,0 +1,159 @@
+use serde_json::json;
+
+use super::*;
+use crate::testkit::*;
+
+fn routes(rules: serde_json::Value) -> RoutesConfig {
+    config(json!({ "routes": rules })).routes
+}
+
+fn policy_of(r: &RoutesConfig, method: &str, path: &str) -> Option<Policy> {
+    select(r, method, path).map(|rule| rule.policy)
+}
+
+#[test]
+fn normal_paths() {
+    for ok in ["/", "/healthz", "/catalog/", "/a/b.c/d", "/a/..b/c", "/a/%41", "/x;v=1", "/a/.well-known/x"] {
+        assert!(is_normal(ok), "{ok}");
+    }
+    for bad in [
+        "",
+        "healthz",
+        "//admin",
+        "/healthz//admin",
+        "/healthz/../admin",
+        "/healthz/./admin",
+        "/healthz/..",
+        "/healthz/.",
+        "/healthz/..;/admin",
+        "/healthz/.;x/admin",
+        "/healthz%2Fadmin",
+        "/healthz%2fadmin",
+        "/healthz/%2e%2e/admin",
+        "/healthz/%2E%2E/admin",
+        "/healthz/.%2e/admin",
+        "/healthz%5cadmin",
+        "/healthz%5Cadmin",
+        "/healthz\\..\\admin",
+        "/healthz%252e%252e/admin",
+    ] {
+        assert!(!is_normal(bad), "{bad}");
+    }
+}
+
+#[test]
+fn normalising_shows_what_an_upstream_could_read() {
+    assert_eq!(normalized("/healthz/../admin/x"), "/admin/x");
+    assert_eq!(normalized("//admin/"), "/admin/");
+    assert_eq!(normalized("/healthz%2F..%2Fadmin/"), "/admin/");
+    assert_eq!(normalized("/healthz/%252e%252e/admin/"), "/admin/");
+    assert_eq!(normalized("/a\\..\\admin/"), "/admin/");
+    assert_eq!(normalized("/../../"), "/");
+    assert_eq!(normalized("/a%zz/%"), "/a%zz/%");
+}
+
+#[test]
+fn the_first_matching_rule_decides_on_the_path_without_query() {
+    let r = routes(json!([
+        {"path_prefix": "/healthz", "policy": "public"},
+        {"path_exact": "/login", "methods": ["GET", "POST"], "policy": "public"},
+        {"path_prefix": "/catalog/", "methods": ["GET"], "policy": "optional"},
+        {"path_prefix": "/catalog/", "policy": "public"},
+        {"path_prefix": "/admin/", "required_scopes": ["admin"]},
+    ]));
+    assert_eq!(policy_of(&r, "GET", "/healthz"), Some(Policy::Public));
+    assert_eq!(policy_of(&r, "GET", "/healthz/live?verbose=1"), Some(Policy::Public));
+    assert_eq!(policy_of(&r, "POST", "/login"), Some(Policy::Public));
+    assert_eq!(policy_of(&r, "POST", "/login?next=/x"), Some(Policy::Public));
+    assert_eq!(policy_of(&r, "DELETE", "/login"), None, "method not listed");
+    assert_eq!(policy_of(&r, "GET", "/login/x"), None, "exact means exact");
+    assert_eq!(policy_of(&r, "GET", "/catalog/1"), Some(Policy::Optional), "first match wins");
+    assert_eq!(policy_of(&r, "POST", "/catalog/1"), Some(Policy::Public));
+    assert_eq!(policy_of(&r, "GET", "/x?/healthz"), None, "the query is not the path");
+    assert_eq!(policy_of(&r, "GET", "/admin/users"), Some(Policy::Required));
+}
+
+#[test]
+fn a_path_not_in_normal_form_never_matches_a_public_or_optional_rule() {
+    let r = routes(json!([
+        {"path_prefix": "/healthz", "policy": "public"},
+        {"path_prefix": "/catalog/", "policy": "optional"},
+    ]));
+    for trick in [
+        "/healthz/../admin",
+        "/healthz/%2e%2e/admin",
+        "/healthz%2Fadmin",
+        "/healthz/..;/admin",
+        "/healthz\\admin",
+        "/catalog/../admin",
+        "/catalog//admin",
+    ] {
+        assert_eq!(policy_of(&r, "GET", trick), None, "{trick}");
+    }
+    // `//admin` does not start with any rule's text and is not normal either.
+    assert_eq!(policy_of(&r, "GET", "//admin"), None);
+}
+
+#[test]
+fn a_path_trick_cannot_skip_a_required_rule() {
+    let r = routes(json!([
+        {"path_prefix": "/public/", "policy": "public"},
+        {"path_prefix": "/admin/", "required_scopes": ["admin"]},
+    ]));
+    for trick in
+        ["/public/../admin/x", "//admin/x", "/x/%2e%2e/admin/x", "/public%2F..%2Fadmin/x", "/admin//x"]
+    {
+        let rule = select(&r, "GET", trick).unwrap_or_else(|| panic!("{trick} escaped the admin rule"));
+        assert_eq!(rule.required_scopes, vec!["admin"], "{trick}");
+    }
+}
+
+fn claims(v: serde_json::Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap()
+}
+
+#[test]
+fn scopes_come_from_scope_or_scp() {
+    let r = routes(json!([{"path_prefix": "/", "required_scopes": ["admin", "write"]}]));
+    let rule = &r.rules[0];
+    assert!(satisfied(rule, &claims(json!({"scope": "read admin write"}))));
+    assert!(satisfied(rule, &claims(json!({"scp": ["write", "admin"]}))));
+    assert!(satisfied(rule, &claims(json!({"scp": "admin write"}))));
+    assert!(!satisfied(rule, &claims(json!({"scope": "admin"}))), "every scope is needed");
+    assert!(!satisfied(rule, &claims(json!({"scope": "administrator write"}))), "whole words only");
+    assert!(!satisfied(rule, &claims(json!({"scope": ["admin", "write"]}))), "scope is a string");
+    assert!(!satisfied(rule, &claims(json!({}))));
+}
+
+#[test]
+fn claims_match_by_dotted_path_value_or_list_member() {
+    let r = routes(json!([{"path_prefix": "/", "required_claims": {
+        "tenant": ["acme", "globex"], "realm_access.roles": ["ops"], "level": [3, true]
+    }}]));
+    let rule = &r.rules[0];
+    let good = json!({"tenant": "acme", "realm_access": {"roles": ["dev", "ops"]}, "level": 3});
+    assert!(satisfied(rule, &claims(good.clone())));
+    let mut other_tenant = good.clone();
+    other_tenant["tenant"] = json!("initech");
+    assert!(!satisfied(rule, &claims(other_tenant)));
+    let mut flat = good.clone();
+    flat.as_object_mut().unwrap().remove("realm_access");
+    flat["realm_access.roles"] = json!(["ops"]);
+    assert!(!satisfied(rule, &claims(flat)), "a dotted path walks objects, not a dotted name");
+    let mut string_level = good.clone();
+    string_level["level"] = json!("3");
+    assert!(!satisfied(rule, &claims(string_level)), "JSON types must agree");
+    let mut nested_list = good;
+    nested_list["tenant"] = json!([["acme"]]);
+    assert!(!satisfied(rule, &claims(nested_list)), "one level of list only");
+}
+
+#[test]
+fn claim_at_walks_objects_only() {
+    let c = claims(json!({"a": {"b": {"c": 1}}, "n": null, "l": [{"b": 2}]}));
+    let path = |s: &str| ClaimPath(s.split('.').map(str::to_owned).collect());
+    assert_eq!(claim_at(&c, &path("a.b.c")), Some(&json!(1)));
+    assert_eq!(claim_at(&c, &path("a.x")), None);
+    assert_eq!(claim_at(&c, &path("n")), None, "null is absent");
+    assert_eq!(claim_at(&c, &path("l.b")), None);
+}
