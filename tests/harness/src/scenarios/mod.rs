@@ -10,6 +10,7 @@ pub mod forwarding;
 pub mod observability;
 pub mod registry;
 pub mod rejections;
+pub mod routes;
 mod suite;
 
 pub use suite::{run_suite, Outcome, SUITE};
