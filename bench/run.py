@@ -82,6 +82,26 @@ def tokenguard_filter(extra=None):
     return wasm_filter("tokenguard", WASM, cfg)
 
 
+def route_policy():
+    """Issue 16's row: 20 route rules none of which matches the benchmark's `/` (every rule is
+    scanned, the worst case), and 3 claim headers written on every request."""
+    rules = []
+    for i in range(20):
+        kind = ("path_prefix", "path_exact")[i % 2]
+        rule = {kind: f"/svc-{i}/" if kind == "path_prefix" else f"/svc-{i}/status"}
+        if i % 4 == 0:
+            rule["policy"] = "public"
+        elif i % 4 == 1:
+            rule.update(methods=["GET"], policy="optional")
+        elif i % 4 == 2:
+            rule["required_scopes"] = ["admin"]
+        else:
+            rule["required_claims"] = {"org.tenant": ["acme"]}
+        rules.append(rule)
+    return {"routes": rules,
+            "claims_to_headers": [{"claim": c, "header": f"x-claim-{c}"} for c in ("sub", "iss", "jti")]}
+
+
 def wasm_filter(name, path, cfg):
     return {"name": name, "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
@@ -209,6 +229,7 @@ def configs():
         ("Wasm floor (reads the header)", [wasm_filter("floor", FLOOR, {})], hot, None),
         ("tokenguard hot (RS256, registry hit)", [tokenguard_filter()], hot, "hot"),
         ("jwt_authn RS256 with cache", [jwt_authn(True)], hot, None),
+        ("tokenguard hot, 20 route rules + 3 claim headers", [tokenguard_filter(route_policy())], hot, "hot"),
         ("tokenguard hot, full registry + revocations", None, hot, "full"),
     ]
     for alg in ALGS:
@@ -300,6 +321,7 @@ def report(results, registry_stats):
     versus = {
         "tokenguard hot (RS256, registry hit)": "jwt_authn RS256 with cache",
         "tokenguard hot, full registry + revocations": "jwt_authn RS256 with cache",
+        "tokenguard hot, 20 route rules + 3 claim headers": "jwt_authn RS256 with cache",
         **{f"tokenguard cold {a}": f"jwt_authn {a} no cache" for a in ALGS},
     }
     lines = [

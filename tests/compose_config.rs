@@ -123,4 +123,6 @@ fn the_demo_profile_matches_envoy_yaml() {
     let admin = p.admin.expect("the admin API");
     assert_eq!(value("path_prefix"), admin.prefix);
     assert_eq!(value("token"), admin.token);
+    assert_eq!(Some(value("resource")), p.resource, "the route scenarios' resource_metadata");
+    assert!(p.routes && text.contains("forward_payload_header: x-jwt-payload"));
 }

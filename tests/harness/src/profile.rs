@@ -27,6 +27,10 @@ pub struct Profile {
     pub expires_in_header: String,
     pub registry_capacity: u64,
     pub admin: Option<Admin>,
+    /// `resource_metadata.resource`, when the RFC 9728 metadata is configured.
+    pub resource: Option<String>,
+    /// `routes` is configured (the route scenarios' `scenarios::routes::config()`).
+    pub routes: bool,
 }
 
 impl Profile {
@@ -61,13 +65,25 @@ impl Profile {
                 .to_string(),
             registry_capacity: config["registry"]["capacity"].as_u64().unwrap_or(10_000),
             admin,
+            resource: config["resource_metadata"]["resource"].as_str().map(str::to_owned),
+            routes: config.get("routes").is_some(),
+        }
+    }
+
+    /// How every challenge starts: the realm and, with RFC 9728 metadata, where it is.
+    pub fn challenge(&self) -> String {
+        match &self.resource {
+            None => "Bearer realm=\"tokenguard\"".into(),
+            Some(r) => format!(
+                "Bearer realm=\"tokenguard\", resource_metadata=\"{r}/.well-known/oauth-protected-resource\""
+            ),
         }
     }
 
     /// `envoy/envoy.yaml`'s plugin configuration (and so the compose stack's);
     /// tests/compose_config.rs checks each value against the file.
     pub fn demo() -> Profile {
-        Profile::of(&json!({
+        let mut config = json!({
             "providers": [{"algorithms": ["RS256", "PS256", "ES256", "ES384", "EdDSA"]}],
             "clock_skew_seconds": 30,
             "required_claims": ["exp", "iat", "sub"],
@@ -77,7 +93,12 @@ impl Profile {
             "max_token_lifetime_seconds": 86400,
             "registry": {"capacity": 10000},
             "admin": {"path_prefix": "/tokenguard/", "token": "demo-admin-token-change-me"},
-        }))
+        });
+        // The route scenarios' policy (tests/compose_config.rs checks the file holds it).
+        if let (Some(c), Some(r)) = (config.as_object_mut(), crate::scenarios::routes::config().as_object()) {
+            c.extend(r.clone());
+        }
+        Profile::of(&config)
     }
 
     pub fn allows(&self, alg: &str) -> bool {
