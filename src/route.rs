@@ -1,10 +1,11 @@
 //! Route policy on a request: which rule decides, whether the path is in normal form, and
 //! whether a token's claims meet a rule's requirements.
 //!
-//! A public or optional rule is a hole in the filter by design, so it only opens for paths
-//! every server reads the same way. Anything an upstream might decode or normalise into
-//! another path (dot segments, `//`, `\`, percent-encoded `/`, `\`, `.` or `%`) falls to
-//! `required`, whatever rule its text matches.
+//! Rules are matched so that any doubt makes the answer stricter. A public or optional rule
+//! is a hole in the filter by design, so it opens only for a path in normal form, matched
+//! exactly as written. A required rule (with its scopes and claims) applies to every path an
+//! upstream could read as one it covers: matched without regard to ASCII case, and also
+//! against `normalized`, what decoding, dot-segment removal and `;` parameters make of it.
 
 use serde_json::{Map, Value};
 
@@ -13,28 +14,30 @@ use crate::config::routes::{ClaimPath, PathMatch, Policy, RoutesConfig, Rule};
 /// The rule deciding a request: the first whose path and methods match. `None`: no rule,
 /// the default (`required`, no requirements).
 ///
-/// A path not in normal form matches no public or optional rule, and matches a required
-/// rule by its text or by the path an upstream could make of it (`normalized`): neither
-/// `/x/../admin/` nor `/admin%2Fx` slips past a rule on `/admin/`.
+/// Neither `/x/../admin/`, `/admin%2Fx`, `/%61dmin/`, `/ADMIN/` nor `/admin;x/` slips past a
+/// required rule on `/admin/`, and none of them passes a public rule.
 pub fn select<'c>(routes: &'c RoutesConfig, method: &str, path: &str) -> Option<&'c Rule> {
     let path = without_query(path);
-    let method_ok = |rule: &Rule| rule.methods.is_empty() || rule.methods.iter().any(|m| m == method);
-    if is_normal(path) {
-        return routes.rules.iter().find(|rule| path_matches(&rule.path, path) && method_ok(rule));
-    }
-    let other = normalized(path);
+    let normal = is_normal(path);
+    // Only paths with something to decode or resolve pay for the allocation.
+    let other = (!normal || path.contains(['%', ';'])).then(|| normalized(path));
     routes.rules.iter().find(|rule| {
-        rule.policy == Policy::Required
-            && method_ok(rule)
-            && (path_matches(&rule.path, path) || path_matches(&rule.path, &other))
+        let method_ok = rule.methods.is_empty() || rule.methods.iter().any(|m| m == method);
+        method_ok
+            && match rule.policy {
+                Policy::Required => {
+                    covers(&rule.path, path) || other.as_deref().is_some_and(|o| covers(&rule.path, o))
+                }
+                Policy::Optional | Policy::Public => normal && path_matches(&rule.path, path),
+            }
     })
 }
 
-/// What an upstream that decodes and normalises paths could make of this one: `%2e`, `%2f`,
-/// `%5c` and `%25` decoded (twice, for double encoding), `\` read as `/`, empty and `.`
-/// segments dropped, `..` resolved. Only used to find the rules a non-normal path must meet.
+/// What an upstream that decodes and normalises paths could make of this one: escapes of
+/// unreserved characters and of `/`, `\`, `%`, `;` decoded (twice, for double encoding),
+/// `\` read as `/`, `;` parameters dropped, empty and `.` segments dropped, `..` resolved.
 pub fn normalized(path: &str) -> String {
-    let decoded = decode_separators(&decode_separators(path)).replace('\\', "/");
+    let decoded = decode_escapes(&decode_escapes(path)).replace('\\', "/");
     let mut out: Vec<&str> = Vec::new();
     for seg in decoded.split('/') {
         match seg.split(';').next().unwrap_or(seg) {
@@ -42,7 +45,7 @@ pub fn normalized(path: &str) -> String {
             ".." => {
                 out.pop();
             }
-            _ => out.push(seg),
+            name => out.push(name),
         }
     }
     let trailing = decoded.ends_with('/') && !out.is_empty();
@@ -53,20 +56,12 @@ pub fn normalized(path: &str) -> String {
     s
 }
 
-fn decode_separators(path: &str) -> String {
+fn decode_escapes(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     let mut rest = path;
     while let Some(i) = rest.find('%') {
         out.push_str(rest.get(..i).unwrap_or_default());
-        let code = rest.get(i + 1..i + 3).map(str::to_ascii_lowercase);
-        let c = match code.as_deref() {
-            Some("2e") => Some('.'),
-            Some("2f") => Some('/'),
-            Some("5c") => Some('\\'),
-            Some("25") => Some('%'),
-            _ => None,
-        };
-        match c {
+        match rest.get(i + 1..i + 3).and_then(escaped) {
             Some(c) => {
                 out.push(c);
                 rest = rest.get(i + 3..).unwrap_or_default();
@@ -81,12 +76,20 @@ fn decode_separators(path: &str) -> String {
     out
 }
 
+/// The character a two-hex-digit escape stands for, when it is one an upstream's decoding
+/// could turn into another path: unreserved characters, `/`, `\`, `%` and `;`.
+fn escaped(hex: &str) -> Option<char> {
+    let c = char::from(u8::from_str_radix(hex, 16).ok()?);
+    (c.is_ascii_alphanumeric() || "-._~/\\%;".contains(c)).then_some(c)
+}
+
 /// The path a rule is matched against: without query or fragment.
 pub fn without_query(path: &str) -> &str {
     let end = path.find(['?', '#']).unwrap_or(path.len());
     path.get(..end).unwrap_or(path)
 }
 
+/// A relaxing rule's match: exactly as written.
 fn path_matches(m: &PathMatch, path: &str) -> bool {
     match m {
         PathMatch::Prefix(p) => path.starts_with(p.as_str()),
@@ -94,13 +97,21 @@ fn path_matches(m: &PathMatch, path: &str) -> bool {
     }
 }
 
+/// A required rule's match: without regard to ASCII case (some upstreams ignore it).
+fn covers(m: &PathMatch, path: &str) -> bool {
+    match m {
+        PathMatch::Prefix(p) => path.get(..p.len()).is_some_and(|head| head.eq_ignore_ascii_case(p)),
+        PathMatch::Exact(p) => path.eq_ignore_ascii_case(p),
+    }
+}
+
 /// Whether a path (without query) is in the one form every reader agrees on: absolute, no
 /// empty, `.` or `..` segment (also not `..;x`, which some servers read as `..`), no `\`,
-/// and no percent-encoded `/`, `\`, `.` or `%` (decoded once or twice by an upstream, any of
-/// them can turn into one of the others).
+/// and no escape that decoding could turn into part of another path (`%2e`, `%2f`, `%5c`,
+/// `%25`, `%3b`, an escaped letter or digit, any case).
 pub fn is_normal(path: &str) -> bool {
     let Some(rest) = path.strip_prefix('/') else { return false };
-    if path.contains('\\') || has_encoded_separator(path) {
+    if path.contains('\\') || has_meaningful_escape(path) {
         return false;
     }
     // The last segment may be empty ("/", "/catalog/"); no other may.
@@ -115,11 +126,8 @@ pub fn is_normal(path: &str) -> bool {
     true
 }
 
-fn has_encoded_separator(path: &str) -> bool {
-    path.as_bytes().windows(3).any(|w| match w {
-        [b'%', hi, lo] => matches!((*hi, lo.to_ascii_lowercase()), (b'2', b'e' | b'f' | b'5') | (b'5', b'c')),
-        _ => false,
-    })
+fn has_meaningful_escape(path: &str) -> bool {
+    path.match_indices('%').any(|(i, _)| path.get(i + 1..i + 3).and_then(escaped).is_some())
 }
 
 /// A claim by dotted path: each step but the last must be an object.

@@ -35,7 +35,7 @@ fn an_optional_route_takes_no_token_and_refuses_a_bad_one() {
 fn a_missing_scope_is_403_insufficient_scope() {
     let s = stack();
     routes::a_missing_scope_is_403_insufficient_scope(&s.target(), &s.profile);
-    assert_eq!(s.envoy.stat("wasmcustom.tokenguard.requests.rejected.insufficient_scope"), Some(3));
+    assert_eq!(s.envoy.stat("wasmcustom.tokenguard.requests.rejected.insufficient_scope"), Some(7));
 }
 
 #[test]

@@ -225,7 +225,7 @@ fn rule_path(field: &str, p: String) -> Result<String, ConfigError> {
     if p.contains(['?', '#']) || !crate::route::is_normal(&p) {
         return Err(ConfigError::new(
             field,
-            "must be a plain path: no query, dot segments, '//', '\\' or percent-encoded '/', '\\', '.' or '%'",
+            "must be a plain path: no query, dot segments, '//', '\\', or escapes of '/', '\\', '%', ';' or unreserved characters",
         ));
     }
     Ok(p)

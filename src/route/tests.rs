@@ -13,7 +13,17 @@ fn policy_of(r: &RoutesConfig, method: &str, path: &str) -> Option<Policy> {
 
 #[test]
 fn normal_paths() {
-    for ok in ["/", "/healthz", "/catalog/", "/a/b.c/d", "/a/..b/c", "/a/%41", "/x;v=1", "/a/.well-known/x"] {
+    for ok in [
+        "/",
+        "/healthz",
+        "/catalog/",
+        "/a/b.c/d",
+        "/a/..b/c",
+        "/a/%20b",
+        "/a/%C3%A9",
+        "/x;v=1",
+        "/a/.well-known/x",
+    ] {
         assert!(is_normal(ok), "{ok}");
     }
     for bad in [
@@ -36,6 +46,9 @@ fn normal_paths() {
         "/healthz%5Cadmin",
         "/healthz\\..\\admin",
         "/healthz%252e%252e/admin",
+        "/%61dmin",
+        "/admin%3bx",
+        "/a%7e",
     ] {
         assert!(!is_normal(bad), "{bad}");
     }
@@ -50,6 +63,8 @@ fn normalising_shows_what_an_upstream_could_read() {
     assert_eq!(normalized("/a\\..\\admin/"), "/admin/");
     assert_eq!(normalized("/../../"), "/");
     assert_eq!(normalized("/a%zz/%"), "/a%zz/%");
+    assert_eq!(normalized("/%61dmin;jsessionid=x/users"), "/admin/users");
+    assert_eq!(normalized("/a/%20b"), "/a/%20b", "escapes an upstream cannot route on stay");
 }
 
 #[test]
@@ -100,9 +115,18 @@ fn a_path_trick_cannot_skip_a_required_rule() {
         {"path_prefix": "/public/", "policy": "public"},
         {"path_prefix": "/admin/", "required_scopes": ["admin"]},
     ]));
-    for trick in
-        ["/public/../admin/x", "//admin/x", "/x/%2e%2e/admin/x", "/public%2F..%2Fadmin/x", "/admin//x"]
-    {
+    for trick in [
+        "/public/../admin/x",
+        "//admin/x",
+        "/x/%2e%2e/admin/x",
+        "/public%2F..%2Fadmin/x",
+        "/admin//x",
+        "/%61dmin/x",
+        "/ADMIN/x",
+        "/Admin/x",
+        "/admin;x/users",
+        "/public/%2e%2e/%41DMIN/x",
+    ] {
         let rule = select(&r, "GET", trick).unwrap_or_else(|| panic!("{trick} escaped the admin rule"));
         assert_eq!(rule.required_scopes, vec!["admin"], "{trick}");
     }
@@ -110,6 +134,15 @@ fn a_path_trick_cannot_skip_a_required_rule() {
 
 fn claims(v: serde_json::Value) -> Map<String, Value> {
     v.as_object().cloned().unwrap()
+}
+
+#[test]
+fn relaxing_rules_match_as_written_only() {
+    let r = routes(json!([{"path_prefix": "/healthz", "policy": "public"}]));
+    for other in ["/HEALTHZ", "/Healthz", "/%68ealthz", "/healthz/%2e%2e/x"] {
+        assert_eq!(policy_of(&r, "GET", other), None, "{other}");
+    }
+    assert_eq!(policy_of(&r, "GET", "/healthz;v=1"), Some(Policy::Public), "a parameter changes nothing");
 }
 
 #[test]

@@ -152,6 +152,11 @@ pub fn a_missing_scope_is_403_insufficient_scope(t: &Target, p: &Profile) {
         assert!(challenge.contains("scope=\"admin\""), "{challenge}");
         assert_eq!(error_code(&r), "insufficient_scope");
     }
+    // What an upstream could read as /staff/ is held to the same rule.
+    for trick in ["/STAFF/reports", "/%73taff/reports", "/x/%2e%2e/staff/reports", "/staff;v=1/reports"] {
+        let r = get(t, trick, Some(&reader), &[]);
+        assert_eq!(r.status, 403, "{trick} escaped the scope: {}", r.body);
+    }
     let scp = t.mint(&MintRequest::new(&alg, 300).claim("scp", json!(["read", "admin"])));
     let admin = t.mint(&MintRequest::new(&alg, 300).claim("scope", json!("read admin")));
     for token in [&scp, &admin, &admin] {
@@ -159,7 +164,7 @@ pub fn a_missing_scope_is_403_insufficient_scope(t: &Target, p: &Profile) {
     }
     assert_eq!(t.received().len(), before + 3);
     let audits = t.audits_for(&reader);
-    assert_eq!(audits.len(), 3, "{audits:?}");
+    assert_eq!(audits.len(), 7, "{audits:?}");
     assert!(audits.iter().all(|a| a["reason"] == "insufficient_scope" && a["sub"] == t.subject.as_str()));
 }
 
