@@ -15,21 +15,26 @@ use crate::config::routes::{ClaimPath, PathMatch, Policy, RoutesConfig, Rule};
 /// the default (`required`, no requirements).
 ///
 /// Neither `/x/../admin/`, `/admin%2Fx`, `/%61dmin/`, `/ADMIN/` nor `/admin;x/` slips past a
-/// required rule on `/admin/`, and none of them passes a public rule.
-pub fn select<'c>(routes: &'c RoutesConfig, method: &str, path: &str) -> Option<&'c Rule> {
+/// required rule on `/admin/`, and none of them passes a public rule. `method` is asked
+/// (a host call) only once a rule listing methods matches the path.
+pub fn select<'c>(
+    routes: &'c RoutesConfig,
+    path: &str,
+    method: &mut dyn FnMut() -> String,
+) -> Option<&'c Rule> {
     let path = without_query(path);
     let normal = is_normal(path);
     // Only paths with something to decode or resolve pay for the allocation.
     let other = (!normal || path.contains(['%', ';'])).then(|| normalized(path));
+    let mut known: Option<String> = None;
     routes.rules.iter().find(|rule| {
-        let method_ok = rule.methods.is_empty() || rule.methods.iter().any(|m| m == method);
-        method_ok
-            && match rule.policy {
-                Policy::Required => {
-                    covers(&rule.path, path) || other.as_deref().is_some_and(|o| covers(&rule.path, o))
-                }
-                Policy::Optional | Policy::Public => normal && path_matches(&rule.path, path),
+        let path_ok = match rule.policy {
+            Policy::Required => {
+                covers(&rule.path, path) || other.as_deref().is_some_and(|o| covers(&rule.path, o))
             }
+            Policy::Optional | Policy::Public => normal && path_matches(&rule.path, path),
+        };
+        path_ok && (rule.methods.is_empty() || rule.methods.contains(known.get_or_insert_with(&mut *method)))
     })
 }
 

@@ -48,13 +48,25 @@ fn required_claims_match_a_nested_claim() {
 fn the_upstream_sees_claim_headers_and_the_payload() {
     let s = stack();
     routes::the_upstream_sees_claim_headers_and_the_payload(&s.target(), &s.profile);
-    // The upstream's own record keeps repeated headers: exactly one value of each arrived.
-    for r in s.upstream.received() {
-        for h in ["x-user-id", "x-jwt-payload"] {
-            let n = r.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(h)).count();
-            assert_eq!(n, 1, "{h} on {}: {:?}", r.path, r.headers);
-        }
+    // The upstream's own record keeps repeated headers: the forged x-user-id came twice and
+    // exactly one value arrived, the real one; on the token without roles or org, none.
+    let received = s.upstream.received();
+    for (i, r) in received.iter().enumerate() {
+        let count = |h: &str| r.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(h)).count();
+        assert_eq!((count("x-user-id"), count("x-jwt-payload")), (1, 1), "{:?}", r.headers);
+        let with_claims = usize::from(i < 3);
+        assert_eq!((count("x-user-roles"), count("x-org")), (with_claims, with_claims), "{:?}", r.headers);
     }
+    // Control: repeated headers do reach the upstream as sent when no one manages them.
+    let t = s.target();
+    let r = t.client.get(
+        &t.url("/healthz"),
+        &[("x-probe", "1"), ("x-probe", "2"), ("x-user-id", "a"), ("x-user-id", "b")],
+    );
+    assert_eq!(r.status, 200);
+    let last = s.upstream.received().pop().expect("forwarded");
+    let count = |h: &str| last.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(h)).count();
+    assert_eq!((count("x-probe"), count("x-user-id")), (2, 0), "{:?}", last.headers);
 }
 
 #[test]

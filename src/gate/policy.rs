@@ -27,13 +27,13 @@ pub(super) fn route_step<'c>(cfg: &'c Config, req: &Request) -> Step<'c> {
         return Step::Check { rule: None, optional: false };
     }
     let path = req.meta.path().unwrap_or_default();
-    let method = req.meta.method().unwrap_or_default();
+    let mut method = || req.meta.method().unwrap_or_default();
     if let Some(m) = &routes.resource_metadata {
-        if method == "GET" && route::without_query(&path) == m.path {
+        if route::without_query(&path) == m.path && method() == "GET" {
             return Step::Done(Verdict::Deny(metadata_reply(m)));
         }
     }
-    match route::select(routes, &method, &path) {
+    match route::select(routes, &path, &mut method) {
         Some(rule) if rule.policy == Policy::Public => Step::Done(forward_unverified(cfg)),
         Some(rule) if rule.policy == Policy::Optional => Step::Check { rule: None, optional: true },
         Some(rule) if !rule.required_scopes.is_empty() || !rule.required_claims.is_empty() => {

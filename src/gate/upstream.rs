@@ -32,17 +32,26 @@ pub fn render(cfg: &Config, claims: &Map<String, Value>) -> Vec<Rendered> {
 }
 
 /// The edits for a request going on with `token` (verified) whose claims rendered to
-/// `rendered`: every configured header removed, then the claim headers and the payload set.
+/// `rendered`: each configured header set to its value, or removed when it has none. (Setting
+/// a header replaces every incoming copy, so one host call per header is enough.)
 pub fn edits(cfg: &Config, token: &str, rendered: &[Rendered]) -> Vec<HeaderEdit> {
-    if cfg.routes.managed_headers.is_empty() {
+    let routes = &cfg.routes;
+    if routes.managed_headers.is_empty() {
         return Vec::new();
     }
-    let mut out = cleared(cfg);
-    out.extend(rendered.iter().map(|(h, v)| HeaderEdit::Set(h.clone(), Some(v.clone()))));
-    if let (Some(h), Some(payload)) = (&cfg.routes.payload_header, token.split('.').nth(1)) {
-        out.push(HeaderEdit::Set(h.clone(), Some(payload.to_owned())));
-    }
-    out
+    let payload = token.split('.').nth(1);
+    routes
+        .managed_headers
+        .iter()
+        .map(|h| {
+            let value = if routes.payload_header.as_ref() == Some(h) {
+                payload.map(str::to_owned)
+            } else {
+                rendered.iter().find(|(name, _)| name == h).map(|(_, v)| v.clone())
+            };
+            HeaderEdit::Set(h.clone(), value)
+        })
+        .collect()
 }
 
 /// The edits for a verified token whose claims are at hand.

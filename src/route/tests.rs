@@ -7,8 +7,12 @@ fn routes(rules: serde_json::Value) -> RoutesConfig {
     config(json!({ "routes": rules })).routes
 }
 
+fn sel<'c>(r: &'c RoutesConfig, method: &str, path: &str) -> Option<&'c Rule> {
+    select(r, path, &mut || method.to_owned())
+}
+
 fn policy_of(r: &RoutesConfig, method: &str, path: &str) -> Option<Policy> {
-    select(r, method, path).map(|rule| rule.policy)
+    sel(r, method, path).map(|rule| rule.policy)
 }
 
 #[test]
@@ -127,13 +131,34 @@ fn a_path_trick_cannot_skip_a_required_rule() {
         "/admin;x/users",
         "/public/%2e%2e/%41DMIN/x",
     ] {
-        let rule = select(&r, "GET", trick).unwrap_or_else(|| panic!("{trick} escaped the admin rule"));
+        let rule = sel(&r, "GET", trick).unwrap_or_else(|| panic!("{trick} escaped the admin rule"));
         assert_eq!(rule.required_scopes, vec!["admin"], "{trick}");
     }
 }
 
 fn claims(v: serde_json::Value) -> Map<String, Value> {
     v.as_object().cloned().unwrap()
+}
+
+#[test]
+fn the_method_is_read_only_for_a_rule_that_lists_methods() {
+    let r = routes(json!([
+        {"path_prefix": "/a/", "methods": ["GET"], "policy": "public"},
+        {"path_prefix": "/b/", "policy": "public"},
+    ]));
+    let mut asked = 0;
+    assert!(select(&r, "/b/x", &mut || {
+        asked += 1;
+        "GET".into()
+    })
+    .is_some());
+    assert_eq!(asked, 0);
+    assert!(select(&r, "/a/x", &mut || {
+        asked += 1;
+        "GET".into()
+    })
+    .is_some());
+    assert_eq!(asked, 1);
 }
 
 #[test]

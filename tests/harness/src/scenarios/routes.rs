@@ -46,8 +46,14 @@ pub fn report_only_config() -> Value {
     c
 }
 
-const FORGED: [(&str, &str); 3] =
-    [("x-user-id", "root"), ("x-user-roles", "admin"), ("x-jwt-payload", "eyJzdWIiOiJyb290In0")];
+/// Forged copies of the claim headers, one of them twice.
+const FORGED: [(&str, &str); 5] = [
+    ("x-user-id", "root"),
+    ("x-user-id", "root-again"),
+    ("x-user-roles", "admin"),
+    ("x-org", "{\"tenant\":\"acme\"}"),
+    ("x-jwt-payload", "eyJzdWIiOiJyb290In0"),
+];
 
 fn get(t: &Target, path: &str, token: Option<&str>, extra: &[(&str, &str)]) -> Response {
     let auth = token.map(|tok| format!("Bearer {tok}"));
