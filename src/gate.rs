@@ -188,11 +188,10 @@ fn check_token(
     // Remembered from the second sight on: a token seen once (a flood of one-shot tokens,
     // say) would only churn the cache.
     let plain = known.as_ref().is_some_and(|r| !matches!(r.state, State::Superseded | State::Revoked));
-    let rendered = upstream::render(cfg, &claims.all);
-    let headers = upstream::edits(cfg, token, &rendered);
+    let headers = upstream::for_claims(cfg, token, &claims.all);
     if recorded.is_some() && plain {
         let last_seen = recorded.unwrap_or(now);
-        let seen = hot::Seen { fingerprint, targets, claims, rendered, life, last_seen };
+        let seen = hot::Seen { fingerprint, targets, claims, headers: headers.clone(), life, last_seen };
         remember_accepted(cfg, worker, token, seen, now);
     }
     Verdict::Forward {

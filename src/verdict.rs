@@ -3,7 +3,7 @@
 //! service's own token (egress).
 
 use crate::audit::{self, Event, Record};
-pub use crate::header::HeaderEdit;
+pub use crate::header::{Edits, HeaderEdit};
 use crate::host::Host;
 use crate::metrics::Counter;
 use crate::refresh::PendingRefresh;
@@ -21,7 +21,7 @@ pub enum Verdict {
     Forward {
         expires_in: Option<u64>,
         swap: Option<Swap>,
-        headers: Vec<HeaderEdit>,
+        headers: Edits,
     },
     Deny(LocalReply),
     /// Hold the request, make this refresh call, then finish with `complete_refresh`.

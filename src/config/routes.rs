@@ -90,6 +90,8 @@ pub struct RoutesConfig {
     pub resource_metadata: Option<ResourceMetadata>,
     /// Every configured upstream header: removed from each request before anything else.
     pub managed_headers: Vec<String>,
+    /// Their removal, built once.
+    pub cleared: crate::header::Edits,
     /// Some rule needs the token's claims (scopes or claims): the hot path keeps them.
     pub needs_claims: bool,
 }
@@ -157,6 +159,9 @@ pub(super) fn validate(raw: RawRoutes, source: &TokenSource) -> Result<RoutesCon
     let (claim_headers, payload_header, managed_headers) =
         upstream_headers(raw.claims_to_headers.unwrap_or_default(), raw.forward_payload_header, source)?;
     let resource_metadata = raw.resource_metadata.map(|m| m.validate(source)).transpose()?;
+    let cleared = crate::header::Edits::new(
+        managed_headers.iter().map(|h| crate::header::HeaderEdit::Set(h.clone(), None)).collect(),
+    );
     let needs_claims = rules.iter().any(|r| !r.required_scopes.is_empty() || !r.required_claims.is_empty());
     Ok(RoutesConfig {
         rules,
@@ -165,6 +170,7 @@ pub(super) fn validate(raw: RawRoutes, source: &TokenSource) -> Result<RoutesCon
         report_only: raw.report_only.unwrap_or(false),
         resource_metadata,
         managed_headers,
+        cleared,
         needs_claims,
     })
 }

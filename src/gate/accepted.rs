@@ -45,8 +45,8 @@ pub struct Entry {
     pub targets: Vec<Target>,
     /// The whole claim set, when route rules have requirements to check against it.
     pub claims: Option<Box<serde_json::Map<String, serde_json::Value>>>,
-    /// The claim headers' values (`gate::upstream::render`), rendered once.
-    pub upstream: Vec<(String, String)>,
+    /// The upstream header edits made when it was accepted: handed out as they are.
+    pub upstream: crate::header::Edits,
 }
 
 impl Entry {
@@ -155,7 +155,7 @@ mod tests {
             revocation_epoch: 3,
             targets: Vec::new(),
             claims: None,
-            upstream: Vec::new(),
+            upstream: Default::default(),
         };
         e.targets = Revocation::targets_of(&e.facts());
         e

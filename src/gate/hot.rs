@@ -12,8 +12,8 @@ use crate::token::{Claims, Fingerprint};
 use crate::verdict::Verdict;
 use crate::verify;
 
-use super::upstream::{self, Rendered};
 use super::{accepted, feed_gate, is_revoked, request_path, unavailable, Request, Worker};
+use crate::header::Edits;
 
 /// The hot path: a token this worker accepted a moment ago, when nothing that could change
 /// the answer has changed (see `accepted`). `None` sends the request down the full path,
@@ -65,11 +65,10 @@ pub(super) fn accepted_again(
         r.path = request_path(req.meta);
         emit(host, r);
     }
-    let headers = upstream::edits(cfg, token, &entry.upstream);
     Some(Verdict::Forward {
         expires_in: cfg.expires_in_header.as_ref().map(|_| remaining_s),
         swap: None,
-        headers,
+        headers: entry.upstream.clone(),
     })
 }
 
@@ -78,7 +77,8 @@ pub(super) struct Seen<'a> {
     pub fingerprint: Fingerprint,
     pub targets: Vec<Target>,
     pub claims: &'a Claims,
-    pub rendered: Vec<Rendered>,
+    /// The upstream header edits made for it (`upstream::for_claims`).
+    pub headers: Edits,
     pub life: verify::Lifetime,
     pub last_seen: u64,
 }
@@ -87,7 +87,7 @@ pub(super) struct Seen<'a> {
 /// could answer differently: the near-expiry warning, the refresh window, the session
 /// limit, or the registry's next `last_seen` update.
 pub(super) fn remember_accepted(cfg: &Config, worker: &Worker, token: &str, seen: Seen, now: u64) {
-    let Seen { fingerprint, targets, claims, rendered, life, last_seen } = seen;
+    let Seen { fingerprint, targets, claims, headers, life, last_seen } = seen;
     let Some(epoch) = worker.revocations.try_borrow().ok().and_then(|r| r.epoch()) else { return };
     let mut until = life.exp.saturating_sub(cfg.near_expiry_warning_seconds);
     if let Some(r) = &cfg.refresh {
@@ -112,7 +112,7 @@ pub(super) fn remember_accepted(cfg: &Config, worker: &Worker, token: &str, seen
         targets,
         // Kept only when some rule has requirements to check on later requests.
         claims: cfg.routes.needs_claims.then(|| Box::new(claims.all.clone())),
-        upstream: rendered,
+        upstream: headers,
     };
     if let Ok(mut c) = worker.accepted.try_borrow_mut() {
         c.remember(token, entry);

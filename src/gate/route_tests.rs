@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::*;
-use crate::header::HeaderEdit;
+use crate::header::{Edits, HeaderEdit};
 use crate::testkit::*;
 
 struct At(&'static str, &'static str);
@@ -46,8 +46,8 @@ fn policy() -> Value {
 
 const CLEARED: [&str; 3] = ["x-user-id", "x-user-roles", "x-jwt-payload"];
 
-fn cleared() -> Vec<HeaderEdit> {
-    CLEARED.iter().map(|h| HeaderEdit::Set((*h).into(), None)).collect()
+fn cleared() -> Edits {
+    Edits::new(CLEARED.iter().map(|h| HeaderEdit::Set((*h).into(), None)).collect())
 }
 
 #[test]
@@ -139,7 +139,7 @@ fn requirements_hold_on_the_full_and_the_hot_path() {
             HeaderEdit::Set("x-user-roles".into(), None),
             HeaderEdit::Set("x-jwt-payload".into(), Some(payload)),
         ];
-        assert_eq!(headers, want, "sight {i}");
+        assert_eq!(headers, Edits::new(want), "sight {i}");
     }
     let rejected =
         host.verdicts().iter().filter(|c| **c == Counter::Rejected(RejectCode::InsufficientScope)).count();
@@ -166,10 +166,10 @@ fn claim_headers_render_lists_and_skip_absent_claims() {
     };
     assert_eq!(
         headers,
-        vec![
+        Edits::new(vec![
             HeaderEdit::Set("x-user-id".into(), None),
             HeaderEdit::Set("x-user-roles".into(), Some("a,b".into()))
-        ]
+        ])
     );
     drop(cfg);
 }
@@ -236,5 +236,5 @@ fn without_route_keys_nothing_is_read_or_edited() {
     let header = format!("Bearer {t}");
     let req = Request { credential_header: Some(&header), meta: &NoPath, verified: None };
     let v = check_request(&cfg, &FakeHost::at(NOW), &Worker::default(), &req);
-    assert_eq!(v, Verdict::Forward { expires_in: Some(300), swap: None, headers: vec![] });
+    assert_eq!(v, Verdict::Forward { expires_in: Some(300), swap: None, headers: Edits::default() });
 }

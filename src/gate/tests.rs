@@ -3,6 +3,7 @@ use serde_json::{json, Value};
 use super::credential::*;
 use super::*;
 use crate::config::TokenSource;
+use crate::header::Edits;
 use crate::host::{Level, Metrics};
 use crate::reject::RejectCode;
 use crate::testkit::*;
@@ -53,19 +54,19 @@ fn a_valid_token_is_forwarded_with_seconds_left() {
     let t = mint("RS256", json!({"exp": NOW + 300}));
     assert_eq!(
         run(&cfg, &host, &w, Some(&bearer(&t))),
-        Verdict::Forward { expires_in: Some(300), swap: None, headers: vec![] }
+        Verdict::Forward { expires_in: Some(300), swap: None, headers: Edits::default() }
     );
     // The scheme is case-insensitive (RFC 7235 §2.1).
     assert_eq!(
         run(&cfg, &host, &w, Some(&format!("bEaReR {t}"))),
-        Verdict::Forward { expires_in: Some(300), swap: None, headers: vec![] }
+        Verdict::Forward { expires_in: Some(300), swap: None, headers: Edits::default() }
     );
     assert_eq!(host.verdicts(), vec![Counter::Accepted, Counter::Accepted]);
     assert!(host.audits().is_empty(), "accepted tokens are not audited unless asked");
     let quiet = config(json!({"expires_in_header": ""}));
     assert_eq!(
         run(&quiet, &host, &w, Some(&bearer(&t))),
-        Verdict::Forward { expires_in: None, swap: None, headers: vec![] }
+        Verdict::Forward { expires_in: None, swap: None, headers: Edits::default() }
     );
 }
 

@@ -5,15 +5,13 @@
 use serde_json::{Map, Value};
 
 use crate::config::Config;
+use crate::header::{Edits, HeaderEdit};
 use crate::route::claim_at;
-use crate::verdict::{HeaderEdit, Verdict};
-
-/// A claim header's rendered value, kept with its header name.
-pub type Rendered = (String, String);
+use crate::verdict::Verdict;
 
 /// Removes every configured header: a request forwarded without a verified token.
-pub fn cleared(cfg: &Config) -> Vec<HeaderEdit> {
-    cfg.routes.managed_headers.iter().map(|h| HeaderEdit::Set(h.clone(), None)).collect()
+pub fn cleared(cfg: &Config) -> Edits {
+    cfg.routes.cleared.clone()
 }
 
 /// A request forwarded without a verified token (public route, optional route without one,
@@ -22,54 +20,34 @@ pub fn forward_unverified(cfg: &Config) -> Verdict {
     Verdict::Forward { expires_in: None, swap: None, headers: cleared(cfg) }
 }
 
-/// The claim headers' values for a verified claim set, in configuration order.
-pub fn render(cfg: &Config, claims: &Map<String, Value>) -> Vec<Rendered> {
-    cfg.routes
-        .claim_headers
-        .iter()
-        .filter_map(|c| Some((c.header.clone(), header_value(claim_at(claims, &c.claim)?)?)))
-        .collect()
-}
-
-/// The edits for a request going on with `token` (verified) whose claims rendered to
-/// `rendered`: each configured header set to its value, or removed when it has none. (Setting
-/// a header replaces every incoming copy, so one host call per header is enough.)
-pub fn edits(cfg: &Config, token: &str, rendered: &[Rendered]) -> Vec<HeaderEdit> {
+/// The edits for a request going on with `token` (verified, with these claims): each
+/// configured header set to its value, or removed when it has none. (Setting a header
+/// replaces every incoming copy, so one host call per header is enough.) The hot path keeps
+/// them with the token.
+pub fn for_claims(cfg: &Config, token: &str, claims: &Map<String, Value>) -> Edits {
     let routes = &cfg.routes;
     if routes.managed_headers.is_empty() {
-        return Vec::new();
+        return Edits::default();
     }
-    let payload = token.split('.').nth(1);
-    routes
-        .managed_headers
+    let mut edits: Vec<HeaderEdit> = routes
+        .claim_headers
         .iter()
-        .map(|h| {
-            let value = if routes.payload_header.as_ref() == Some(h) {
-                payload.map(str::to_owned)
-            } else {
-                rendered.iter().find(|(name, _)| name == h).map(|(_, v)| v.clone())
-            };
-            HeaderEdit::Set(h.clone(), value)
-        })
-        .collect()
-}
-
-/// The edits for a verified token whose claims are at hand.
-pub fn for_claims(cfg: &Config, token: &str, claims: &Map<String, Value>) -> Vec<HeaderEdit> {
-    if cfg.routes.managed_headers.is_empty() {
-        return Vec::new();
+        .map(|c| HeaderEdit::Set(c.header.clone(), claim_at(claims, &c.claim).and_then(header_value)))
+        .collect();
+    if let Some(h) = &routes.payload_header {
+        edits.push(HeaderEdit::Set(h.clone(), token.split('.').nth(1).map(str::to_owned)));
     }
-    edits(cfg, token, &render(cfg, claims))
+    Edits::new(edits)
 }
 
 /// The edits for a verified token whose claims are not at hand (a refresh's replacement):
 /// decoded again, on these rare paths only.
-pub fn for_token(cfg: &Config, token: &str) -> Vec<HeaderEdit> {
+pub fn for_token(cfg: &Config, token: &str) -> Edits {
     if cfg.routes.managed_headers.is_empty() {
-        return Vec::new();
+        return Edits::default();
     }
     match crate::token::decode(token) {
-        Ok(d) => edits(cfg, token, &render(cfg, &d.claims.all)),
+        Ok(d) => for_claims(cfg, token, &d.claims.all),
         Err(_) => cleared(cfg),
     }
 }

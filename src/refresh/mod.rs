@@ -265,7 +265,7 @@ pub struct PendingRefresh {
     /// SHA-256 of the refresh token spent: only its holder is handed the rotated one.
     pub spent_refresh: [u8; 32],
     /// The old token's claim headers, for the request should it go on with that token.
-    pub upstream: Vec<crate::header::HeaderEdit>,
+    pub upstream: crate::header::Edits,
 }
 
 #[cfg(test)]

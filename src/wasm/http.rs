@@ -122,7 +122,7 @@ pub(super) fn apply(shared: &Shared, id: u32, verdict: Verdict, resume: bool) ->
     }
     match verdict {
         Verdict::Forward { expires_in, swap, headers } => {
-            for gate::credential::HeaderEdit::Set(name, value) in &headers {
+            for gate::credential::HeaderEdit::Set(name, value) in headers.iter() {
                 let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value.as_deref());
             }
             if let Some(swap) = &swap {
