@@ -1,6 +1,6 @@
 //! Changes to request headers: decided by the core, made by the host layer.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderEdit {
@@ -9,9 +9,10 @@ pub enum HeaderEdit {
 }
 
 /// A request's header edits, shared: the hot path hands out the edits it made for a token
-/// without copying them, and no edit at all costs nothing.
+/// without copying them, and no edit at all costs nothing. (`Arc`: the configuration holds
+/// one and must be `Sync`.)
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Edits(Option<Rc<[HeaderEdit]>>);
+pub struct Edits(Option<Arc<[HeaderEdit]>>);
 
 impl Edits {
     pub fn new(edits: Vec<HeaderEdit>) -> Edits {
