@@ -238,3 +238,57 @@ fn without_route_keys_nothing_is_read_or_edited() {
     let v = check_request(&cfg, &FakeHost::at(NOW), &Worker::default(), &req);
     assert_eq!(v, Verdict::Forward { expires_in: Some(300), swap: None, headers: Edits::default() });
 }
+
+struct Refreshing;
+impl RequestMeta for Refreshing {
+    fn request_id(&self) -> Option<String> {
+        None
+    }
+    fn path(&self) -> Option<String> {
+        Some("/".into())
+    }
+    fn method(&self) -> Option<String> {
+        Some("GET".into())
+    }
+    fn header(&self, name: &str) -> Option<String> {
+        (name == "x-refresh-token").then(|| "rt-1".to_string())
+    }
+}
+
+/// The claim headers always describe the token the upstream receives: the new one after a
+/// refresh or during the handoff, the old one when the refresh failed.
+#[test]
+fn claim_headers_follow_the_token_that_goes_upstream() {
+    let cfg = config(json!({
+        "refresh": {"cluster": "issuer", "authority": "issuer.test", "path": "/oauth/token",
+                    "window_seconds": 60, "window_ratio": 1.0, "grace_seconds": 10},
+        "claims_to_headers": [{"claim": "jti", "header": "x-jti"}]
+    }));
+    let jti = |v: &Verdict| match v {
+        Verdict::Forward { headers, .. } => headers
+            .iter()
+            .find_map(|HeaderEdit::Set(h, v)| (h == "x-jti").then(|| v.clone().unwrap_or_default())),
+        other => panic!("not forwarded: {other:?}"),
+    };
+    let run = |host: &FakeHost, w: &Worker, token: &str| {
+        let header = format!("Bearer {token}");
+        check_request(
+            &cfg,
+            host,
+            w,
+            &Request { credential_header: Some(&header), meta: &Refreshing, verified: None },
+        )
+    };
+    let old = mint("ES256", json!({"iat": NOW - 10, "exp": NOW + 30, "jti": "old"}));
+    let (host, w) = (FakeHost::at(NOW), Worker::default());
+    let Verdict::Refresh(plan) = run(&host, &w, &old) else { panic!("no refresh started") };
+    let failed = complete_refresh(&cfg, &host, &w, &plan, Err(crate::refresh::Failure::Unreachable));
+    assert_eq!(jti(&failed).as_deref(), Some("old"));
+    let (host, w) = (FakeHost::at(NOW), Worker::default());
+    let Verdict::Refresh(plan) = run(&host, &w, &old) else { panic!("no refresh started") };
+    let new = mint("ES256", json!({"iat": NOW, "exp": NOW + 600, "jti": "new"}));
+    let body = json!({"access_token": new, "token_type": "Bearer", "expires_in": 600});
+    let swapped = complete_refresh(&cfg, &host, &w, &plan, Ok((Some(200), body.to_string().into_bytes())));
+    assert_eq!(jti(&swapped).as_deref(), Some("new"));
+    assert_eq!(jti(&run(&host, &w, &old)).as_deref(), Some("new"), "the handoff forwards the new token");
+}
