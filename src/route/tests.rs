@@ -215,3 +215,36 @@ fn claim_at_walks_objects_only() {
     assert_eq!(claim_at(&c, &path("n")), None, "null is absent");
     assert_eq!(claim_at(&c, &path("l.b")), None);
 }
+
+/// Every path built from up to five pieces an attacker would combine: a public or optional
+/// rule only decides a normal path, and whatever an upstream could read as `/staff/...` is
+/// held to the `/staff/` rule. (The fuzz target `route_path` checks the same on any input.)
+#[test]
+fn no_combination_of_tricks_escapes_the_rules() {
+    let r = routes(json!([
+        {"path_prefix": "/healthz", "policy": "public"},
+        {"path_prefix": "/catalog/", "methods": ["GET"], "policy": "optional"},
+        {"path_prefix": "/staff/", "required_scopes": ["admin"]},
+    ]));
+    let pieces = [
+        "/", "staff", "STAFF", "%73taff", "..", ".", "%2e%2e", "%2f", "%2F", "\\", ";x", "healthz",
+        "catalog", "%252e",
+    ];
+    let mut paths = vec![String::new()];
+    for _ in 0..5 {
+        let longer: Vec<String> =
+            paths.iter().flat_map(|p| pieces.iter().map(move |piece| format!("{p}{piece}"))).collect();
+        paths.extend(longer.into_iter().filter(|p| p.starts_with('/')));
+        paths.dedup();
+    }
+    let staff = |p: &str| p.get(..7).is_some_and(|h| h.eq_ignore_ascii_case("/staff/"));
+    for path in paths.iter().filter(|p| !p.is_empty()) {
+        let rule = sel(&r, "GET", path);
+        if let Some(rule) = rule.filter(|r| r.policy != Policy::Required) {
+            assert!(is_normal(path), "{path:?} passed a {:?} rule", rule.policy);
+        }
+        if staff(path) || staff(&normalized(path)) {
+            assert!(rule.is_some_and(|r| !r.required_scopes.is_empty()), "{path:?} escaped the /staff/ rule");
+        }
+    }
+}
