@@ -146,6 +146,8 @@ fn check_token(
         }
         None => return unavailable(),
     }
+    // Before expiry and refresh: a token refreshed below is forwarded without being judged
+    // again, so it must already meet the route (its successor continues the same session).
     if let Some(rule) = rule.filter(|r| !crate::route::satisfied(r, &claims.all)) {
         return ctx.forbid(rule, claims);
     }
