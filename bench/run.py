@@ -117,6 +117,26 @@ def tokenguard_filter(extra=None):
     return wasm_filter("tokenguard", WASM, cfg)
 
 
+def route_policy():
+    """Issue 16's row: 20 route rules none of which matches the benchmark's `/` (every rule is
+    scanned, the worst case), and 3 claim headers written on every request."""
+    rules = []
+    for i in range(20):
+        kind = ("path_prefix", "path_exact")[i % 2]
+        rule = {kind: f"/svc-{i}/" if kind == "path_prefix" else f"/svc-{i}/status"}
+        if i % 4 == 0:
+            rule["policy"] = "public"
+        elif i % 4 == 1:
+            rule.update(methods=["GET"], policy="optional")
+        elif i % 4 == 2:
+            rule["required_scopes"] = ["admin"]
+        else:
+            rule["required_claims"] = {"org.tenant": ["acme"]}
+        rules.append(rule)
+    return {"routes": rules,
+            "claims_to_headers": [{"claim": c, "header": f"x-claim-{c}"} for c in ("sub", "iss", "jti")]}
+
+
 def wasm_filter(name, path, cfg):
     return {"name": name, "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
@@ -255,6 +275,7 @@ def configs():
         ("tokenguard hot (RS256, registry hit)", [tokenguard_filter()], hot, "hot"),
         ("tokenguard hot, remote_jwks keys (RS256)", None, hot, "remote"),
         ("jwt_authn RS256 with cache", [jwt_authn(True)], hot, None),
+        ("tokenguard hot, 20 route rules + 3 claim headers", [tokenguard_filter(route_policy())], hot, "hot"),
         ("tokenguard hot, full registry + revocations", None, hot, "full"),
     ]
     for alg in ALGS:
@@ -351,6 +372,7 @@ def report(results, registry_stats):
         "tokenguard hot (RS256, registry hit)": "jwt_authn RS256 with cache",
         "tokenguard hot, full registry + revocations": "jwt_authn RS256 with cache",
         "tokenguard hot, remote_jwks keys (RS256)": "jwt_authn RS256 with cache",
+        "tokenguard hot, 20 route rules + 3 claim headers": "jwt_authn RS256 with cache",
         **{f"tokenguard cold {a}": f"jwt_authn {a} no cache" for a in ALGS},
     }
     lines = [

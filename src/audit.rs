@@ -78,6 +78,9 @@ pub struct Record {
     pub request_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// `false` for a refusal report-only mode did not carry out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enforced: Option<bool>,
 }
 
 impl Record {
@@ -95,6 +98,7 @@ impl Record {
             target: None,
             request_id: None,
             path: None,
+            enforced: None,
         }
     }
 

@@ -7,9 +7,11 @@
 use std::cell::RefCell;
 
 use crate::audit::{emit, Event, Record};
+use crate::config::routes::Rule;
 use crate::config::Config;
 use crate::host::Host;
 use crate::metrics::Counter;
+use crate::refresh::{Failure, PendingRefresh};
 use crate::registry::record::{State, TokenRecord};
 use crate::registry::revocation::{Revocation, Target, TokenFacts};
 use crate::registry::{Layout, Registry, RevocationCache};
@@ -22,9 +24,10 @@ mod accepted;
 pub mod credential;
 mod handoff;
 mod hot;
+mod policy;
 mod record;
 mod refreshing;
-pub use refreshing::complete as complete_refresh;
+pub mod upstream;
 
 use credential::read_credential;
 use handoff::superseded;
@@ -37,6 +40,8 @@ use record::{known_session_start, record, Accepted};
 pub trait RequestMeta {
     fn request_id(&self) -> Option<String>;
     fn path(&self) -> Option<String>;
+    /// Read only when route rules are configured.
+    fn method(&self) -> Option<String>;
     /// Any request header, for the rarely needed ones (the refresh token).
     fn header(&self, name: &str) -> Option<String>;
 }
@@ -67,22 +72,46 @@ pub struct Worker {
 /// A step of the pipeline: what it learnt for the next step, or the request's verdict.
 type Step<T> = Result<T, Verdict>;
 
-/// Decides one request. The steps, in order: read the credential, the hot path,
-/// authenticate, the revocation feed's say, revocation, supersession (the refresh handoff),
-/// claims and session, record, refresh. Each step either hands on what it learnt or ends
-/// the request with its verdict.
+/// Decides one request. The route decides first (the metadata document, public, optional,
+/// which requirements); then the token's steps, in order: read the credential, the hot
+/// path, authenticate, the revocation feed's say, revocation, the route's requirements,
+/// supersession (the refresh handoff), claims and session, record, refresh. Each step either
+/// hands on what it learnt or ends the request with its verdict. Report-only may then turn
+/// a refusal into a forward.
 pub fn check_request(cfg: &Config, host: &impl Host, worker: &Worker, req: &Request) -> Verdict {
-    match decide(cfg, host, worker, req) {
-        Ok(verdict) | Err(verdict) => verdict,
+    match policy::route_step(cfg, req) {
+        policy::Step::Done(verdict) => verdict,
+        policy::Step::Check { rule, optional } => {
+            let verdict = decide(cfg, host, worker, req, rule, optional);
+            policy::enforce(cfg, verdict.unwrap_or_else(|end| end))
+        }
     }
 }
 
-fn decide<H: Host>(cfg: &Config, host: &H, worker: &Worker, req: &Request) -> Step<Verdict> {
+/// Finishes a request held for a refresh call (see `refreshing::complete`).
+pub fn complete_refresh(
+    cfg: &Config,
+    host: &impl Host,
+    worker: &Worker,
+    plan: &PendingRefresh,
+    answer: Result<(Option<u16>, Vec<u8>), Failure>,
+) -> Verdict {
+    policy::enforce(cfg, refreshing::complete(cfg, host, worker, plan, answer))
+}
+
+fn decide<H: Host>(
+    cfg: &Config,
+    host: &H,
+    worker: &Worker,
+    req: &Request,
+    rule: Option<&Rule>,
+    optional: bool,
+) -> Step<Verdict> {
     let now = host.now();
     let mut ctx = Ctx { cfg, host, req, now, fingerprint: None };
-    let token = credential(&ctx)?;
+    let token = credential(&ctx, optional)?;
     let registry = Registry::new(host, Layout::of(cfg));
-    if let Some(verdict) = accepted_again(cfg, host, worker, &registry, token, now, req) {
+    if let Some(verdict) = accepted_again(cfg, host, worker, &registry, token, now, req, rule) {
         return Ok(verdict);
     }
     let fingerprint = Fingerprint::of(token);
@@ -94,6 +123,11 @@ fn decide<H: Host>(cfg: &Config, host: &H, worker: &Worker, req: &Request) -> St
     // Hashed once: the revocation check and the hot path's memory of this token need them.
     let targets = Revocation::targets_of(&facts);
     not_revoked(&ctx, worker, &registry, known.as_ref(), &facts, &targets, claims)?;
+    // Before expiry and refresh: a token refreshed below is forwarded without being judged
+    // again, so it must already meet the route (its successor continues the same session).
+    if let Some(rule) = rule.filter(|r| !crate::route::satisfied(r, &claims.all)) {
+        return Err(ctx.forbid(rule, claims));
+    }
     if let Some(old) = known.as_ref().filter(|r| r.state == State::Superseded) {
         superseded(&ctx, worker, &registry, old, claims).map_or(Ok(()), Err)?;
     }
@@ -110,21 +144,25 @@ fn decide<H: Host>(cfg: &Config, host: &H, worker: &Worker, req: &Request) -> St
     // Remembered from the second sight on: a token seen once (a flood of one-shot tokens,
     // say) would only churn the cache.
     let plain = known.as_ref().is_some_and(|r| !matches!(r.state, State::Superseded | State::Revoked));
+    let headers = upstream::for_claims(cfg, token, &claims.all);
     if let (Some(last_seen), true) = (recorded, plain) {
-        remember_accepted(cfg, worker, token, fingerprint, targets, claims, life, last_seen, now);
+        let seen = hot::Seen { fingerprint, targets, claims, headers: headers.clone(), life, last_seen };
+        remember_accepted(cfg, worker, token, seen, now);
     }
-    Ok(Verdict::Forward { expires_in: cfg.expires_in_header.as_ref().map(|_| life.remaining_s), swap: None })
+    Ok(Verdict::Forward {
+        expires_in: cfg.expires_in_header.as_ref().map(|_| life.remaining_s),
+        swap: None,
+        headers,
+    })
 }
 
-/// Read the credential: the token, or the request ends (no token: a challenge; a
-/// malformed or ambiguous credential: a rejection).
-fn credential<'r, H: Host>(ctx: &Ctx<'r, H>) -> Step<&'r str> {
+/// Read the credential: the token, or the request ends (no token: forwarded on an optional
+/// route, a challenge elsewhere; a malformed or ambiguous credential: a rejection).
+fn credential<'r, H: Host>(ctx: &Ctx<'r, H>, optional: bool) -> Step<&'r str> {
     match read_credential(ctx.cfg, ctx.req) {
         Ok(Some(token)) => Ok(token),
-        Ok(None) => {
-            ctx.host.count(Counter::MissingToken);
-            Err(Verdict::Deny(reject::missing_token_response(&ctx.cfg.realm)))
-        }
+        Ok(None) if optional => Err(upstream::forward_unverified(ctx.cfg)),
+        Ok(None) => Err(ctx.missing()),
         Err(rejection) => Err(ctx.reject(rejection, None)),
     }
 }
@@ -234,17 +272,44 @@ impl<H: Host> Ctx<'_, H> {
     }
 
     fn reject(&self, rejection: Rejection, verified: Option<&Claims>) -> Verdict {
-        self.host.count(Counter::Rejected(rejection.code));
+        self.refused(rejection.code, verified);
+        Verdict::Deny(reject::invalid_token_response(&self.cfg.challenge(), &rejection))
+    }
+
+    /// A valid token without what the route requires: 403.
+    fn forbid(&self, rule: &Rule, claims: &Claims) -> Verdict {
+        self.refused(RejectCode::InsufficientScope, Some(claims));
+        Verdict::Deny(reject::insufficient_scope_response(&self.cfg.challenge(), &rule.required_scopes))
+    }
+
+    /// No token where one is required. Audited only in report-only mode, where it is one
+    /// of the refusals the operator wants to read about.
+    fn missing(&self) -> Verdict {
+        self.host.count(Counter::MissingToken);
+        if self.cfg.routes.report_only {
+            let mut r = self.record(Event::TokenRejected);
+            r.reason = Some(reject::MISSING_TOKEN.to_owned());
+            r.enforced = Some(false);
+            emit(self.host, r);
+        }
+        Verdict::Deny(reject::missing_token_response(&self.cfg.challenge()))
+    }
+
+    /// Counts and audits a refusal.
+    fn refused(&self, code: RejectCode, verified: Option<&Claims>) {
+        self.host.count(Counter::Rejected(code));
         let mut r = self.record(Event::TokenRejected);
-        r.reason = Some(rejection.code.as_str().to_owned());
+        r.reason = Some(code.as_str().to_owned());
         // Identities only from a token whose signature verified.
         if let Some(c) = verified {
             r.sub = c.sub.clone();
             r.jti = c.jti.clone();
             r.exp = c.exp;
         }
+        if self.cfg.routes.report_only {
+            r.enforced = Some(false);
+        }
         emit(self.host, r);
-        Verdict::Deny(reject::invalid_token_response(&self.cfg.realm, &rejection))
     }
 }
 
@@ -322,6 +387,8 @@ pub(super) fn unavailable() -> Verdict {
     Verdict::Deny(reject::unavailable_response("revocation state unavailable"))
 }
 
+#[cfg(test)]
+mod route_tests;
 #[cfg(test)]
 mod security_tests;
 #[cfg(test)]

@@ -19,10 +19,12 @@ pub enum RejectCode {
     TokenNotYetValid,
     SessionExpired,
     TokenRevoked,
+    /// A valid token without a route's required scopes or claims: 403, not 401.
+    InsufficientScope,
 }
 
 impl RejectCode {
-    pub const ALL: [RejectCode; 10] = [
+    pub const ALL: [RejectCode; 11] = [
         RejectCode::MalformedToken,
         RejectCode::InvalidSignature,
         RejectCode::UnsupportedAlgorithm,
@@ -33,6 +35,7 @@ impl RejectCode {
         RejectCode::TokenNotYetValid,
         RejectCode::SessionExpired,
         RejectCode::TokenRevoked,
+        RejectCode::InsufficientScope,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +50,7 @@ impl RejectCode {
             RejectCode::TokenNotYetValid => "token_not_yet_valid",
             RejectCode::SessionExpired => "session_expired",
             RejectCode::TokenRevoked => "token_revoked",
+            RejectCode::InsufficientScope => "insufficient_scope",
         }
     }
 }
@@ -82,25 +86,63 @@ pub struct LocalReply {
     pub body: String,
 }
 
+/// What every challenge of a listener starts with: its realm and, with RFC 9728 metadata
+/// configured, where a client learns how to get a token.
+#[derive(Debug, Clone, Copy)]
+pub struct Challenge<'a> {
+    pub realm: &'a str,
+    pub resource_metadata: Option<&'a str>,
+}
+
+impl Challenge<'_> {
+    fn render(&self, attributes: &str) -> String {
+        let mut s = format!("Bearer realm=\"{}\"", quoted(self.realm));
+        if let Some(url) = self.resource_metadata {
+            s.push_str(&format!(", resource_metadata=\"{}\"", quoted(url)));
+        }
+        s.push_str(attributes);
+        s
+    }
+}
+
 /// 401 for a request with no token: bare challenge, per RFC 6750 §3.1.
-pub fn missing_token_response(realm: &str) -> LocalReply {
+pub fn missing_token_response(challenge: &Challenge) -> LocalReply {
     LocalReply {
         status: 401,
         headers: vec![
-            ("www-authenticate".into(), format!("Bearer realm=\"{}\"", quoted(realm))),
+            ("www-authenticate".into(), challenge.render("")),
             ("content-type".into(), "application/json".into()),
         ],
         body: json_body(MISSING_TOKEN, "no bearer token in request"),
     }
 }
 
+/// 403 for a valid token without what the route requires (RFC 6750 §3.1): the scopes it
+/// needs in the challenge (none when the route requires only claims).
+pub fn insufficient_scope_response(challenge: &Challenge, scopes: &[String]) -> LocalReply {
+    let mut attrs = String::from(", error=\"insufficient_scope\"");
+    if !scopes.is_empty() {
+        attrs.push_str(&format!(", scope=\"{}\"", quoted(&scopes.join(" "))));
+    }
+    LocalReply {
+        status: 403,
+        headers: vec![
+            ("www-authenticate".into(), challenge.render(&attrs)),
+            ("content-type".into(), "application/json".into()),
+        ],
+        body: json_body(
+            RejectCode::InsufficientScope.as_str(),
+            "the token lacks a scope or claim this route requires",
+        ),
+    }
+}
+
 /// 401 for a refused token: `error="invalid_token"` in the challenge, our precise code in the body.
-pub fn invalid_token_response(realm: &str, rejection: &Rejection) -> LocalReply {
-    let challenge = format!(
-        "Bearer realm=\"{}\", error=\"invalid_token\", error_description=\"{}\"",
-        quoted(realm),
+pub fn invalid_token_response(challenge: &Challenge, rejection: &Rejection) -> LocalReply {
+    let challenge = challenge.render(&format!(
+        ", error=\"invalid_token\", error_description=\"{}\"",
         quoted(&rejection.description)
-    );
+    ));
     LocalReply {
         status: 401,
         headers: vec![
@@ -150,7 +192,7 @@ mod tests {
 
     #[test]
     fn missing_token_has_no_error_attribute() {
-        let r = missing_token_response("tokenguard");
+        let r = missing_token_response(&Challenge { realm: "tokenguard", resource_metadata: None });
         assert_eq!(r.status, 401);
         assert_eq!(r.headers[0], ("www-authenticate".into(), "Bearer realm=\"tokenguard\"".into()));
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
@@ -160,7 +202,7 @@ mod tests {
     #[test]
     fn invalid_token_challenge_and_body() {
         let rej = Rejection::new(RejectCode::TokenExpired, "token expired");
-        let r = invalid_token_response("tokenguard", &rej);
+        let r = invalid_token_response(&Challenge { realm: "tokenguard", resource_metadata: None }, &rej);
         assert_eq!(
             r.headers[0].1,
             "Bearer realm=\"tokenguard\", error=\"invalid_token\", error_description=\"token expired\""
@@ -168,6 +210,25 @@ mod tests {
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(body["error"], "token_expired");
         assert_eq!(body["error_description"], "token expired");
+    }
+
+    #[test]
+    fn challenges_name_the_metadata_and_the_missing_scopes() {
+        let c = Challenge { realm: "api", resource_metadata: Some("https://a.example/.well-known/x") };
+        let r = missing_token_response(&c);
+        assert_eq!(
+            r.headers[0].1,
+            "Bearer realm=\"api\", resource_metadata=\"https://a.example/.well-known/x\""
+        );
+        let r = insufficient_scope_response(&c, &["admin".into(), "write".into()]);
+        assert_eq!(r.status, 403);
+        assert_eq!(
+            r.headers[0].1,
+            "Bearer realm=\"api\", resource_metadata=\"https://a.example/.well-known/x\", \
+             error=\"insufficient_scope\", scope=\"admin write\""
+        );
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["error"], "insufficient_scope");
     }
 
     #[test]

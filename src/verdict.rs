@@ -3,6 +3,7 @@
 //! service's own token (egress).
 
 use crate::audit::{self, Event, Record};
+pub use crate::header::{Edits, HeaderEdit};
 use crate::host::Host;
 use crate::metrics::Counter;
 use crate::refresh::PendingRefresh;
@@ -14,9 +15,13 @@ pub enum Verdict {
     /// Let the request through; on the response, set the expires-in header to this value.
     /// With `swap`, the request goes upstream with the new token instead of the old one, and
     /// the response hands the new tokens to the client.
+    /// `headers`: edits to the request before it goes on (the configured claim headers:
+    /// incoming copies removed, the verified token's values set). Empty when none are
+    /// configured.
     Forward {
         expires_in: Option<u64>,
         swap: Option<Swap>,
+        headers: Edits,
     },
     Deny(LocalReply),
     /// Hold the request, make this refresh call, then finish with `complete_refresh`.
@@ -72,7 +77,7 @@ pub enum HoldReason {
 }
 
 impl HoldReason {
-    pub fn timeout_response(self, host: &impl Host, realm: &str) -> LocalReply {
+    pub fn timeout_response(self, host: &impl Host, challenge: &crate::reject::Challenge) -> LocalReply {
         match self {
             HoldReason::KeysStartup => {
                 host.count(Counter::KeysUnavailable);
@@ -83,7 +88,7 @@ impl HoldReason {
                 let code = crate::reject::RejectCode::InvalidSignature;
                 host.count(Counter::Rejected(code));
                 let rejection = crate::reject::Rejection::new(code, "no key matches the token's kid");
-                crate::reject::invalid_token_response(realm, &rejection)
+                crate::reject::invalid_token_response(challenge, &rejection)
             }
             HoldReason::RevocationFeed => {
                 crate::reject::unavailable_response("revocation data not loaded yet")

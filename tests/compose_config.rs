@@ -124,4 +124,6 @@ fn the_demo_profile_matches_envoy_yaml() {
     assert_eq!(value("path_prefix"), admin.prefix);
     assert_eq!(value("token"), admin.token);
     assert_eq!(Some(value("min_refetch_seconds").parse::<u64>().unwrap()), p.remote_min_refetch);
+    assert_eq!(Some(value("resource")), p.resource, "the route scenarios' resource_metadata");
+    assert!(p.routes && text.contains("forward_payload_header: x-jwt-payload"));
 }

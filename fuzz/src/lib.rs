@@ -131,6 +131,9 @@ impl tokenguard::gate::RequestMeta for NoMeta {
     fn path(&self) -> Option<String> {
         Some("/fuzz".into())
     }
+    fn method(&self) -> Option<String> {
+        Some("GET".into())
+    }
     fn header(&self, _name: &str) -> Option<String> {
         None
     }

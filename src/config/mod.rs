@@ -17,6 +17,7 @@ mod provider;
 mod refresh;
 mod registry;
 mod remote;
+pub mod routes;
 mod session;
 mod source;
 mod time;
@@ -89,6 +90,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     pub refresh: Option<RefreshConfig>,
     pub revocation_feed: Option<FeedConfig>,
+    /// Route rules, claims for the upstream, report-only, RFC 9728 metadata.
+    pub routes: routes::RoutesConfig,
     /// Identifies this configuration (a hash of it). A registry record verified under another
     /// configuration is verified again.
     pub generation: u32,
@@ -124,6 +127,14 @@ impl Config {
     /// Some provider fetches its keys (`remote_jwks`).
     pub fn has_remote_keys(&self) -> bool {
         self.providers.iter().any(|p| p.remote.is_some())
+    }
+
+    /// The start of every challenge this listener sends.
+    pub fn challenge(&self) -> crate::reject::Challenge<'_> {
+        crate::reject::Challenge {
+            realm: &self.realm,
+            resource_metadata: self.routes.resource_metadata.as_ref().map(|m| m.url.as_str()),
+        }
     }
 
     pub fn provider(&self, issuer: &str) -> Option<&Provider> {
@@ -184,6 +195,16 @@ struct RawConfig {
     refresh: Option<refresh::RawRefresh>,
     #[serde(default)]
     revocation_feed: Option<feed::RawFeed>,
+    #[serde(default)]
+    routes: Option<Vec<routes::RawRule>>,
+    #[serde(default)]
+    claims_to_headers: Option<Vec<routes::RawClaimHeader>>,
+    #[serde(default)]
+    forward_payload_header: Option<String>,
+    #[serde(default)]
+    report_only: Option<bool>,
+    #[serde(default)]
+    resource_metadata: Option<routes::RawResourceMetadata>,
 }
 
 #[derive(Deserialize)]
@@ -215,6 +236,16 @@ impl RawConfig {
             Mode::Egress => Vec::new(),
         };
         let token_source = source::validate(self.token_source)?;
+        let routes = routes::validate(
+            routes::RawRoutes {
+                routes: self.routes,
+                claims_to_headers: self.claims_to_headers,
+                forward_payload_header: self.forward_payload_header,
+                report_only: self.report_only,
+                resource_metadata: self.resource_metadata,
+            },
+            &token_source,
+        )?;
         let time = time::validate(time::RawTime {
             clock_skew_seconds: self.clock_skew_seconds,
             required_claims: self.required_claims,
@@ -239,13 +270,14 @@ impl RawConfig {
             admin: self.admin.map(admin::RawAdmin::validate).transpose()?,
             refresh: self.refresh.map(refresh::RawRefresh::validate).transpose()?,
             revocation_feed: self.revocation_feed.map(feed::RawFeed::validate).transpose()?,
+            routes,
             generation: 0,
             key_epoch: std::sync::atomic::AtomicU32::new(0),
         })
     }
 
     /// Every key but `mode` and `egress` concerns incoming tokens: which of them are set.
-    fn ingress_keys(&self) -> [(&'static str, bool); 14] {
+    fn ingress_keys(&self) -> [(&'static str, bool); 19] {
         [
             ("providers", self.providers.is_some()),
             ("token_source", self.token_source.is_some()),
@@ -261,6 +293,11 @@ impl RawConfig {
             ("admin", self.admin.is_some()),
             ("refresh", self.refresh.is_some()),
             ("revocation_feed", self.revocation_feed.is_some()),
+            ("routes", self.routes.is_some()),
+            ("claims_to_headers", self.claims_to_headers.is_some()),
+            ("forward_payload_header", self.forward_payload_header.is_some()),
+            ("report_only", self.report_only.is_some()),
+            ("resource_metadata", self.resource_metadata.is_some()),
         ]
     }
 }

@@ -43,6 +43,10 @@ pub struct Entry {
     pub revocation_epoch: u64,
     /// What a revocation of this token would name, hashed once here rather than per request.
     pub targets: Vec<Target>,
+    /// The whole claim set, when route rules have requirements to check against it.
+    pub claims: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+    /// The upstream header edits made when it was accepted: handed out as they are.
+    pub upstream: crate::header::Edits,
 }
 
 impl Entry {
@@ -150,6 +154,8 @@ mod tests {
             fresh_until,
             revocation_epoch: 3,
             targets: Vec::new(),
+            claims: None,
+            upstream: Default::default(),
         };
         e.targets = Revocation::targets_of(&e.facts());
         e

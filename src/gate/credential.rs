@@ -92,12 +92,7 @@ pub(super) fn read_credential<'r>(cfg: &Config, req: &'r Request) -> Result<Opti
     Ok(extract_token(&cfg.token_source, header))
 }
 
-/// A change to a request header, decided by the core for the host to make.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HeaderEdit {
-    /// Set the header to this value; `None` removes it.
-    Set(String, Option<String>),
-}
+pub use crate::verdict::HeaderEdit;
 
 /// Refresh tokens are for the token endpoint, not for the upstream: the edit that removes
 /// the request's refresh token (its header, or its cookie from the `cookie` header).

@@ -50,6 +50,7 @@ pub(super) fn superseded<H: Host>(
     let refresh_token = h.refresh_token.clone().filter(|_| h.spent_by(presented.as_deref()));
     Some(Verdict::Forward {
         expires_in: cfg.expires_in_header.as_ref().map(|_| replacement.remaining_s),
+        headers: super::upstream::for_token(cfg, &h.access_token),
         swap: Some(Swap { access_token: h.access_token, refresh_token }),
     })
 }

@@ -2,6 +2,7 @@
 //! memory (`accepted`), and remembering tokens the full path accepts.
 
 use crate::audit::{emit, Event, Record};
+use crate::config::routes::Rule;
 use crate::config::Config;
 use crate::host::Host;
 use crate::metrics::Counter;
@@ -12,10 +13,12 @@ use crate::verdict::Verdict;
 use crate::verify;
 
 use super::{accepted, feed_gate, is_revoked, request_path, unavailable, Request, Worker};
+use crate::header::Edits;
 
 /// The hot path: a token this worker accepted a moment ago, when nothing that could change
 /// the answer has changed (see `accepted`). `None` sends the request down the full path,
-/// which also produces every refusal.
+/// which also produces every refusal (a route's requirements unmet included).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn accepted_again(
     cfg: &Config,
     host: &impl Host,
@@ -24,9 +27,13 @@ pub(super) fn accepted_again(
     token: &str,
     now: u64,
     req: &Request,
+    rule: Option<&Rule>,
 ) -> Option<Verdict> {
     let cache = worker.accepted.try_borrow().ok()?;
     let entry = cache.get(token)?;
+    if let Some(rule) = rule {
+        entry.claims.as_deref().filter(|c| crate::route::satisfied(rule, c))?;
+    }
     if let Some(v) = feed_gate(cfg, host, worker, registry, now) {
         return Some(v);
     }
@@ -58,24 +65,29 @@ pub(super) fn accepted_again(
         r.path = request_path(req.meta);
         emit(host, r);
     }
-    Some(Verdict::Forward { expires_in: cfg.expires_in_header.as_ref().map(|_| remaining_s), swap: None })
+    Some(Verdict::Forward {
+        expires_in: cfg.expires_in_header.as_ref().map(|_| remaining_s),
+        swap: None,
+        headers: entry.upstream.clone(),
+    })
+}
+
+/// What the full path learnt about a token it accepted, for the hot path to remember.
+pub(super) struct Seen<'a> {
+    pub fingerprint: Fingerprint,
+    pub targets: Vec<Target>,
+    pub claims: &'a Claims,
+    /// The upstream header edits made for it (`upstream::for_claims`).
+    pub headers: Edits,
+    pub life: verify::Lifetime,
+    pub last_seen: u64,
 }
 
 /// Remembers a token the full path has just accepted, until the first moment the full path
 /// could answer differently: the near-expiry warning, the refresh window, the session
 /// limit, or the registry's next `last_seen` update.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn remember_accepted(
-    cfg: &Config,
-    worker: &Worker,
-    token: &str,
-    fingerprint: Fingerprint,
-    targets: Vec<Target>,
-    claims: &Claims,
-    life: verify::Lifetime,
-    last_seen: u64,
-    now: u64,
-) {
+pub(super) fn remember_accepted(cfg: &Config, worker: &Worker, token: &str, seen: Seen, now: u64) {
+    let Seen { fingerprint, targets, claims, headers, life, last_seen } = seen;
     let Some(epoch) = worker.revocations.try_borrow().ok().and_then(|r| r.epoch()) else { return };
     let mut until = life.exp.saturating_sub(cfg.near_expiry_warning_seconds);
     if let Some(r) = &cfg.refresh {
@@ -98,6 +110,9 @@ pub(super) fn remember_accepted(
         fresh_until: until.saturating_sub(1),
         revocation_epoch: epoch,
         targets,
+        // Kept only when some rule has requirements to check on later requests.
+        claims: cfg.routes.needs_claims.then(|| Box::new(claims.all.clone())),
+        upstream: headers,
     };
     if let Ok(mut c) = worker.accepted.try_borrow_mut() {
         c.remember(token, entry);

@@ -84,6 +84,7 @@ pub(super) fn start(
         expired: life.is_none(),
         session_start,
         spent_refresh: hmac_sha256::Hash::hash(refresh_token.as_bytes()),
+        upstream: super::upstream::for_claims(cfg, token, &claims.all),
     })
 }
 
@@ -154,6 +155,7 @@ pub fn complete(
             emit(host, r);
             Verdict::Forward {
                 expires_in: cfg.expires_in_header.as_ref().map(|_| life.remaining_s),
+                headers: super::upstream::for_claims(cfg, &grant.access_token, &claims.all),
                 swap: Some(Swap { access_token: grant.access_token, refresh_token: grant.refresh_token }),
             }
         }
@@ -212,7 +214,7 @@ fn old_token_now(
 ) -> Verdict {
     let deny = |code, why: &str| {
         host.count(Counter::Rejected(code));
-        Verdict::Deny(reject::invalid_token_response(&cfg.realm, &Rejection::new(code, why)))
+        Verdict::Deny(reject::invalid_token_response(&cfg.challenge(), &Rejection::new(code, why)))
     };
     if plan.expired || now >= plan.exp.saturating_add(cfg.clock_skew_seconds) {
         return deny(RejectCode::TokenExpired, "token has expired and could not be refreshed");
@@ -230,5 +232,9 @@ fn old_token_now(
         None => return super::unavailable(),
     }
     let remaining = plan.exp.saturating_sub(now);
-    Verdict::Forward { expires_in: cfg.expires_in_header.as_ref().map(|_| remaining), swap: None }
+    Verdict::Forward {
+        expires_in: cfg.expires_in_header.as_ref().map(|_| remaining),
+        swap: None,
+        headers: plan.upstream.clone(),
+    }
 }

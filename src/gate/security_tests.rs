@@ -16,6 +16,9 @@ impl RequestMeta for Presents {
     fn path(&self) -> Option<String> {
         Some("/api/orders?access_token=SECRET&email=a@b".into())
     }
+    fn method(&self) -> Option<String> {
+        Some("GET".into())
+    }
     fn header(&self, name: &str) -> Option<String> {
         match name {
             "x-refresh-token" => self.0.map(str::to_owned),

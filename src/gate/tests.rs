@@ -3,6 +3,7 @@ use serde_json::{json, Value};
 use super::credential::*;
 use super::*;
 use crate::config::TokenSource;
+use crate::header::Edits;
 use crate::host::{Level, Metrics};
 use crate::reject::RejectCode;
 use crate::testkit::*;
@@ -18,6 +19,9 @@ impl RequestMeta for Meta {
     }
     fn path(&self) -> Option<String> {
         Some("/api".into())
+    }
+    fn method(&self) -> Option<String> {
+        Some("GET".into())
     }
     fn header(&self, _name: &str) -> Option<String> {
         None
@@ -50,17 +54,20 @@ fn a_valid_token_is_forwarded_with_seconds_left() {
     let t = mint("RS256", json!({"exp": NOW + 300}));
     assert_eq!(
         run(&cfg, &host, &w, Some(&bearer(&t))),
-        Verdict::Forward { expires_in: Some(300), swap: None }
+        Verdict::Forward { expires_in: Some(300), swap: None, headers: Edits::default() }
     );
     // The scheme is case-insensitive (RFC 7235 §2.1).
     assert_eq!(
         run(&cfg, &host, &w, Some(&format!("bEaReR {t}"))),
-        Verdict::Forward { expires_in: Some(300), swap: None }
+        Verdict::Forward { expires_in: Some(300), swap: None, headers: Edits::default() }
     );
     assert_eq!(host.verdicts(), vec![Counter::Accepted, Counter::Accepted]);
     assert!(host.audits().is_empty(), "accepted tokens are not audited unless asked");
     let quiet = config(json!({"expires_in_header": ""}));
-    assert_eq!(run(&quiet, &host, &w, Some(&bearer(&t))), Verdict::Forward { expires_in: None, swap: None });
+    assert_eq!(
+        run(&quiet, &host, &w, Some(&bearer(&t))),
+        Verdict::Forward { expires_in: None, swap: None, headers: Edits::default() }
+    );
 }
 
 #[test]
@@ -206,6 +213,9 @@ impl RequestMeta for WithRefreshToken {
     fn path(&self) -> Option<String> {
         None
     }
+    fn method(&self) -> Option<String> {
+        Some("GET".into())
+    }
     fn header(&self, name: &str) -> Option<String> {
         (name == "x-refresh-token").then(|| "rt-1".to_string())
     }
@@ -241,7 +251,7 @@ fn a_due_token_starts_one_refresh_and_the_answer_swaps_it() {
     let body =
         json!({"access_token": new, "token_type": "Bearer", "expires_in": 600, "refresh_token": "rt-2"});
     let v = complete_refresh(&cfg, &host, &w, &plan, Ok((Some(200), body.to_string().into_bytes())));
-    let Verdict::Forward { swap: Some(swap), expires_in } = v else { panic!("not swapped: {v:?}") };
+    let Verdict::Forward { swap: Some(swap), expires_in, .. } = v else { panic!("not swapped: {v:?}") };
     assert_eq!(
         (swap.access_token.as_str(), swap.refresh_token.as_deref(), expires_in),
         (new.as_str(), Some("rt-2"), Some(600))
@@ -268,7 +278,7 @@ fn a_failed_refresh_backs_off_and_keeps_the_old_token() {
     let old = mint("ES256", json!({"iat": NOW - 10, "exp": NOW + 30}));
     let Verdict::Refresh(plan) = run_rt(&cfg, &host, &w, &old) else { panic!("no refresh started") };
     let v = complete_refresh(&cfg, &host, &w, &plan, Err(crate::refresh::Failure::Timeout));
-    assert!(matches!(v, Verdict::Forward { swap: None, expires_in: Some(30) }));
+    assert!(matches!(v, Verdict::Forward { swap: None, expires_in: Some(30), .. }));
     // Backing off: no new attempt for 5 s.
     host.now.set(NOW + 4);
     assert!(matches!(run_rt(&cfg, &host, &w, &old), Verdict::Forward { swap: None, .. }));

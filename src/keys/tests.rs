@@ -55,6 +55,9 @@ impl crate::gate::RequestMeta for Meta {
     fn path(&self) -> Option<String> {
         Some("/".into())
     }
+    fn method(&self) -> Option<String> {
+        Some("GET".into())
+    }
     fn header(&self, _: &str) -> Option<String> {
         None
     }
@@ -138,7 +141,8 @@ fn start_up_holds_then_serves() {
         }
         other => panic!("{other:?}"),
     }
-    let reply = HoldReason::KeysStartup.timeout_response(&host, "r");
+    let reply = HoldReason::KeysStartup
+        .timeout_response(&host, &crate::reject::Challenge { realm: "r", resource_metadata: None });
     assert_eq!(reply.status, 503);
     assert!(reply.headers.iter().any(|(k, _)| k == "retry-after"));
     assert!(reply.body.contains("temporarily_unavailable"));

@@ -264,6 +264,8 @@ pub struct PendingRefresh {
     pub session_start: Option<u64>,
     /// SHA-256 of the refresh token spent: only its holder is handed the rotated one.
     pub spent_refresh: [u8; 32],
+    /// The old token's claim headers, for the request should it go on with that token.
+    pub upstream: crate::header::Edits,
 }
 
 #[cfg(test)]

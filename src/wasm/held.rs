@@ -21,7 +21,7 @@ pub fn release(shared: &Shared, now_ms: u64) {
             if let Ok(mut h) = shared.held.try_borrow_mut() {
                 h.remove(&id);
             }
-            http::send(&reason.timeout_response(&shared.host(), &shared.cfg.realm));
+            http::send(&reason.timeout_response(&shared.host(), &shared.cfg.challenge()));
         } else {
             // Decided now: `apply` drops the entry; held again: it keeps its deadline.
             http::check(shared, id, true);

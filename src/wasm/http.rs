@@ -49,6 +49,9 @@ impl RequestMeta for EnvoyRequestMeta {
     fn path(&self) -> Option<String> {
         request_header(":path")
     }
+    fn method(&self) -> Option<String> {
+        request_header(":method")
+    }
     fn header(&self, name: &str) -> Option<String> {
         request_header(name)
     }
@@ -106,7 +109,10 @@ pub(super) fn apply(shared: &Shared, id: u32, verdict: Verdict, resume: bool) ->
         take(&shared.held, id);
     }
     match verdict {
-        Verdict::Forward { expires_in, swap } => {
+        Verdict::Forward { expires_in, swap, headers } => {
+            for gate::credential::HeaderEdit::Set(name, value) in headers.iter() {
+                let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value.as_deref());
+            }
             if let Some(swap) = &swap {
                 let name = gate::credential::credential_header_name(&shared.cfg).to_string();
                 let current = request_header(&name);

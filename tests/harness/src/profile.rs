@@ -29,6 +29,10 @@ pub struct Profile {
     pub admin: Option<Admin>,
     /// The first provider's `remote_jwks.min_refetch_seconds` when it fetches its keys.
     pub remote_min_refetch: Option<u64>,
+    /// `resource_metadata.resource`, when the RFC 9728 metadata is configured.
+    pub resource: Option<String>,
+    /// `routes` is configured (the route scenarios' `scenarios::routes::config()`).
+    pub routes: bool,
 }
 
 impl Profile {
@@ -66,13 +70,25 @@ impl Profile {
             remote_min_refetch: config["providers"][0]
                 .get("remote_jwks")
                 .map(|r| r["min_refetch_seconds"].as_u64().unwrap_or(30)),
+            resource: config["resource_metadata"]["resource"].as_str().map(str::to_owned),
+            routes: config.get("routes").is_some(),
+        }
+    }
+
+    /// How every challenge starts: the realm and, with RFC 9728 metadata, where it is.
+    pub fn challenge(&self) -> String {
+        match &self.resource {
+            None => "Bearer realm=\"tokenguard\"".into(),
+            Some(r) => format!(
+                "Bearer realm=\"tokenguard\", resource_metadata=\"{r}/.well-known/oauth-protected-resource\""
+            ),
         }
     }
 
     /// `envoy/envoy.yaml`'s plugin configuration (and so the compose stack's);
     /// tests/compose_config.rs checks each value against the file.
     pub fn demo() -> Profile {
-        Profile::of(&json!({
+        let mut config = json!({
             "providers": [{"algorithms": ["RS256", "PS256", "ES256", "ES384", "EdDSA"],
                            "remote_jwks": {"cluster": "issuer", "min_refetch_seconds": 5}}],
             "clock_skew_seconds": 30,
@@ -83,7 +99,12 @@ impl Profile {
             "max_token_lifetime_seconds": 86400,
             "registry": {"capacity": 10000},
             "admin": {"path_prefix": "/tokenguard/", "token": "demo-admin-token-change-me"},
-        }))
+        });
+        // The route scenarios' policy (tests/compose_config.rs checks the file holds it).
+        if let (Some(c), Some(r)) = (config.as_object_mut(), crate::scenarios::routes::config().as_object()) {
+            c.extend(r.clone());
+        }
+        Profile::of(&config)
     }
 
     pub fn allows(&self, alg: &str) -> bool {

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod observability;
 pub mod registry;
 pub mod rejections;
+pub mod routes;
 mod suite;
 
 pub use suite::{run_suite, Outcome, SUITE};

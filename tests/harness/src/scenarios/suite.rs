@@ -4,7 +4,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
-use super::{forwarding, keys, observability, registry, rejections, Scenario};
+use super::{forwarding, keys, observability, registry, rejections, routes, Scenario};
 use crate::profile::Profile;
 use crate::target::Target;
 
@@ -36,6 +36,14 @@ pub const SUITE: &[(&str, Scenario)] = &[
     ("rotated key accepted at first sight", keys::a_rotated_key_is_accepted_at_first_sight_by_every_worker),
     ("random-kid flood fetches rarely", keys::a_random_kid_flood_fetches_at_most_once_per_min_refetch),
     ("last good keys serve while down", keys::the_last_good_keys_serve_while_the_key_server_is_down),
+    ("route: public path without a token", routes::a_public_path_without_a_token_reaches_the_upstream),
+    ("route: path tricks are not public", routes::path_tricks_do_not_pass_as_public),
+    ("route: optional, none and bad token", routes::an_optional_route_takes_no_token_and_refuses_a_bad_one),
+    ("route: missing scope is 403", routes::a_missing_scope_is_403_insufficient_scope),
+    ("route: nested required claim", routes::required_claims_match_a_nested_claim),
+    ("route: claim headers and payload", routes::the_upstream_sees_claim_headers_and_the_payload),
+    ("route: forged headers removed on public", routes::forged_claim_headers_are_removed_on_a_public_route),
+    ("route: RFC 9728 document and challenge", routes::the_resource_metadata_document_and_challenge),
 ];
 
 #[derive(Debug)]
