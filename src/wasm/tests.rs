@@ -312,3 +312,63 @@ fn an_admin_revocation_waits_for_the_feed_to_take_it_and_says_whether_it_did() {
     assert_eq!(vm.reply(id).map(|r| r.json()["published"].clone()), Some(json!(false)));
     assert_eq!(process.metric("tokenguard.revocations.publish_failed"), Some(2));
 }
+
+#[test]
+fn remote_keys_are_fetched_once_and_a_request_held_for_them_is_decided_on_them() {
+    let process = Process::new(NOW, &["idp"]);
+    let cfg = config_json(json!({"providers": [{"issuer": crate::testkit::ISS, "audiences": ["api"],
+        "algorithms": ["ES256"], "remote_jwks": {"cluster": "idp", "uri": "https://keys.test:8443/certs"}}]}));
+    let mut vm = start(&process, &cfg);
+    let token = mint("ES256", json!({}));
+    let (id, action) = send(&mut vm, &get("/", Some(&bearer(&token))));
+    assert_eq!((action, vm.reply(id).is_none()), (Action::Pause, true), "no keys yet: held, not refused");
+    vm.tick();
+    let calls = vm.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(
+        (calls[0].cluster.as_str(), calls[0].context),
+        ("idp", vm.root()),
+        "fetched from the root context"
+    );
+    assert_eq!(calls[0].header(":method"), Some("GET"));
+    assert_eq!(calls[0].header(":authority"), Some("keys.test:8443"));
+    assert_eq!(calls[0].header(":path"), Some("/certs"));
+    let set = crate::testkit::keys().filter_jwks().to_string();
+    vm.answer_with(calls[0].token, Some(200), &[("cache-control", "max-age=300")], set.as_bytes());
+    vm.tick();
+    assert_eq!((vm.resumed(id), vm.reply(id).is_none()), (1, true), "decided on the fetched keys");
+    assert!(vm.audits().iter().any(|a| a["event"] == "keys_ready"), "{:?}", vm.audits());
+    process.advance_ms(60_000);
+    vm.tick();
+    assert!(vm.calls().is_empty(), "fresh for max-age: no fetch a minute later");
+    let (_, action) = send(&mut vm, &get("/", Some(&bearer(&mint("ES256", json!({"jti": "j2"}))))));
+    assert_eq!(action, Action::Continue);
+}
+
+#[test]
+fn a_public_route_needs_no_token_and_claim_headers_are_never_the_clients() {
+    let process = Process::new(NOW, &[]);
+    let cfg = config_json(json!({"routes": [{"path_prefix": "/healthz", "policy": "public"}],
+        "claims_to_headers": [{"claim": "sub", "header": "x-user-id"}]}));
+    let mut vm = start(&process, &cfg);
+    let mut forged = get("/healthz", None);
+    forged.push(("x-user-id", "admin".into()));
+    let (id, action) = send(&mut vm, &forged);
+    assert_eq!(action, Action::Continue);
+    assert_eq!(vm.upstream_header(id, "x-user-id"), None, "removed on a public route too");
+    let mut with_token = get("/orders", Some(&bearer(&mint("EdDSA", json!({})))));
+    with_token.push(("x-user-id", "admin".into()));
+    let (id, action) = send(&mut vm, &with_token);
+    assert_eq!(action, Action::Continue);
+    assert_eq!(
+        vm.upstream_header(id, "x-user-id").as_deref(),
+        Some("alice"),
+        "the verified claim, not the forged one"
+    );
+    let (id, action) = send(&mut vm, &get("/healthz/../orders", None));
+    assert_eq!(
+        (action, vm.reply(id).map(|r| r.status)),
+        (Action::Pause, Some(401)),
+        "no path trick is public"
+    );
+}

@@ -98,6 +98,11 @@ impl Vm {
         });
     }
 
+    /// The root context's id: callouts it dispatches answer there.
+    pub fn root(&self) -> u32 {
+        self.root
+    }
+
     pub fn tick(&mut self) {
         with(|w| w.effective = self.root);
         unsafe { proxy_on_tick(self.root) };
@@ -110,16 +115,26 @@ impl Vm {
 
     /// Answers a callout; `status` None: the call failed (Envoy reports no headers).
     pub fn answer(&mut self, token: u32, status: Option<u16>, body: &[u8]) {
+        self.answer_with(token, status, &[], body);
+    }
+
+    /// Answers a callout with response headers besides `:status`.
+    pub fn answer_with(&mut self, token: u32, status: Option<u16>, extra: &[(&str, &str)], body: &[u8]) {
+        let headers: Option<Vec<(String, Vec<u8>)>> = status.map(|s| {
+            let mut h = vec![(":status".to_string(), s.to_string().into_bytes())];
+            h.extend(extra.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())));
+            h
+        });
+        let (count, body_len) =
+            (headers.as_ref().map_or(0, Vec::len), if status.is_some() { body.len() } else { 0 });
         let call = with(|w| {
             let at = w.calls.iter().position(|c| c.token == token).expect("no such call");
             let call = w.calls.remove(at);
-            let headers = status.map(|s| vec![(":status".to_string(), s.to_string().into_bytes())]);
-            w.answer = Some((headers.clone().unwrap_or_default(), body.to_vec()));
+            w.answer = Some((headers.unwrap_or_default(), body.to_vec()));
             w.effective = call.context;
-            (call, headers.map_or(0, |h| h.len()))
+            call
         });
-        let ((call, headers), body_len) = (call, if status.is_some() { body.len() } else { 0 });
-        unsafe { proxy_on_http_call_response(call.context, token, headers, body_len, 0) };
+        unsafe { proxy_on_http_call_response(call.context, token, count, body_len, 0) };
         with(|w| w.answer = None);
     }
 
