@@ -227,3 +227,33 @@ impl FakeHost {
             .collect()
     }
 }
+
+/// A request's facts for the gate's unit tests: what `RequestMeta` would read off Envoy.
+pub struct FakeRequest {
+    pub request_id: Option<&'static str>,
+    pub path: Option<&'static str>,
+    pub method: &'static str,
+    pub headers: &'static [(&'static str, &'static str)],
+}
+
+impl FakeRequest {
+    /// `GET {path}` with the refresh token `rt-1` in `x-refresh-token`, the default source.
+    pub const fn refreshing(path: Option<&'static str>) -> FakeRequest {
+        FakeRequest { request_id: None, path, method: "GET", headers: &[("x-refresh-token", "rt-1")] }
+    }
+}
+
+impl crate::gate::RequestMeta for FakeRequest {
+    fn request_id(&self) -> Option<String> {
+        self.request_id.map(str::to_owned)
+    }
+    fn path(&self) -> Option<String> {
+        self.path.map(str::to_owned)
+    }
+    fn method(&self) -> Option<String> {
+        Some(self.method.to_owned())
+    }
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+    }
+}

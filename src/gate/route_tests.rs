@@ -239,22 +239,6 @@ fn without_route_keys_nothing_is_read_or_edited() {
     assert_eq!(v, Verdict::Forward { expires_in: Some(300), swap: None, headers: Edits::default() });
 }
 
-struct Refreshing;
-impl RequestMeta for Refreshing {
-    fn request_id(&self) -> Option<String> {
-        None
-    }
-    fn path(&self) -> Option<String> {
-        Some("/".into())
-    }
-    fn method(&self) -> Option<String> {
-        Some("GET".into())
-    }
-    fn header(&self, name: &str) -> Option<String> {
-        (name == "x-refresh-token").then(|| "rt-1".to_string())
-    }
-}
-
 /// The claim headers always describe the token the upstream receives: the new one after a
 /// refresh or during the handoff, the old one when the refresh failed.
 #[test]
@@ -276,7 +260,11 @@ fn claim_headers_follow_the_token_that_goes_upstream() {
             &cfg,
             host,
             w,
-            &Request { credential_header: Some(&header), meta: &Refreshing, verified: None },
+            &Request {
+                credential_header: Some(&header),
+                meta: &FakeRequest::refreshing(Some("/")),
+                verified: None,
+            },
         )
     };
     let old = mint("ES256", json!({"iat": NOW - 10, "exp": NOW + 30, "jti": "old"}));

@@ -12,24 +12,11 @@ fn bearer(t: &str) -> String {
     format!("Bearer {t}")
 }
 
-struct Meta;
-impl RequestMeta for Meta {
-    fn request_id(&self) -> Option<String> {
-        Some("rid-1".into())
-    }
-    fn path(&self) -> Option<String> {
-        Some("/api".into())
-    }
-    fn method(&self) -> Option<String> {
-        Some("GET".into())
-    }
-    fn header(&self, _name: &str) -> Option<String> {
-        None
-    }
-}
+const META: FakeRequest =
+    FakeRequest { request_id: Some("rid-1"), path: Some("/api"), method: "GET", headers: &[] };
 
 fn run(cfg: &Config, host: &FakeHost, w: &Worker, header: Option<&str>) -> Verdict {
-    check_request(cfg, host, w, &Request { credential_header: header, meta: &Meta, verified: None })
+    check_request(cfg, host, w, &Request { credential_header: header, meta: &META, verified: None })
 }
 
 #[test]
@@ -205,22 +192,6 @@ fn a_full_registry_evicts_with_an_audit_line() {
     assert_eq!(host.value(Counter::RegistryEvicted), Some(1));
 }
 
-struct WithRefreshToken;
-impl RequestMeta for WithRefreshToken {
-    fn request_id(&self) -> Option<String> {
-        None
-    }
-    fn path(&self) -> Option<String> {
-        None
-    }
-    fn method(&self) -> Option<String> {
-        Some("GET".into())
-    }
-    fn header(&self, name: &str) -> Option<String> {
-        (name == "x-refresh-token").then(|| "rt-1".to_string())
-    }
-}
-
 fn refresh_cfg() -> Config {
     config(json!({"refresh": {"cluster": "issuer", "authority": "issuer.test", "path": "/oauth/token",
         "window_seconds": 60, "window_ratio": 1.0, "grace_seconds": 10}}))
@@ -231,7 +202,11 @@ fn run_rt(cfg: &Config, host: &FakeHost, w: &Worker, token: &str) -> Verdict {
         cfg,
         host,
         w,
-        &Request { credential_header: Some(&bearer(token)), meta: &WithRefreshToken, verified: None },
+        &Request {
+            credential_header: Some(&bearer(token)),
+            meta: &FakeRequest::refreshing(None),
+            verified: None,
+        },
     )
 }
 

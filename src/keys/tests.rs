@@ -47,29 +47,17 @@ fn sign(key: &ES256KeyPair) -> String {
     key.sign(jc).unwrap()
 }
 
-struct Meta;
-impl crate::gate::RequestMeta for Meta {
-    fn request_id(&self) -> Option<String> {
-        None
-    }
-    fn path(&self) -> Option<String> {
-        Some("/".into())
-    }
-    fn method(&self) -> Option<String> {
-        Some("GET".into())
-    }
-    fn header(&self, _: &str) -> Option<String> {
-        None
-    }
-}
-
 fn ask(cfg: &Config, host: &FakeHost, worker: &Worker, token: &str) -> Verdict {
     let header = format!("Bearer {token}");
     check_request(
         cfg,
         host,
         worker,
-        &Request { credential_header: Some(&header), meta: &Meta, verified: None },
+        &Request {
+            credential_header: Some(&header),
+            meta: &FakeRequest { request_id: None, path: Some("/"), method: "GET", headers: &[] },
+            verified: None,
+        },
     )
 }
 
