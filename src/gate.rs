@@ -34,6 +34,7 @@ use handoff::superseded;
 use hot::{accepted_again, remember_accepted};
 pub(crate) use record::record_for;
 use record::{known_session_start, record, Accepted};
+pub use refreshing::unclaimed as refresh_unclaimed;
 
 /// Request facts only an audit record needs. Fetched lazily: each is a host call, and most
 /// requests emit no audit record.
@@ -97,6 +98,18 @@ pub fn complete_refresh(
     answer: Result<(Option<u16>, Vec<u8>), Failure>,
 ) -> Verdict {
     policy::enforce(cfg, refreshing::complete(cfg, host, worker, plan, answer))
+}
+
+/// Finishes a request held for the fleet's refresh claim that another replica holds (see
+/// `refreshing::claimed_elsewhere`).
+pub fn refresh_claimed_elsewhere(
+    cfg: &Config,
+    host: &impl Host,
+    worker: &Worker,
+    plan: &PendingRefresh,
+    until: u64,
+) -> Verdict {
+    policy::enforce(cfg, refreshing::claimed_elsewhere(cfg, host, worker, plan, until))
 }
 
 fn decide<H: Host>(
