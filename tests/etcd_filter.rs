@@ -241,3 +241,43 @@ fn thirty_requests_over_two_replicas_make_one_refresh_and_the_rotation_keeps_wor
         assert_eq!(r.status, 200, "the new token works on every replica: {}", r.body);
     }
 }
+
+/// etcd with authentication on: the filter authenticates once, sends the token as gRPC
+/// metadata on every call and on the watch, and a wrong password means no list (held, then
+/// 503), audited, never a token accepted on unknown revocations.
+fn etcd_with_auth() -> Etcd {
+    let etcd = Etcd::start();
+    etcd.ctl(&["user", "add", "root:rootpw"]);
+    etcd.ctl(&["user", "add", "tg:tgpw"]);
+    etcd.ctl(&["role", "add", "tg"]);
+    etcd.ctl(&["role", "grant-permission", "tg", "--prefix=true", "readwrite", "/tokenguard/"]);
+    etcd.ctl(&["user", "grant-role", "tg", "tg"]);
+    etcd.ctl(&["auth", "enable"]);
+    etcd
+}
+
+#[test]
+fn with_etcd_authentication_the_filter_follows_and_writes_as_its_user() {
+    let etcd = etcd_with_auth();
+    etcd.ctl(&["--user", "root:rootpw", "put", "/tokenguard/revoked/jti/early", "{}"]);
+    let one = start(etcd, json!({"username": "tg", "password": "tgpw"}));
+    assert_eq!(one.status(&one.token(json!({"jti": "early"}))), 401);
+    let later = one.token(json!({"jti": "later"}));
+    assert_eq!(one.status(&later), 200);
+    one.etcd.ctl(&["--user", "root:rootpw", "put", "/tokenguard/revoked/jti/later", "{}"]);
+    one.until_status(&later, 401);
+    let r = Client::new().post(
+        &one.envoy.url("/tokenguard/revoke?jti=by-admin"),
+        &[("x-admin-token", ADMIN)],
+        "",
+    );
+    assert_eq!(r.json()["committed"], json!(true), "{}", r.body);
+    assert!(!one.envoy.log().contains("tgpw"), "the password never reaches the log");
+
+    let wrong =
+        start(etcd_with_auth(), json!({"username": "tg", "password": "nope", "startup_wait_ms": 1500}));
+    let t = wrong.token(json!({"jti": "any"}));
+    assert_eq!(wrong.status(&t), 503, "nothing is known: fail closed");
+    let audits = wrong.envoy.audit_records();
+    assert!(audits.iter().any(|a| a["event"] == "revocation_store_unreachable"), "{audits:?}");
+}

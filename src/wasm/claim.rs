@@ -91,6 +91,7 @@ fn fallback(
 pub fn answered(shared: &Shared, id: u32, status: u32, size: usize) -> bool {
     let Some(c) = http::take(&shared.claims, id) else { return false };
     if status != 0 {
+        super::etcd::forget_auth_token_on(status);
         fallback(
             shared,
             id,
@@ -100,7 +101,7 @@ pub fn answered(shared: &Shared, id: u32, status: u32, size: usize) -> bool {
         );
         return true;
     }
-    let body = super::etcd::received(size);
+    let body = super::etcd::received(size).unwrap_or_default();
     match c.stage {
         Stage::Grant => match write::granted(&body) {
             Ok(lease) => take_claim(shared, id, c, lease),
