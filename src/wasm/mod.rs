@@ -8,6 +8,8 @@ mod claim;
 #[cfg(test)]
 mod double;
 mod etcd;
+#[cfg(test)]
+mod etcd_tests;
 mod held;
 mod host;
 mod http;

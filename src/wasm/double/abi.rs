@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use super::{process, with, Call, Headers, Reply, Worker};
 
-unsafe fn bytes<'a>(data: *const u8, size: usize) -> &'a [u8] {
+pub(super) unsafe fn bytes<'a>(data: *const u8, size: usize) -> &'a [u8] {
     if data.is_null() || size == 0 {
         &[]
     } else {
@@ -13,12 +13,12 @@ unsafe fn bytes<'a>(data: *const u8, size: usize) -> &'a [u8] {
     }
 }
 
-unsafe fn text(data: *const u8, size: usize) -> String {
+pub(super) unsafe fn text(data: *const u8, size: usize) -> String {
     String::from_utf8_lossy(bytes(data, size)).into_owned()
 }
 
 /// Hands bytes to the VM as the host does: memory the SDK frees, null when empty.
-unsafe fn give(value: &[u8], data: *mut *mut u8, size: *mut usize) {
+pub(super) unsafe fn give(value: &[u8], data: *mut *mut u8, size: *mut usize) {
     if value.is_empty() {
         *data = std::ptr::null_mut();
         *size = 0;
@@ -30,7 +30,7 @@ unsafe fn give(value: &[u8], data: *mut *mut u8, size: *mut usize) {
 }
 
 /// proxy-wasm's map encoding: count, (key length, value length) pairs, then NUL-ended data.
-fn decode_map(raw: &[u8]) -> Vec<(String, String)> {
+pub(super) fn decode_map(raw: &[u8]) -> Vec<(String, String)> {
     let word = |at: usize| u32::from_le_bytes(raw[at..at + 4].try_into().unwrap()) as usize;
     if raw.len() < 4 {
         return Vec::new();
@@ -97,6 +97,7 @@ unsafe extern "C" fn proxy_get_buffer_bytes(
     let value = with(|w| match buffer {
         BufferType::PluginConfiguration => Some(w.plugin_config.clone()),
         BufferType::HttpCallResponseBody => w.answer.as_ref().map(|(_, b)| b.clone()),
+        BufferType::GrpcReceiveBuffer => w.grpc_answer.clone(),
         _ => None,
     });
     let Some(value) = value else { return Status::NotFound };
@@ -346,12 +347,6 @@ not_provided! {
     proxy_dequeue_shared_queue(u32, *mut *mut u8, *mut usize);
     proxy_enqueue_shared_queue(u32, *const u8, usize);
     proxy_close_stream(StreamType);
-    proxy_grpc_call(*const u8, usize, *const u8, usize, *const u8, usize, *const u8, usize, *const u8, usize, u32, *mut u32);
-    proxy_grpc_stream(*const u8, usize, *const u8, usize, *const u8, usize, *const u8, usize, *mut u32);
-    proxy_grpc_send(u32, *const u8, usize, bool);
-    proxy_grpc_cancel(u32);
-    proxy_grpc_close(u32);
-    proxy_get_status(*mut u32, *mut *mut u8, *mut usize);
     proxy_call_foreign_function(*const u8, usize, *const u8, usize, *mut *mut u8, *mut usize);
     proxy_done();
 }

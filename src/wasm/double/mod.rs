@@ -7,14 +7,18 @@
 //! - a callout needs a known cluster and `:method`, `:path`, `:authority` (else
 //!   `BadArgument`), its answer goes to the context that dispatched it, a failed call
 //!   answers with no headers, and a stream's calls are cancelled when the stream goes;
+//! - gRPC calls and streams (`grpc.rs`) need a `GrpcService` naming a known cluster, and
+//!   answer to the context that opened them;
 //! - an empty value comes back as a null pointer; metrics are process-wide, by name.
 //!
 //! One thread is one worker (its own VM: the SDK's dispatcher is thread-local); a `Process`
 //! shared between threads is one Envoy process.
 
 mod abi;
+mod grpc;
 mod vm;
 
+pub use grpc::Grpc;
 pub use vm::{Action, Vm};
 
 use proxy_wasm::types::MetricType;
@@ -110,6 +114,12 @@ struct Worker {
     next_token: u32,
     /// The answer being delivered (headers, body) while `on_http_call_response` runs.
     answer: Option<(Headers, Vec<u8>)>,
+    /// gRPC calls and streams open, oldest first.
+    grpc: Vec<Grpc>,
+    /// The message being delivered while `on_grpc_receive` runs.
+    grpc_answer: Option<Vec<u8>>,
+    /// The status `proxy_get_status` reports (of the last gRPC failure delivered).
+    grpc_status: (u32, String),
     logs: Vec<(u32, String)>,
 }
 
