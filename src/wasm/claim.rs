@@ -66,7 +66,7 @@ fn keep(shared: &Shared, id: u32, token: u32, c: Claiming) {
 fn process_id(shared: &Shared) -> u64 {
     if shared.process_id.get() == 0 {
         let host = shared.host();
-        let candidate = (super::since_epoch().as_nanos() as u64) | 1;
+        let candidate = super::random_id(0);
         let id = crate::registry::Registry::new(&host, crate::registry::Layout::of(&shared.cfg))
             .process_id(candidate);
         shared.process_id.set(id);

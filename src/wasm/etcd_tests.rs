@@ -319,3 +319,28 @@ fn a_watch_etcd_closes_is_reopened_from_the_last_revision_applied() {
         other => panic!("{other:?}"),
     }
 }
+
+/// One worker follows etcd for the process; the others decide on what it applied. A worker
+/// that stops ticking (its VM gone) is replaced once its lease lapses.
+#[test]
+fn one_worker_follows_etcd_and_another_takes_over_when_it_stops() {
+    let process = Process::new(NOW, &["etcd"]);
+    let p = process.clone();
+    std::thread::spawn(move || {
+        let (mut a, _, _) = listed(&p);
+        a.tick();
+    })
+    .join()
+    .expect("worker a");
+    let mut b = start(&process, &etcd_config(json!({})));
+    let gone = mint("EdDSA", json!({"jti": "gone"}));
+    let (id, action) = send(&mut b, &get("/", Some(&bearer(&gone))));
+    assert_eq!(action, Action::Pause, "refused at once: the list worker a applied holds here");
+    assert_eq!(b.reply(id).map(|r| r.status), Some(401));
+    b.tick();
+    assert!(b.grpc().is_empty(), "worker a's lease still runs: b does not call etcd");
+    process.advance_ms(3000);
+    b.tick();
+    let range = only(&b, "Range");
+    assert_eq!(range.context, b.root(), "b follows etcd now, from a fresh list");
+}

@@ -91,10 +91,18 @@ proxy_wasm::main! {{
     });
 }}
 
-/// A number that tells this VM's root context from every other worker's, for the sweep
-/// lease (context ids repeat across workers; start times do not, to the nanosecond).
+/// A number that tells this VM's root context from every other worker's (and process's),
+/// for the sweep and etcd leases and the fleet's refresh claims: context ids repeat across
+/// workers and clocks can be coarse, so it is random (std's hasher keys come from WASI's
+/// `random_get`, which Envoy serves from its own random source).
+pub(crate) fn random_id(context_id: u32) -> u64 {
+    use std::hash::BuildHasher;
+    let random = std::collections::hash_map::RandomState::new().hash_one(context_id);
+    (random ^ since_epoch().as_nanos() as u64) | 1
+}
+
 fn holder_id(context_id: u32) -> u64 {
-    (since_epoch().as_nanos() as u64) ^ ((context_id as u64) << 48)
+    random_id(context_id)
 }
 
 /// Everything an HTTP context needs, built once per configuration.
