@@ -64,6 +64,9 @@ pub struct Worker {
     pub revocations: RefCell<RevocationCache>,
     /// etcd's whole list has been applied (a process never goes back to unsynced).
     pub store_synced: std::cell::Cell<bool>,
+    /// The last etcd contact this worker read from shared data: while it is recent enough,
+    /// the staleness check reads nothing (contact times only move forward).
+    pub store_contact: std::cell::Cell<u64>,
     /// Tokens this worker accepted a moment ago: the hot path (see `accepted`).
     pub accepted: RefCell<accepted::AcceptedCache>,
     /// The remote key sets' verifiers on this worker (`keys::WorkerKeys`).
@@ -360,7 +363,9 @@ pub(super) fn store_gate(
     now: u64,
 ) -> Option<Verdict> {
     let etcd = cfg.revocation_store.as_ref()?;
-    if worker.store_synced.get() && etcd.max_staleness_seconds.is_none() {
+    let fresh =
+        |contact: u64| etcd.max_staleness_seconds.is_none_or(|max| now.saturating_sub(contact) <= max);
+    if worker.store_synced.get() && fresh(worker.store_contact.get()) {
         return None;
     }
     let state = registry.store_state();
@@ -374,8 +379,8 @@ pub(super) fn store_gate(
         });
     }
     worker.store_synced.set(true);
-    let max = etcd.max_staleness_seconds?;
-    if state.age(now).is_none_or(|age| age > max) {
+    worker.store_contact.set(state.last_contact);
+    if !fresh(state.last_contact) {
         host.count(Counter::StoreStale);
         return Some(Verdict::Deny(reject::unavailable_response("revocation data is stale")));
     }

@@ -344,3 +344,51 @@ fn one_worker_follows_etcd_and_another_takes_over_when_it_stops() {
     let range = only(&b, "Range");
     assert_eq!(range.context, b.root(), "b follows etcd now, from a fresh list");
 }
+
+#[test]
+fn with_max_staleness_a_silent_etcd_means_503_until_it_answers_again() {
+    let process = Process::new(NOW, &["etcd"]);
+    let mut vm = start(
+        &process,
+        &etcd_config(json!({"revocation_store": {"etcd": {"cluster": "etcd",
+        "timeout_ms": 300, "max_staleness_seconds": 6}}})),
+    );
+    let ok = mint("EdDSA", json!({"exp": NOW + 3000}));
+    let (held, _) = send(&mut vm, &get("/", Some(&bearer(&ok))));
+    vm.tick();
+    vm.grpc_answer(
+        only(&vm, "Range").token,
+        Ok(&RangeResponse { header: header(2), ..Default::default() }.encode_to_vec()),
+    );
+    vm.tick();
+    assert_eq!(vm.resumed(held), 1);
+    let watch = only(&vm, "Watch");
+    vm.grpc_end(watch.token, 14);
+    for _ in 0..7 {
+        process.advance_ms(1000);
+        vm.tick();
+        for g in vm.grpc() {
+            vm.grpc_end(g.token, 14); // etcd stays down
+        }
+    }
+    let (id, action) = send(&mut vm, &get("/", Some(&bearer(&ok))));
+    assert_eq!(action, Action::Pause);
+    assert_eq!(vm.reply(id).map(|r| r.status), Some(503), "7 s without an answer, 6 allowed");
+    assert!(process.metric("tokenguard.revocation_store.stale_rejections").is_some_and(|n| n >= 1));
+    // etcd answers again: the next call's answer is a contact.
+    process.advance_ms(30_000);
+    vm.tick();
+    let g = vm.grpc().into_iter().next().expect("a call after the backoff");
+    if g.method == "Watch" {
+        vm.grpc_message(
+            g.token,
+            &WatchResponse { header: header(2), created: true, ..Default::default() }.encode_to_vec(),
+        );
+    } else {
+        vm.grpc_answer(
+            g.token,
+            Ok(&RangeResponse { header: header(2), ..Default::default() }.encode_to_vec()),
+        );
+    }
+    assert_eq!(send(&mut vm, &get("/", Some(&bearer(&ok)))).1, Action::Continue);
+}
