@@ -307,3 +307,33 @@ fn a_public_route_needs_no_token_and_claim_headers_are_never_the_clients() {
         "no path trick is public"
     );
 }
+
+/// The hot path's host calls, counted: what a token accepted a moment ago costs besides the
+/// filter's own work. Each one is a crossing of the Wasm boundary (see docs/architecture.md).
+#[test]
+fn the_hot_path_makes_few_host_calls() {
+    let process = Process::new(NOW, &[]);
+    let mut vm = start(&process, &config_json(json!({})));
+    let token = mint("ES256", json!({}));
+    // First sight, then second sight (remembered from there on), then the hot path.
+    for _ in 0..2 {
+        let (seen, _) = send(&mut vm, &get("/orders", Some(&bearer(&token))));
+        vm.respond(seen, &[(":status", "200")]);
+        vm.end(seen);
+    }
+    let _ = super::double::take_host_calls();
+    let (id, action) = send(&mut vm, &get("/orders", Some(&bearer(&token))));
+    assert_eq!(action, Action::Continue);
+    let request = super::double::take_host_calls();
+    vm.respond(id, &[(":status", "200")]);
+    let response = super::double::take_host_calls();
+    // The clock (expiry), the credential, and the revocation epoch (a revocation made on
+    // another worker or replica must be seen at once); then the seconds-left header.
+    let want = [
+        ("proxy_get_current_time_nanoseconds", 1),
+        ("proxy_get_header_map_value", 1),
+        ("proxy_get_shared_data", 1),
+    ];
+    assert_eq!(request, want);
+    assert_eq!(response, [("proxy_replace_header_map_value", 1)]);
+}

@@ -60,6 +60,7 @@ fn headers_of(w: &mut Worker, map: MapType) -> Option<&mut Headers> {
 
 #[no_mangle]
 unsafe extern "C" fn proxy_log(level: LogLevel, data: *const u8, size: usize) -> Status {
+    super::count("proxy_log");
     let message = text(data, size);
     if level as u32 >= LogLevel::Error as u32 {
         eprintln!("[envoy double] {message}"); // panics reach here through the SDK's hook
@@ -70,18 +71,21 @@ unsafe extern "C" fn proxy_log(level: LogLevel, data: *const u8, size: usize) ->
 
 #[no_mangle]
 unsafe extern "C" fn proxy_get_log_level(level: *mut LogLevel) -> Status {
+    super::count("proxy_get_log_level");
     *level = LogLevel::Info;
     Status::Ok
 }
 
 #[no_mangle]
 unsafe extern "C" fn proxy_get_current_time_nanoseconds(time: *mut u64) -> Status {
+    super::count("proxy_get_current_time_nanoseconds");
     *time = process().clock_ns.load(Ordering::SeqCst);
     Status::Ok
 }
 
 #[no_mangle]
 extern "C" fn proxy_set_tick_period_milliseconds(period: u32) -> Status {
+    super::count("proxy_set_tick_period_milliseconds");
     with(|w| w.tick_ms = period);
     Status::Ok
 }
@@ -94,6 +98,7 @@ unsafe extern "C" fn proxy_get_buffer_bytes(
     data: *mut *mut u8,
     size: *mut usize,
 ) -> Status {
+    super::count("proxy_get_buffer_bytes");
     let value = with(|w| match buffer {
         BufferType::PluginConfiguration => Some(w.plugin_config.clone()),
         BufferType::HttpCallResponseBody => w.answer.as_ref().map(|(_, b)| b.clone()),
@@ -114,6 +119,7 @@ unsafe extern "C" fn proxy_get_header_map_value(
     data: *mut *mut u8,
     size: *mut usize,
 ) -> Status {
+    super::count("proxy_get_header_map_value");
     let key = text(key, key_size);
     let value =
         with(|w| headers_of(w, map).and_then(|h| h.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())));
@@ -128,6 +134,7 @@ unsafe extern "C" fn proxy_get_header_map_value(
 
 #[no_mangle]
 unsafe extern "C" fn proxy_remove_header_map_value(map: MapType, key: *const u8, key_size: usize) -> Status {
+    super::count("proxy_remove_header_map_value");
     let key = text(key, key_size);
     with(|w| headers_of(w, map).map(|h| h.retain(|(k, _)| *k != key)));
     Status::Ok
@@ -141,6 +148,7 @@ unsafe extern "C" fn proxy_replace_header_map_value(
     value: *const u8,
     value_size: usize,
 ) -> Status {
+    super::count("proxy_replace_header_map_value");
     let (key, value) = (text(key, key_size), bytes(value, value_size).to_vec());
     with(|w| {
         if let Some(h) = headers_of(w, map) {
@@ -159,6 +167,7 @@ unsafe extern "C" fn proxy_add_header_map_value(
     value: *const u8,
     value_size: usize,
 ) -> Status {
+    super::count("proxy_add_header_map_value");
     let (key, value) = (text(key, key_size), bytes(value, value_size).to_vec());
     with(|w| headers_of(w, map).map(|h| h.push((key, value))));
     Status::Ok
@@ -172,6 +181,7 @@ unsafe extern "C" fn proxy_get_shared_data(
     size: *mut usize,
     cas: *mut u32,
 ) -> Status {
+    super::count("proxy_get_shared_data");
     let key = text(key, key_size);
     let found = process().shared.lock().unwrap().get(&key).cloned();
     let Some((value, c)) = found else { return Status::NotFound };
@@ -188,6 +198,7 @@ unsafe extern "C" fn proxy_set_shared_data(
     value_size: usize,
     cas: u32,
 ) -> Status {
+    super::count("proxy_set_shared_data");
     let (key, value) = (text(key, key_size), bytes(value, value_size).to_vec());
     let p = process();
     let mut map = p.shared.lock().unwrap();
@@ -203,6 +214,7 @@ unsafe extern "C" fn proxy_set_shared_data(
 
 #[no_mangle]
 extern "C" fn proxy_continue_stream(stream: StreamType) -> Status {
+    super::count("proxy_continue_stream");
     with(|w| match (stream, w.streams.get_mut(&w.effective)) {
         (StreamType::HttpRequest, Some(s)) => {
             s.resumed += 1;
@@ -223,6 +235,7 @@ unsafe extern "C" fn proxy_send_local_response(
     headers_size: usize,
     _grpc_status: i32,
 ) -> Status {
+    super::count("proxy_send_local_response");
     let reply = Reply {
         status,
         headers: decode_map(bytes(headers, headers_size)),
@@ -250,6 +263,7 @@ unsafe extern "C" fn proxy_http_call(
     _timeout_ms: u32,
     token: *mut u32,
 ) -> Status {
+    super::count("proxy_http_call");
     let cluster = text(cluster, cluster_size);
     let headers = decode_map(bytes(headers, headers_size));
     let lacks = |name: &str| !headers.iter().any(|(k, v)| k == name && !v.is_empty());
@@ -267,6 +281,7 @@ unsafe extern "C" fn proxy_http_call(
 
 #[no_mangle]
 extern "C" fn proxy_set_effective_context(context: u32) -> Status {
+    super::count("proxy_set_effective_context");
     with(|w| {
         if context == w.root || w.streams.contains_key(&context) {
             w.effective = context;
@@ -284,6 +299,7 @@ unsafe extern "C" fn proxy_define_metric(
     size: usize,
     id: *mut u32,
 ) -> Status {
+    super::count("proxy_define_metric");
     let name = text(name, size);
     let p = process();
     let mut metrics = p.metrics.lock().unwrap();
@@ -312,16 +328,19 @@ fn metric(id: u32, f: impl FnOnce(&mut (String, MetricType, u64))) -> Status {
 
 #[no_mangle]
 unsafe extern "C" fn proxy_get_metric(id: u32, value: *mut u64) -> Status {
+    super::count("proxy_get_metric");
     metric(id, |m| *value = m.2)
 }
 
 #[no_mangle]
 extern "C" fn proxy_record_metric(id: u32, value: u64) -> Status {
+    super::count("proxy_record_metric");
     metric(id, |m| m.2 = value)
 }
 
 #[no_mangle]
 extern "C" fn proxy_increment_metric(id: u32, offset: i64) -> Status {
+    super::count("proxy_increment_metric");
     metric(id, |m| m.2 = m.2.saturating_add_signed(offset))
 }
 

@@ -66,6 +66,7 @@ unsafe extern "C" fn proxy_grpc_call(
     _timeout_ms: u32,
     token: *mut u32,
 ) -> Status {
+    super::count("proxy_grpc_call");
     let first = Some(bytes(message, message_size).to_vec());
     let t =
         Target(upstream, upstream_size, service, service_size, method, method_size, metadata, metadata_size);
@@ -84,6 +85,7 @@ unsafe extern "C" fn proxy_grpc_stream(
     metadata_size: usize,
     token: *mut u32,
 ) -> Status {
+    super::count("proxy_grpc_stream");
     let t =
         Target(upstream, upstream_size, service, service_size, method, method_size, metadata, metadata_size);
     open(t, None, token)
@@ -91,6 +93,7 @@ unsafe extern "C" fn proxy_grpc_stream(
 
 #[no_mangle]
 unsafe extern "C" fn proxy_grpc_send(token: u32, message: *const u8, size: usize, _end: bool) -> Status {
+    super::count("proxy_grpc_send");
     let message = bytes(message, size).to_vec();
     with(|w| match w.grpc.iter_mut().find(|g| g.token == token && g.stream) {
         Some(g) => {
@@ -113,16 +116,19 @@ fn forget(token: u32) -> Status {
 
 #[no_mangle]
 extern "C" fn proxy_grpc_cancel(token: u32) -> Status {
+    super::count("proxy_grpc_cancel");
     forget(token)
 }
 
 #[no_mangle]
 extern "C" fn proxy_grpc_close(token: u32) -> Status {
+    super::count("proxy_grpc_close");
     forget(token)
 }
 
 #[no_mangle]
 unsafe extern "C" fn proxy_get_status(code: *mut u32, message: *mut *mut u8, size: *mut usize) -> Status {
+    super::count("proxy_get_status");
     let (c, m) = with(|w| w.grpc_status.clone());
     *code = c;
     give(m.as_bytes(), message, size);

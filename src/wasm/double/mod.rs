@@ -123,7 +123,19 @@ struct Worker {
     logs: Vec<(u32, String)>,
 }
 
+/// Host calls made on this thread since the last `take_host_calls`, by name.
+pub fn take_host_calls() -> Vec<(&'static str, u32)> {
+    let mut v: Vec<(&'static str, u32)> = HOST_CALLS.with(|c| c.take().into_iter().collect());
+    v.sort();
+    v
+}
+
+fn count(name: &'static str) {
+    HOST_CALLS.with(|c| *c.borrow_mut().entry(name).or_default() += 1);
+}
+
 thread_local! {
+    static HOST_CALLS: RefCell<HashMap<&'static str, u32>> = RefCell::new(HashMap::new());
     static WORKER: RefCell<Worker> = RefCell::new(Worker::default());
     /// Context ids are never reused on a thread: the SDK's dispatcher outlives a `Vm`.
     static NEXT_ID: std::cell::Cell<u32> = const { std::cell::Cell::new(1) };
