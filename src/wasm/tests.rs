@@ -337,3 +337,40 @@ fn the_hot_path_makes_few_host_calls() {
     assert_eq!(request, want);
     assert_eq!(response, [("proxy_replace_header_map_value", 1)]);
 }
+
+/// The route policy's hot path (issue 16's bench row: 20 rules, 3 claim headers): the route
+/// step reads the method and path, and each claim header is one write.
+#[test]
+fn the_hot_path_with_routes_and_claim_headers_adds_only_those_host_calls() {
+    let process = Process::new(NOW, &[]);
+    let rules: Vec<Value> = (0..20)
+        .map(|i| match i % 4 {
+            0 => json!({"path_prefix": format!("/svc-{i}/"), "policy": "public"}),
+            1 => json!({"path_exact": format!("/svc-{i}/status"), "methods": ["GET"], "policy": "optional"}),
+            2 => json!({"path_prefix": format!("/svc-{i}/"), "required_scopes": ["admin"]}),
+            _ => {
+                json!({"path_exact": format!("/svc-{i}/status"), "required_claims": {"org.tenant": ["acme"]}})
+            }
+        })
+        .collect();
+    let headers: Vec<Value> =
+        ["sub", "iss", "jti"].iter().map(|c| json!({"claim": c, "header": format!("x-claim-{c}")})).collect();
+    let mut vm = start(&process, &config_json(json!({"routes": rules, "claims_to_headers": headers})));
+    let token = mint("ES256", json!({"jti": "j1"}));
+    for _ in 0..2 {
+        let (seen, _) = send(&mut vm, &get("/", Some(&bearer(&token))));
+        vm.end(seen);
+    }
+    let _ = super::double::take_host_calls();
+    let (id, action) = send(&mut vm, &get("/", Some(&bearer(&token))));
+    assert_eq!(action, Action::Continue);
+    let calls = super::double::take_host_calls();
+    assert_eq!(vm.upstream_header(id, "x-claim-jti"), Some("j1".into()));
+    let want = [
+        ("proxy_get_current_time_nanoseconds", 1),
+        ("proxy_get_header_map_value", 2), // the credential, and :path for the rules
+        ("proxy_get_shared_data", 1),
+        ("proxy_replace_header_map_value", 3), // one per claim header
+    ];
+    assert_eq!(calls, want);
+}
