@@ -114,10 +114,12 @@ bench: wasm envoy
 
 ## bench-fleet: propagation of etcd revocations to two Envoy replicas (one at a time and in a
 ## storm of 1000/s), a fresh replica loading 100,000 of them, bytes per revocation
-## (bench/results/fleet.md and a dated copy); FLEET_* variables in tg-fleet-bench shrink it
+## (bench/results/fleet.md and a dated copy), and where a 100k list's time goes natively
+## (bench/results/fleet-load-profile.md); FLEET_* variables in tg-fleet-bench shrink it
 bench-fleet: wasm envoy etcd
 	$(CARGO) build --release -p tokenguard-harness --bin tg-fleet-bench
 	target/release/tg-fleet-bench
+	$(CARGO) test --release --test fleet_load_profile -- --ignored --nocapture
 
 ## bench-verify: microseconds per signature verification and per first-sight validation, for
 ## each algorithm, in V8 (node's WASI) and natively (bench/results/verify.md); niced

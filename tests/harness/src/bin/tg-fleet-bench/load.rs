@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::{stats, Gateway, Plan, World};
+use crate::{clock_ticks, cpu_ticks, envoy_pid, stats, Gateway, Plan, World};
 
 /// etcd's default `--max-txn-ops`.
 const TXN_OPS: usize = 128;
@@ -31,6 +31,8 @@ pub struct Load {
     pub curve: Vec<(f64, u64)>,
     pub stats: serde_json::Value,
     pub rss: Option<u64>,
+    /// The new replica's CPU seconds from ready to both answers.
+    pub cpu_seconds: f64,
 }
 
 /// Writes `n` revocations `bulk-<i>` in transactions of `TXN_OPS`, from two connections.
@@ -91,6 +93,8 @@ pub fn fresh_replica(world: &World, plan: &Plan) -> Load {
     let envoy = world.replica();
     let ready = Instant::now();
     let spawn_to_ready = ready - spawned;
+    let pid = envoy_pid(&envoy);
+    let ticks0 = pid.and_then(cpu_ticks);
     let done = AtomicBool::new(false);
     let url = envoy.url("/api");
     let (revoked, unrevoked, curve) = std::thread::scope(|s| {
@@ -109,6 +113,10 @@ pub fn fresh_replica(world: &World, plan: &Plan) -> Load {
         done.store(true, Ordering::Relaxed);
         (a, b, sampler.join().expect("sampler"))
     });
+    let cpu_seconds = match (pid.and_then(cpu_ticks), ticks0) {
+        (Some(t1), Some(t0)) => (t1 - t0) as f64 / clock_ticks() as f64,
+        _ => f64::NAN,
+    };
     Load {
         in_etcd,
         written: n,
@@ -119,5 +127,6 @@ pub fn fresh_replica(world: &World, plan: &Plan) -> Load {
         curve,
         stats: stats(&envoy),
         rss: envoy.rss_bytes(),
+        cpu_seconds,
     }
 }

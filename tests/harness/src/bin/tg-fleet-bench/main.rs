@@ -82,8 +82,7 @@ impl World {
         self.issuer.mint(&MintRequest::new("ES256", 1800).claim("jti", json!(jti)))
     }
 
-    /// One more Envoy process (two workers) with an HTTP/2 cluster `etcd`; `None` when it did
-    /// not start (its log printed).
+    /// One more Envoy process (two workers) with an HTTP/2 cluster `etcd`, its listener ready.
     pub fn replica(&self) -> Envoy {
         let opts = Options {
             plugin_config: self.plugin.clone(),
@@ -178,6 +177,15 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     let f: Vec<&str> = after.split_whitespace().collect();
     // After the command: state is field 3, utime 14 and stime 15 (proc(5)).
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+pub fn clock_ticks() -> u64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100)
 }
 
 pub fn envoy_pid(e: &Envoy) -> Option<u32> {

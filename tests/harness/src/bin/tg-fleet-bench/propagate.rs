@@ -197,7 +197,7 @@ pub fn storm(world: &World, fleet: &[Envoy], plan: &Plan) -> Storm {
             .zip(&ticks0)
             .map(|((name, pid), t0)| {
                 let used = match (pid.and_then(cpu_ticks), t0) {
-                    (Some(t1), Some(t0)) => (t1 - t0) as f64 / clock_ticks() as f64,
+                    (Some(t1), Some(t0)) => (t1 - t0) as f64 / crate::clock_ticks() as f64,
                     _ => f64::NAN,
                 };
                 (name.clone(), used / write_time.as_secs_f64())
@@ -214,13 +214,4 @@ pub fn storm(world: &World, fleet: &[Envoy], plan: &Plan) -> Storm {
         after = shared(&fleet[0]);
     }
     Storm { timed: Timed { replicas, acks: Vec::new() }, written: total, write_time, cpu, before, after }
-}
-
-fn clock_ticks() -> u64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100)
 }

@@ -51,7 +51,11 @@ impl Report {
              machine shared with other work (load average at start: {}); numbers are noisy.\n",
             sh("date", &["-u", "+%Y-%m-%d %H:%M"]),
             sh("etcd", &["--version"]),
-            sh(&envoy_bin().display().to_string(), &["--version"]).split('/').nth(1).unwrap_or_default(),
+            sh(&envoy_bin().display().to_string(), &["--version"])
+                .split("version: ")
+                .nth(1)
+                .and_then(|v| v.split('/').nth(1))
+                .unwrap_or_default(),
             sh("nproc", &[]),
             load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
         );
@@ -199,8 +203,10 @@ impl Report {
         }
         let _ = writeln!(
             self.md,
-            "\nAfter the load its admin `stats`: {n} revocations, shared data {bytes} bytes ({:.1} \
+            "\nThe new replica's CPU from ready to both answers: {:.2} s (one worker follows etcd).\n\
+             \nAfter the load its admin `stats`: {n} revocations, shared data {bytes} bytes ({:.1} \
              per revocation, token records included); RSS {} (replica 1 at start: {}).\n",
+            l.cpu_seconds,
             bytes as f64 / n.max(1) as f64,
             l.rss.map_or("?".into(), mib),
             self.rss0.map_or("?".into(), mib),
