@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::{clock_ticks, cpu_ticks, envoy_pid, stats, Gateway, Plan, World};
+use crate::{clock_ticks, cpu_ticks, envoy_pid, pid_with, stats, Gateway, Plan, World, PREFIX};
 
 /// etcd's default `--max-txn-ops`.
 const TXN_OPS: usize = 128;
@@ -31,8 +31,35 @@ pub struct Load {
     pub curve: Vec<(f64, u64)>,
     pub stats: serde_json::Value,
     pub rss: Option<u64>,
-    /// The new replica's CPU seconds from ready to both answers.
+    /// CPU seconds from ready to both answers: the new replica, etcd.
     pub cpu_seconds: f64,
+    pub etcd_cpu_seconds: f64,
+    /// etcd alone serving the same paged list through its gateway: every page, in order.
+    pub etcd_pages: Vec<Duration>,
+}
+
+/// Lists every revocation through the gateway in pages of 1000 pinned to one revision, as
+/// the filter does over gRPC: what etcd itself (plus the gateway's JSON) costs per page.
+fn list_through_gateway(world: &World) -> Vec<Duration> {
+    let gateway = Gateway::new(&world.etcd);
+    let mut times = Vec::new();
+    let (mut from, mut revision) = (format!("{PREFIX}revoked/").into_bytes(), 0);
+    loop {
+        let t = Instant::now();
+        let (next, rev, more) = gateway.page(&from, revision);
+        times.push(t.elapsed());
+        if !more {
+            return times;
+        }
+        (from, revision) = (next, rev);
+    }
+}
+
+fn cpu_since(pid: Option<u32>, ticks0: Option<u64>) -> f64 {
+    match (pid.and_then(cpu_ticks), ticks0) {
+        (Some(t1), Some(t0)) => (t1 - t0) as f64 / clock_ticks() as f64,
+        _ => f64::NAN,
+    }
 }
 
 /// Writes `n` revocations `bulk-<i>` in transactions of `TXN_OPS`, from two connections.
@@ -93,8 +120,8 @@ pub fn fresh_replica(world: &World, plan: &Plan) -> Load {
     let envoy = world.replica();
     let ready = Instant::now();
     let spawn_to_ready = ready - spawned;
-    let pid = envoy_pid(&envoy);
-    let ticks0 = pid.and_then(cpu_ticks);
+    let (pid, etcd_pid) = (envoy_pid(&envoy), pid_with(&world.etcd.data_dir));
+    let (ticks0, etcd_ticks0) = (pid.and_then(cpu_ticks), etcd_pid.and_then(cpu_ticks));
     let done = AtomicBool::new(false);
     let url = envoy.url("/api");
     let (revoked, unrevoked, curve) = std::thread::scope(|s| {
@@ -113,10 +140,7 @@ pub fn fresh_replica(world: &World, plan: &Plan) -> Load {
         done.store(true, Ordering::Relaxed);
         (a, b, sampler.join().expect("sampler"))
     });
-    let cpu_seconds = match (pid.and_then(cpu_ticks), ticks0) {
-        (Some(t1), Some(t0)) => (t1 - t0) as f64 / clock_ticks() as f64,
-        _ => f64::NAN,
-    };
+    let (cpu_seconds, etcd_cpu_seconds) = (cpu_since(pid, ticks0), cpu_since(etcd_pid, etcd_ticks0));
     Load {
         in_etcd,
         written: n,
@@ -128,5 +152,7 @@ pub fn fresh_replica(world: &World, plan: &Plan) -> Load {
         stats: stats(&envoy),
         rss: envoy.rss_bytes(),
         cpu_seconds,
+        etcd_cpu_seconds,
+        etcd_pages: list_through_gateway(world),
     }
 }

@@ -139,6 +139,22 @@ impl Gateway {
         assert_eq!(r["succeeded"], json!(true), "txn: {r}");
     }
 
+    /// One page of 1000 keys under `<prefix>revoked/` from `from` (inclusive), pinned to
+    /// `revision` (0: the newest), as the filter lists: the next start key (the last key
+    /// plus a zero byte), the revision read, and whether more keys follow.
+    pub fn page(&self, from: &[u8], revision: i64) -> (Vec<u8>, i64, bool) {
+        let end = format!("{PREFIX}revoked0");
+        let r = self.call(
+            "/v3/kv/range",
+            &json!({"key": B64.encode(from), "range_end": B64.encode(end), "limit": 1000, "revision": revision}),
+        );
+        let last = r["kvs"].as_array().and_then(|k| k.last()).and_then(|kv| kv["key"].as_str());
+        let mut next = last.and_then(|k| B64.decode(k).ok()).unwrap_or_default();
+        next.push(0);
+        let rev = r["header"]["revision"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0);
+        (next, rev, r["more"].as_bool().unwrap_or(false))
+    }
+
     /// How many keys are under `<prefix>revoked/`.
     pub fn revocations(&self) -> u64 {
         let from = format!("{PREFIX}revoked/");

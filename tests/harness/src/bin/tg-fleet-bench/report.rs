@@ -203,10 +203,18 @@ impl Report {
         }
         let _ = writeln!(
             self.md,
-            "\nThe new replica's CPU from ready to both answers: {:.2} s (one worker follows etcd).\n\
+            "\nCPU from ready to both answers: the new replica {:.2} s (one worker follows etcd), \
+             etcd {:.2} s. etcd alone serving the same list (pages of 1000 pinned to one \
+             revision, through its JSON gateway, after the load): {:.2} s in {} pages, the \
+             first {} ms, the last {} ms.\n\
              \nAfter the load its admin `stats`: {n} revocations, shared data {bytes} bytes ({:.1} \
              per revocation, token records included); RSS {} (replica 1 at start: {}).\n",
             l.cpu_seconds,
+            l.etcd_cpu_seconds,
+            l.etcd_pages.iter().sum::<Duration>().as_secs_f64(),
+            l.etcd_pages.len(),
+            l.etcd_pages.first().map_or("?".into(), |d| ms(*d)),
+            l.etcd_pages.last().map_or("?".into(), |d| ms(*d)),
             bytes as f64 / n.max(1) as f64,
             l.rss.map_or("?".into(), mib),
             self.rss0.map_or("?".into(), mib),
