@@ -68,7 +68,8 @@ impl World {
         let issuer = Issuer::start(demo_keys(), DEFAULT_ISSUER, "127.0.0.1:0");
         let upstream = Upstream::start("127.0.0.1:0");
         // startup_wait_ms high: a fresh replica holds requests until the whole list is in.
-        let store = json!({"cluster": "etcd", "timeout_ms": 2000, "startup_wait_ms": 60000, "prefix": PREFIX});
+        let store =
+            json!({"cluster": "etcd", "timeout_ms": 2000, "startup_wait_ms": 60000, "prefix": PREFIX});
         let cfg = json!({
             "revocation_store": {"etcd": store},
             "admin": {"path_prefix": "/tokenguard/", "token": ADMIN},
@@ -213,7 +214,12 @@ fn main() {
     let mut out = report::Report::new(&plan);
     let world = World::start(plan.load.max(20_000) * 2);
     let fleet = [world.replica(), world.replica()];
-    eprintln!("fleet-bench: etcd on {}, replicas on {} and {}", world.etcd.endpoint(), fleet[0].port, fleet[1].port);
+    eprintln!(
+        "fleet-bench: etcd on {}, replicas on {} and {}",
+        world.etcd.endpoint(),
+        fleet[0].port,
+        fleet[1].port
+    );
     out.baseline(&fleet);
     out.sequential(propagate::sequential(&world, &fleet, &plan));
     out.storm(propagate::storm(&world, &fleet, &plan));

@@ -79,7 +79,8 @@ pub fn sequential(world: &World, fleet: &[Envoy], plan: &Plan) -> Timed {
         warm(fleet, token);
         let t0 = Instant::now();
         let seen: Vec<Option<Seen>> = std::thread::scope(|s| {
-            let pollers: Vec<_> = fleet.iter().map(|e| s.spawn(move || watch(e, token, t0, plan.poll))).collect();
+            let pollers: Vec<_> =
+                fleet.iter().map(|e| s.spawn(move || watch(e, token, t0, plan.poll))).collect();
             gateway.revoke_jti(jti);
             timed.acks.push(t0.elapsed());
             pollers.into_iter().map(|p| p.join().expect("poller")).collect()
@@ -104,7 +105,12 @@ struct Pending {
 }
 
 /// One replica's poller during the storm: every pending sample polled in turn.
-fn storm_poller(replica: &Envoy, rx: Receiver<(usize, String, Instant)>, n: usize, poll: Duration) -> Vec<Option<Seen>> {
+fn storm_poller(
+    replica: &Envoy,
+    rx: Receiver<(usize, String, Instant)>,
+    n: usize,
+    poll: Duration,
+) -> Vec<Option<Seen>> {
     let (client, url) = (Client::new(), replica.url("/api"));
     let mut out = vec![None; n];
     let mut pending: Vec<Pending> = Vec::new();
@@ -112,7 +118,9 @@ fn storm_poller(replica: &Envoy, rx: Receiver<(usize, String, Instant)>, n: usiz
     while open || !pending.is_empty() {
         loop {
             match rx.try_recv() {
-                Ok((slot, token, t0)) => pending.push(Pending { slot, auth: format!("Bearer {token}"), t0, last: t0 }),
+                Ok((slot, token, t0)) => {
+                    pending.push(Pending { slot, auth: format!("Bearer {token}"), t0, last: t0 })
+                }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     open = false;
@@ -143,7 +151,8 @@ pub fn storm(world: &World, fleet: &[Envoy], plan: &Plan) -> Storm {
     let total = (plan.storm_rate * plan.storm_seconds) as usize;
     let spacing = Duration::from_secs_f64(1.0 / plan.storm_rate.max(1) as f64);
     let samples = total.div_ceil(plan.storm_sample);
-    let tokens: Vec<String> = (0..samples).map(|i| world.token(&format!("storm-{}", i * plan.storm_sample))).collect();
+    let tokens: Vec<String> =
+        (0..samples).map(|i| world.token(&format!("storm-{}", i * plan.storm_sample))).collect();
     for t in &tokens {
         warm(fleet, t);
     }
@@ -179,7 +188,11 @@ pub fn storm(world: &World, fleet: &[Envoy], plan: &Plan) -> Storm {
                         if i % plan.storm_sample == 0 {
                             let t0 = Instant::now();
                             for tx in &txs {
-                                let _ = tx.send((i / plan.storm_sample, tokens[i / plan.storm_sample].clone(), t0));
+                                let _ = tx.send((
+                                    i / plan.storm_sample,
+                                    tokens[i / plan.storm_sample].clone(),
+                                    t0,
+                                ));
                             }
                         }
                         gateway.revoke_jti(&format!("storm-{i}"));

@@ -87,9 +87,11 @@ impl Report {
     }
 
     fn table(&mut self, timed: &Timed) {
-        self.md.push_str("| replica | timed | missed (>10 s) | p50 ms | p99 ms | max ms | median window ms |\n");
+        self.md
+            .push_str("| replica | timed | missed (>10 s) | p50 ms | p99 ms | max ms | median window ms |\n");
         self.md.push_str("| --- | --- | --- | --- | --- | --- | --- |\n");
-        let mut both: Vec<Option<Duration>> = vec![Some(Duration::ZERO); timed.replicas.first().map_or(0, Vec::len)];
+        let mut both: Vec<Option<Duration>> =
+            vec![Some(Duration::ZERO); timed.replicas.first().map_or(0, Vec::len)];
         for (r, seen) in timed.replicas.iter().enumerate() {
             for (b, s) in both.iter_mut().zip(seen) {
                 *b = match (*b, s) {
@@ -98,11 +100,16 @@ impl Report {
                 };
             }
             let found: Vec<Seen> = seen.iter().flatten().copied().collect();
-            self.row(&format!("{}", r + 1), seen.len(), &found.iter().map(|s| s.latency).collect::<Vec<_>>(), {
-                let mut w: Vec<Duration> = found.iter().map(|s| s.window).collect();
-                w.sort();
-                Some(pct(&w, 0.5))
-            });
+            self.row(
+                &format!("{}", r + 1),
+                seen.len(),
+                &found.iter().map(|s| s.latency).collect::<Vec<_>>(),
+                {
+                    let mut w: Vec<Duration> = found.iter().map(|s| s.window).collect();
+                    w.sort();
+                    Some(pct(&w, 0.5))
+                },
+            );
         }
         let all: Vec<Duration> = both.iter().flatten().copied().collect();
         self.row("every replica (the later of the two)", both.len(), &all, None);
