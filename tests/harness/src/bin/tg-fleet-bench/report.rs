@@ -156,7 +156,7 @@ impl Report {
             s.timed.replicas.first().map_or(0, Vec::len),
         );
         self.table(&s.timed);
-        self.md.push_str("CPU during the writes (CPU seconds per second; 1.0 = one core):\n\n");
+        self.md.push_str("CPU during the writes, the sampled polling included (CPU seconds per second; 1.0 = one core):\n\n");
         for (name, c) in &s.cpu {
             let _ = writeln!(self.md, "- {name}: {c:.2}");
         }
