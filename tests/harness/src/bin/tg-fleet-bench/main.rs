@@ -29,7 +29,9 @@ fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// What the run is told through the environment (defaults: what the issue asks).
+/// What the run is told through the environment (defaults: what the issue asks):
+/// `FLEET_SEQUENTIAL`, `FLEET_STORM_RATE` (per second), `FLEET_STORM_SECONDS`,
+/// `FLEET_STORM_SAMPLE`, `FLEET_LOAD`, `FLEET_POLL_US`.
 pub struct Plan {
     pub sequential: usize,
     pub storm_rate: u64,
