@@ -23,7 +23,7 @@ export ENVOY_VERSION LOCAL_ENVOY_IMAGE
 compose-images compose-up compose-test: export ENVOY_IMAGE ?= $(LOCAL_ENVOY_IMAGE)
 
 .PHONY: all run test unit e2e wasm envoy target lint clean bench harness \
-	compose-images compose-up compose-down compose-test fuzz fuzz-smoke soak bench-verify \
+	compose-images compose-up compose-down compose-test fuzz fuzz-smoke soak bench-verify bench-fleet \
 	dist oci oci-test etcd
 
 all: wasm
@@ -111,6 +111,15 @@ bench: wasm envoy
 	$(CARGO) build --release -p tokenguard-harness --bins
 	cd bench/floor && CARGO_TARGET_DIR=$(abspath target/bench-floor) $(CARGO) build --release --target wasm32-wasip1
 	$(VENV)/bin/python bench/run.py
+
+## bench-fleet: propagation of etcd revocations to two Envoy replicas (one at a time and in a
+## storm of 1000/s), a fresh replica loading 100,000 of them, bytes per revocation
+## (bench/results/fleet.md and a dated copy), and where a 100k list's time goes natively
+## (bench/results/fleet-load-profile.md); FLEET_* variables in tg-fleet-bench shrink it
+bench-fleet: wasm envoy etcd
+	$(CARGO) build --release -p tokenguard-harness --bin tg-fleet-bench
+	target/release/tg-fleet-bench
+	$(CARGO) test --release --test fleet_load_profile -- --ignored --nocapture
 
 ## bench-verify: microseconds per signature verification and per first-sight validation, for
 ## each algorithm, in V8 (node's WASI) and natively (bench/results/verify.md); niced
