@@ -99,10 +99,8 @@ impl<F: PrimeField, const W: usize> Table<F, W> {
 /// significant first: k = Σ digit[i] · 2^(W·i). `windows` must exceed bits(k) / W (one
 /// window for the final carry); bits beyond the last window are dropped.
 pub fn signed_digits<const W: usize>(k_be: &[u8], windows: usize) -> Vec<i16> {
-    let limbs: Vec<u64> = k_be
-        .rchunks(8)
-        .map(|chunk| chunk.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
-        .collect();
+    let limbs: Vec<u64> =
+        k_be.rchunks(8).map(|chunk| chunk.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b))).collect();
     let window = |pos: usize| -> u64 {
         let (l, off) = (pos / 64, pos % 64);
         let lo = limbs.get(l).map_or(0, |v| v >> off);

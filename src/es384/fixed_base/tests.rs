@@ -72,6 +72,8 @@ fn table_multiplication_matches_p384() {
     for (which, p) in [("G", ProjectivePoint::GENERATOR), ("key", key)] {
         let table = Table::<Fe, W>::new(p, BITS).unwrap();
         assert_eq!(table.len(), TABLE_POINTS);
+        // 2080 points of two 48-byte coordinates: the 195 KiB docs/configuration.md gives.
+        assert_eq!((TABLE_POINTS, table.bytes()), (2080, 2080 * 96));
         for k in edge_scalars().into_iter().chain((0..40).map(|_| scalar(&mut rng))) {
             let mut got = Jacobian::IDENTITY;
             table.mul_add(&k.to_repr(), &mut got);
@@ -105,7 +107,8 @@ fn jacobian_arithmetic_matches_p384() {
     for _ in 0..20 {
         let a = ProjectivePoint::GENERATOR * scalar(&mut rng);
         let b = ProjectivePoint::GENERATOR * scalar(&mut rng);
-        let (aa, ba) = (Affine::from_point(&a.to_affine()).unwrap(), Affine::from_point(&b.to_affine()).unwrap());
+        let (aa, ba) =
+            (Affine::from_point(&a.to_affine()).unwrap(), Affine::from_point(&b.to_affine()).unwrap());
         let lambda = Fe::from_u64(rng.next() | 1);
         let mut acc = Jacobian::IDENTITY;
         acc.add(&aa, false);
