@@ -1,44 +1,42 @@
-//! Fixed-base multiplication with a per-point table, for ECDSA verification on a curve with
-//! a = -3 (P-384 here), over the curve crate's field arithmetic.
+//! Fixed-base multiplication with a per-point table, for ECDSA verification on P-384, over
+//! `super::field`'s arithmetic.
 //!
 //! Why: u1·G + u2·Q from scratch costs a doubling per scalar bit. G and the issuer's Q are
 //! fixed for the life of a configuration, so both products are fixed-base: with a table of
 //! every `j · 2^(W·i) · P` (j = 1..=2^(W-1), affine) a product is one mixed addition per
-//! W-bit window and no doubling at all. `crate::ecdsa` does the same for P-256 (specialised
-//! to p256's types); this is the same method, generic over the field, with the window width
-//! a parameter.
+//! W-bit window and no doubling at all. `crate::ecdsa` does the same for P-256 over p256's
+//! field; this is the same method with the window width a parameter. The table's points
+//! are computed by p384 (complete formulas, one batched inversion) and converted.
 //!
 //! Everything here is public (key, signature, message), so variable time is fine.
 
-use p384::elliptic_curve::ff::{Field, PrimeField};
-use p384::elliptic_curve::group::Curve;
+use p384::elliptic_curve::group::{Curve, Group};
 use p384::elliptic_curve::point::AffineCoordinates;
+use p384::ProjectivePoint;
+
+use super::field::Fe;
 
 /// A finite point in affine coordinates.
 #[derive(Clone, Copy)]
-pub struct Affine<F> {
-    x: F,
-    y: F,
+pub struct Affine {
+    x: Fe,
+    y: Fe,
 }
 
 /// `points[i * HALF + j - 1] = j · 2^(W·i) · P` for i < `windows`, with HALF = 2^(W-1).
-pub struct Table<F, const W: usize> {
-    points: Vec<Affine<F>>,
+pub struct Table<const W: usize> {
+    points: Vec<Affine>,
     windows: usize,
 }
 
-impl<F: PrimeField, const W: usize> Table<F, W> {
+impl<const W: usize> Table<W> {
     const HALF: usize = 1 << (W - 1);
 
-    /// The table of `p` for scalars of `scalar_bits` bits, built with the curve crate's own
-    /// (complete) formulas and one batched inversion. None if an entry is the identity,
-    /// which a point of prime order never gives (j · 2^(W·i) is never a multiple of n), but
-    /// a table with a hole would be wrong everywhere after it.
-    pub fn new<P>(p: P, scalar_bits: usize) -> Option<Self>
-    where
-        P: Curve,
-        P::Affine: AffineCoordinates<FieldRepr = F::Repr>,
-    {
+    /// The table of `p` for scalars of `scalar_bits` bits, built with p384's own (complete)
+    /// formulas and one batched inversion. None if an entry is the identity, which a point of
+    /// prime order never gives (j · 2^(W·i) is never a multiple of n), but a table with a
+    /// hole would be wrong everywhere after it.
+    pub fn new(p: ProjectivePoint, scalar_bits: usize) -> Option<Self> {
         // One window more than the full ones, for the carry out of the top full window.
         let windows = scalar_bits / W + 1;
         let mut projective = Vec::with_capacity(windows * Self::HALF);
@@ -56,21 +54,14 @@ impl<F: PrimeField, const W: usize> Table<F, W> {
         if projective.iter().any(|q| bool::from(q.is_identity())) {
             return None;
         }
-        let mut affine = vec![P::identity().to_affine(); projective.len()];
-        P::batch_normalize(&projective, &mut affine);
-        let points = affine
-            .iter()
-            .map(|a| {
-                let x = Option::<F>::from(F::from_repr(a.x()))?;
-                let y = Option::<F>::from(F::from_repr(a.y()))?;
-                Some(Affine { x, y })
-            })
-            .collect::<Option<Vec<_>>>()?;
+        let mut affine = vec![ProjectivePoint::identity().to_affine(); projective.len()];
+        ProjectivePoint::batch_normalize(&projective, &mut affine);
+        let points = affine.iter().map(Affine::from_p384).collect::<Option<Vec<_>>>()?;
         Some(Table { points, windows })
     }
 
     /// acc += k · P, for the scalar k as big-endian bytes (at most `scalar_bits` bits).
-    pub fn mul_add(&self, k_be: &[u8], acc: &mut Jacobian<F>) {
+    pub fn mul_add(&self, k_be: &[u8], acc: &mut Jacobian) {
         for (i, digit) in signed_digits::<W>(k_be, self.windows).into_iter().enumerate() {
             let magnitude = digit.unsigned_abs() as usize;
             if magnitude == 0 {
@@ -85,7 +76,7 @@ impl<F: PrimeField, const W: usize> Table<F, W> {
 
     /// Heap bytes held by the table.
     pub fn bytes(&self) -> usize {
-        self.points.len() * std::mem::size_of::<Affine<F>>()
+        self.points.len() * std::mem::size_of::<Affine>()
     }
 
     /// Number of points (windows × 2^(W-1)).
@@ -127,29 +118,29 @@ pub fn signed_digits<const W: usize>(k_be: &[u8], windows: usize) -> Vec<i16> {
 }
 
 /// The accumulator, in Jacobian coordinates (x = X/Z², y = Y/Z³; Z = 0 is the identity).
-/// Why not the crate's projective `+=`: its complete formulas cost about 13 multiplications
-/// per addition; a Jacobian mixed addition costs 8 multiplications and 3 squarings, and the
+/// Why not p384's projective `+=`: its complete formulas cost about 13 multiplications per
+/// addition; a Jacobian mixed addition costs 8 multiplications and 3 squarings, and the
 /// cases it does not cover (the identity, P + P, P + (-P)) are cheap to detect here, where
 /// nothing is secret.
 #[derive(Clone, Copy, Debug)]
-pub struct Jacobian<F> {
-    x: F,
-    y: F,
-    z: F,
+pub struct Jacobian {
+    x: Fe,
+    y: Fe,
+    z: Fe,
 }
 
-impl<F: Field> Jacobian<F> {
-    pub const IDENTITY: Jacobian<F> = Jacobian { x: F::ONE, y: F::ONE, z: F::ZERO };
+impl Jacobian {
+    pub const IDENTITY: Jacobian = Jacobian { x: Fe::ONE, y: Fe::ONE, z: Fe::ZERO };
 
     pub fn is_identity(&self) -> bool {
-        bool::from(self.z.is_zero())
+        self.z.is_zero()
     }
 
     /// self += p, or self -= p when `negate`: the textbook mixed addition, 8M + 3S.
-    pub fn add(&mut self, p: &Affine<F>, negate: bool) {
+    pub fn add(&mut self, p: &Affine, negate: bool) {
         let py = if negate { -p.y } else { p.y };
         if self.is_identity() {
-            *self = Jacobian { x: p.x, y: py, z: F::ONE };
+            *self = Jacobian { x: p.x, y: py, z: Fe::ONE };
             return;
         }
         let z1z1 = self.z.square();
@@ -157,9 +148,9 @@ impl<F: Field> Jacobian<F> {
         let s2 = py * self.z * z1z1;
         let h = u2 - self.x;
         let r = s2 - self.y;
-        if bool::from(h.is_zero()) {
+        if h.is_zero() {
             // Same x: p is self (double) or -self (the sum is the identity).
-            if bool::from(r.is_zero()) {
+            if r.is_zero() {
                 self.double();
             } else {
                 *self = Self::IDENTITY;
@@ -178,7 +169,7 @@ impl<F: Field> Jacobian<F> {
     /// self = 2 · self (dbl-2001-b, a = -3). Only reached when the accumulator meets its
     /// own next table entry, which random signatures practically never do.
     pub fn double(&mut self) {
-        if self.is_identity() || bool::from(self.y.is_zero()) {
+        if self.is_identity() || self.y.is_zero() {
             *self = Self::IDENTITY;
             return;
         }
@@ -197,7 +188,7 @@ impl<F: Field> Jacobian<F> {
 
     /// Whether the point is finite with affine x equal to one of `xs`, without inverting Z
     /// (x = X/Z² is x' iff x'·Z² = X).
-    pub fn x_is_one_of(&self, xs: &[F]) -> bool {
+    pub fn x_is_one_of(&self, xs: &[Fe]) -> bool {
         if self.is_identity() {
             return false;
         }
@@ -205,34 +196,42 @@ impl<F: Field> Jacobian<F> {
         xs.iter().any(|&x| x * zz == self.x)
     }
 
-    /// The affine coordinates, None for the identity (tests compare against the crate).
+    /// The same point in p384's type (tests compare against p384's arithmetic).
     #[cfg(test)]
-    pub fn to_affine_xy(self) -> Option<(F, F)> {
-        let zinv = Option::<F>::from(self.z.invert())?;
-        let zinv2 = zinv.square();
-        Some((self.x * zinv2, self.y * zinv2 * zinv))
+    pub fn to_p384(self) -> ProjectivePoint {
+        use p384::elliptic_curve::hazmat::FieldArithmetic;
+        use p384::elliptic_curve::PrimeField as _;
+        type P384Fe = <p384::NistP384 as FieldArithmetic>::FieldElement;
+        if self.is_identity() {
+            return ProjectivePoint::IDENTITY;
+        }
+        let theirs = |fe: Fe| P384Fe::from_repr(fe.to_be_bytes().into()).unwrap();
+        let zinv = theirs(self.z).invert().unwrap();
+        let (x, y) = (theirs(self.x) * zinv.square(), theirs(self.y) * zinv.square() * zinv);
+        let sec1 = [&[4u8][..], &x.to_repr(), &y.to_repr()].concat();
+        p384::PublicKey::from_sec1_bytes(&sec1).unwrap().to_projective()
     }
 
     #[cfg(test)]
-    pub fn from_affine(p: &Affine<F>) -> Self {
-        Jacobian { x: p.x, y: p.y, z: F::ONE }
+    pub fn from_affine(p: &Affine) -> Self {
+        Jacobian { x: p.x, y: p.y, z: Fe::ONE }
     }
 
     /// The same point with Z scaled by `lambda` (tests: the formulas must not depend on Z).
     #[cfg(test)]
-    pub fn rescaled(self, lambda: F) -> Self {
+    pub fn rescaled(self, lambda: Fe) -> Self {
         let l2 = lambda.square();
         Jacobian { x: self.x * l2, y: self.y * l2 * lambda, z: self.z * lambda }
     }
 }
 
-impl<F: PrimeField> Affine<F> {
-    /// From a curve crate's finite affine point (tests).
-    #[cfg(test)]
-    pub fn from_point<A: AffineCoordinates<FieldRepr = F::Repr>>(a: &A) -> Option<Self> {
-        let x = Option::<F>::from(F::from_repr(a.x()))?;
-        let y = Option::<F>::from(F::from_repr(a.y()))?;
-        Some(Affine { x, y })
+impl Affine {
+    /// From p384's affine point; None for the identity (whose coordinates are no point's).
+    pub fn from_p384(a: &p384::AffinePoint) -> Option<Affine> {
+        if bool::from(a.is_identity()) {
+            return None;
+        }
+        Some(Affine { x: Fe::from_be_bytes(&a.x())?, y: Fe::from_be_bytes(&a.y())? })
     }
 }
 

@@ -1,5 +1,5 @@
 //! ES384 (ECDSA over P-384 with SHA-384, RFC 7518 §3.4) verification with per-key tables
-//! over the `p384` crate's field arithmetic.
+//! and our own field arithmetic, on the `p384` crate's points and scalars.
 //!
 //! Why not jwt-simple's `ES384PublicKey::verify_token`, which calls the same crate: it
 //! re-parses the JOSE header and refuses members it cannot read (a `jwk` *object*, as RFC
@@ -17,37 +17,37 @@
 //!
 //! Per-key tables, as for ES256 (see `fixed_base`): p384's own verifier (what jwt-simple
 //! called) computes u1·G + u2·Q with ~384 doublings and costs ~2.8 ms in V8; with a table
-//! for G (one per process) and one per key, a check is ~2·384/W mixed additions. The field
-//! arithmetic and the tables' points are p384's; the verdicts are its verifier's, checked
-//! against it in the tests. Everything here is public, so variable time is fine.
+//! for G (one per process) and one per key, a check is ~2·384/W mixed additions. Those run
+//! on `field` (p384's own field multiplication is twice as slow in V8); the tables' points,
+//! the key's validation and the scalar arithmetic mod n are p384's. The verdicts are p384's
+//! verifier's, checked against it in the tests. Everything here is public, so variable time
+//! is fine.
 
 use std::sync::OnceLock;
 
-use p384::elliptic_curve::hazmat::FieldArithmetic;
 use p384::elliptic_curve::ops::Reduce;
 use p384::elliptic_curve::PrimeField as _;
-use p384::{FieldBytes, NistP384, ProjectivePoint, Scalar};
+use p384::{FieldBytes, ProjectivePoint, Scalar};
 
+mod field;
 mod fixed_base;
 #[cfg(test)]
 mod tests;
 
+use field::Fe;
 use fixed_base::{Jacobian, Table};
 
-/// p384's field element (mod p).
-type Fe = <NistP384 as FieldArithmetic>::FieldElement;
-
-/// Window width in bits. Measured (bench/verify, native instruction counts under valgrind):
-/// W = 6 is 1.43 M instructions per check and 56 M per key table (195 KiB); W = 7 is 1.23 M
-/// and 95 M (330 KiB). ES384 is rare, and each key's table is held by every worker, so the
-/// 14% of W = 7 does not pay for 1.7x the memory and build time.
+/// Window width in bits. W = 6: 65 windows, ~130 additions per check, 2080 points (195 KiB)
+/// per key. W = 7 saves ~15% per check (1.23 M against 1.43 M native instructions, measured
+/// with p384's field) for 3520 points (330 KiB) and 1.7x the build time per key; ES384 is
+/// rare and every worker holds every key's table, so that does not pay.
 const W: usize = 6;
 /// Scalar bits.
 const BITS: usize = 384;
 /// Points per table: (384 / W + 1) windows of 2^(W-1); 96 bytes each.
 pub const TABLE_POINTS: usize = (BITS / W + 1) << (W - 1);
 
-type P384Table = Table<Fe, W>;
+type P384Table = Table<W>;
 
 /// A signature's length: r and s, 48 bytes each.
 pub const SIGNATURE_BYTES: usize = 96;
@@ -122,10 +122,10 @@ fn x_candidates(r: &Scalar) -> Vec<Fe> {
         0xd6, 0x8c,
     ];
     let repr = r.to_repr();
-    let Some(r_fe) = Option::<Fe>::from(Fe::from_repr(repr)) else { return Vec::new() };
+    let Some(r_fe) = Fe::from_be_bytes(&repr) else { return Vec::new() };
     let mut out = vec![r_fe];
     if repr.as_slice() < P_MINUS_N.as_slice() {
-        if let Some(n) = Option::<Fe>::from(Fe::from_repr(FieldBytes::from(N_BYTES))) {
+        if let Some(n) = Fe::from_be_bytes(&N_BYTES) {
             out.push(r_fe + n);
         }
     }

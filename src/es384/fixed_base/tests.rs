@@ -2,13 +2,14 @@
 //! window width ES384 uses; the verifier as a whole is checked in `super::super::tests`.
 
 use super::*;
-use crate::es384::{Fe, PublicKey, BITS, N_BYTES, TABLE_POINTS, W};
+use crate::es384::field::Fe;
+use crate::es384::{PublicKey, BITS, N_BYTES, TABLE_POINTS, W};
 use crate::testkit::Rng;
 use p384::ecdsa::signature::hazmat::PrehashVerifier as _;
-use p384::elliptic_curve::group::Group as _;
 use p384::elliptic_curve::ops::Reduce;
 use p384::elliptic_curve::sec1::ToSec1Point as _;
-use p384::{AffinePoint, FieldBytes, ProjectivePoint, Scalar};
+use p384::elliptic_curve::PrimeField as _;
+use p384::{FieldBytes, ProjectivePoint, Scalar};
 
 fn bytes48(rng: &mut Rng) -> [u8; 48] {
     let mut b = [0u8; 48];
@@ -70,33 +71,20 @@ fn table_multiplication_matches_p384() {
     let mut rng = Rng(0x384_0002);
     let key = ProjectivePoint::GENERATOR * scalar(&mut rng);
     for (which, p) in [("G", ProjectivePoint::GENERATOR), ("key", key)] {
-        let table = Table::<Fe, W>::new(p, BITS).unwrap();
+        let table = Table::<W>::new(p, BITS).unwrap();
         assert_eq!(table.len(), TABLE_POINTS);
         // 2080 points of two 48-byte coordinates: the 195 KiB docs/configuration.md gives.
         assert_eq!((TABLE_POINTS, table.bytes()), (2080, 2080 * 96));
         for k in edge_scalars().into_iter().chain((0..40).map(|_| scalar(&mut rng))) {
             let mut got = Jacobian::IDENTITY;
             table.mul_add(&k.to_repr(), &mut got);
-            assert_eq!(xy(got), xy_of(p * k), "point {which}, k = {k:?}");
+            assert_eq!(got.to_p384(), p * k, "point {which}, k = {k:?}");
         }
     }
 }
 
-/// (x, y) of a projective point, None for the identity.
-fn xy_of(p: ProjectivePoint) -> Option<(Fe, Fe)> {
-    let a: AffinePoint = p.to_affine();
-    (!bool::from(p.is_identity())).then(|| {
-        let a = Affine::<Fe>::from_point(&a).unwrap();
-        (a.x, a.y)
-    })
-}
-
-fn xy(j: Jacobian<Fe>) -> Option<(Fe, Fe)> {
-    if j.is_identity() {
-        None
-    } else {
-        j.to_affine_xy()
-    }
+fn affine(p: ProjectivePoint) -> Affine {
+    Affine::from_p384(&p.to_affine()).unwrap()
 }
 
 /// The mixed addition and doubling against p384's, including the cases the addition hands
@@ -107,12 +95,11 @@ fn jacobian_arithmetic_matches_p384() {
     for _ in 0..20 {
         let a = ProjectivePoint::GENERATOR * scalar(&mut rng);
         let b = ProjectivePoint::GENERATOR * scalar(&mut rng);
-        let (aa, ba) =
-            (Affine::from_point(&a.to_affine()).unwrap(), Affine::from_point(&b.to_affine()).unwrap());
-        let lambda = Fe::from_u64(rng.next() | 1);
+        let (aa, ba) = (affine(a), affine(b));
+        let lambda = Fe::from_be_bytes(&[&[0u8; 40][..], &(rng.next() | 1).to_be_bytes()].concat()).unwrap();
         let mut acc = Jacobian::IDENTITY;
         acc.add(&aa, false);
-        assert_eq!(xy(acc), xy_of(a));
+        assert_eq!(acc.to_p384(), a);
         let start = Jacobian::from_affine(&aa).rescaled(lambda);
         for (what, other, negate, want) in [
             ("a + b", &ba, false, a + b),
@@ -122,12 +109,12 @@ fn jacobian_arithmetic_matches_p384() {
         ] {
             let mut sum = start;
             sum.add(other, negate);
-            assert_eq!(xy(sum), xy_of(want), "{what}");
+            assert_eq!(sum.to_p384(), want, "{what}");
         }
         let mut twice = start;
         twice.double();
-        assert_eq!(xy(twice), xy_of(a.double()));
-        let mut none = Jacobian::<Fe>::IDENTITY;
+        assert_eq!(twice.to_p384(), a.double());
+        let mut none = Jacobian::IDENTITY;
         none.double();
         assert!(none.is_identity());
     }
@@ -138,16 +125,17 @@ fn jacobian_arithmetic_matches_p384() {
 /// against p384's verifier.
 #[test]
 fn an_x_above_n_verifies_as_p384_decides() {
-    let n = Option::<Fe>::from(Fe::from_repr(FieldBytes::from(N_BYTES))).unwrap();
+    let n = Fe::from_be_bytes(&N_BYTES).unwrap();
+    let small_fe = |v: u64| Fe::from_be_bytes(&[&[0u8; 40][..], &v.to_be_bytes()].concat()).unwrap();
     assert_eq!(super::super::x_candidates(&-Scalar::ONE).len(), 1);
     let mut found = 0;
     for small in 1u64..40 {
         let r = Scalar::from(small);
         let cands = super::super::x_candidates(&r);
-        assert_eq!(cands, vec![Fe::from_u64(small), Fe::from_u64(small) + n]);
+        assert_eq!(cands, vec![small_fe(small), small_fe(small) + n]);
         // A point R with x = r + n, if that x is on the curve.
         let mut sec1 = vec![2u8];
-        sec1.extend_from_slice(&(Fe::from_u64(small) + n).to_repr());
+        sec1.extend_from_slice(&(small_fe(small) + n).to_be_bytes());
         let Ok(big_r) = p384::PublicKey::from_sec1_bytes(&sec1) else { continue };
         // s = 1, so u1 = e and u2 = r: Q = (R - e·G) / r makes e·G + r·Q = R.
         let msg = format!("x above n, {small}");
