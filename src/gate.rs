@@ -152,8 +152,15 @@ fn decide<H: Host>(
         Accepted { token, fingerprint, claims, life, known: known.as_ref(), provider: auth.provider };
     let recorded = record(&ctx, &registry, &accepted);
     let start = life.session_start;
-    if let Some(plan) =
-        refreshing::start(cfg, host, &registry, req, token, &fingerprint, claims, Some(life), start)
+    // A token another replica already refreshed is retired at its grace's end: refreshing it
+    // again would spend its refresh token twice (and trip the server's reuse detection).
+    let retiring = || {
+        let own = Target::hashed(crate::registry::revocation::Kind::Token, fingerprint.0);
+        worker.revocations.try_borrow().ok().is_some_and(|c| c.get(&own).is_some())
+    };
+    if let Some(plan) = (!retiring())
+        .then(|| refreshing::start(cfg, host, &registry, req, token, &fingerprint, claims, Some(life), start))
+        .flatten()
     {
         return Ok(Verdict::Refresh(Box::new(plan)));
     }

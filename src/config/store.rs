@@ -94,9 +94,13 @@ impl RawStore {
             _ => return Err(ConfigError::new(field("username"), "needed (and not empty) with password")),
         };
         let timeout_ms = bounded(&field("timeout_ms"), e.timeout_ms.unwrap_or(1000), 10, 60_000)?;
+        // Silence is noticed a contact interval plus a call deadline after it starts: a
+        // smaller limit would refuse traffic while etcd is merely quiet.
+        let min_staleness =
+            MIN_STALENESS_SECONDS.max(CONTACT_INTERVAL_SECONDS + timeout_ms.div_ceil(1000) + 1);
         let max_staleness_seconds = e
             .max_staleness_seconds
-            .map(|s| bounded(&field("max_staleness_seconds"), s, MIN_STALENESS_SECONDS, 86_400))
+            .map(|s| bounded(&field("max_staleness_seconds"), s, min_staleness, 86_400))
             .transpose()?;
         let startup_wait_ms =
             bounded(&field("startup_wait_ms"), e.startup_wait_ms.unwrap_or(3000), 0, MAX_STARTUP_WAIT_MS)?;

@@ -1,14 +1,19 @@
 //! Refresh single flight across the fleet. Before calling the token endpoint, a replica
 //! creates `<prefix>refresh/<fingerprint hex>` in etcd, only if absent, on a lease of its
-//! own; a replica that finds the key taken by another process does not call out (with
-//! refresh-token rotation and reuse detection, a second refresh of one token makes the
-//! authorization server revoke the whole family). After a successful refresh the old token
-//! is retired on every replica: a `token` revocation in force from the end of the grace,
-//! on the same lease. Nothing secret is written: keys name tokens by fingerprint.
+//! own, short lease; a replica that finds the key taken by another process does not call
+//! out (with refresh-token rotation and reuse detection, a second refresh of one token makes
+//! the authorization server revoke the whole family). After a successful refresh the old
+//! token is retired on every replica: a `token` revocation in force from the end of the
+//! grace, on a lease of its own that lasts as long as the old token could be presented, and
+//! no replica refreshes a token with a retirement pending. The claim itself only has to
+//! outlive the refresh call and that retirement's journey: a claim left by a failed refresh
+//! (a made-up refresh token, say) blocks nobody for long. Nothing secret is written: keys
+//! name tokens by fingerprint.
 
 use serde_json::json;
 
-use super::proto::{decode, LeaseGrantRequest, PutRequest, Response, TxnRequest, TxnResponse};
+use super::proto::{decode, LeaseGrantRequest, Response, TxnRequest, TxnResponse};
+use super::write::Write;
 use super::{create_if_absent, store};
 use crate::config::EtcdConfig;
 use crate::registry::revocation::Kind;
@@ -19,26 +24,40 @@ pub struct Claim {
     pub key: Vec<u8>,
     /// Who holds it: a process, so its own retry after a failed refresh is not refused.
     pub holder: u64,
-    /// The lease lasts until no replica could still want to refresh or accept the old token:
-    /// its expiry plus the grace and the leeway, and at least the refresh call's deadline.
+    /// The claim's lease: the refresh call's deadline and ten seconds for the retirement to
+    /// reach every replica.
     pub ttl_seconds: i64,
+    /// The retirement's lease: until no replica could still be shown the old token (its
+    /// expiry plus the grace and the leeway).
+    retire_ttl: i64,
     retired_key: Vec<u8>,
 }
 
 /// The claim's lease TTL: see `Claim::ttl_seconds`.
-pub fn lease_seconds(old_exp: u64, now: u64, grace: u64, leeway: u64, timeout_ms: u64) -> i64 {
+pub fn lease_seconds(timeout_ms: u64) -> i64 {
+    timeout_ms.div_ceil(1000).saturating_add(10) as i64
+}
+
+/// The retirement's lease TTL: see `Claim::retire_ttl`.
+pub fn retirement_seconds(old_exp: u64, now: u64, grace: u64, leeway: u64) -> i64 {
     let life = old_exp.saturating_sub(now).saturating_add(grace).saturating_add(leeway);
-    let call = timeout_ms.div_ceil(1000).saturating_add(grace).saturating_add(5);
-    life.max(call).clamp(10, 366 * 86_400) as i64
+    life.clamp(60, 366 * 86_400) as i64
 }
 
 impl Claim {
-    pub fn new(etcd: &EtcdConfig, old: &Fingerprint, holder: u64, ttl_seconds: i64) -> Claim {
+    pub fn new(
+        etcd: &EtcdConfig,
+        old: &Fingerprint,
+        holder: u64,
+        ttl_seconds: i64,
+        retire_ttl: i64,
+    ) -> Claim {
         let prefix = etcd.prefix_bytes();
         Claim {
             key: [prefix, b"refresh/", old.hex().as_bytes()].concat(),
             holder,
             ttl_seconds,
+            retire_ttl,
             retired_key: store::key(prefix, Kind::Token, &old.hex()),
         }
     }
@@ -52,9 +71,14 @@ impl Claim {
         create_if_absent(&self.key, value.as_bytes(), lease)
     }
 
-    /// The old token's fleet-wide retirement, in force from `retire_at` (the grace's end).
-    pub fn retirement(&self, lease: i64, retire_at: u64) -> PutRequest {
-        PutRequest { key: self.retired_key.clone(), value: store::value(retire_at, Some("refreshed")), lease }
+    /// The old token's fleet-wide retirement, in force from `retire_at` (the grace's end),
+    /// on a lease of its own.
+    pub fn retirement(&self, retire_at: u64) -> Write {
+        Write {
+            key: self.retired_key.clone(),
+            value: store::value(retire_at, Some("refreshed")),
+            ttl_seconds: self.retire_ttl,
+        }
     }
 
     /// Reads the `Txn` answer: `Ok(true)` when this process holds the claim (just created,
@@ -116,7 +140,7 @@ mod tests {
     #[test]
     fn the_claim_names_the_token_by_fingerprint_and_says_who_holds_it() {
         let fp = Fingerprint([0xab; 32]);
-        let c = Claim::new(&etcd(), &fp, 77, 40);
+        let c = Claim::new(&etcd(), &fp, 77, 40, 600);
         assert_eq!(c.key, [b"/tg/refresh/".as_slice(), "ab".repeat(32).as_bytes()].concat());
         let txn = c.take(5, 1000);
         let put = match txn.success.first().and_then(|op| op.request.clone()) {
@@ -136,17 +160,20 @@ mod tests {
     #[test]
     fn the_retirement_is_a_token_revocation_in_force_from_the_grace_end() {
         let fp = Fingerprint([1; 32]);
-        let c = Claim::new(&etcd(), &fp, 1, 40);
-        let put = c.retirement(9, 1030);
-        let read = store::parse(b"/tg/", &put.key, &put.value, 600, 1000);
+        let c = Claim::new(&etcd(), &fp, 1, 40, 600);
+        let w = c.retirement(1030);
+        let read = store::parse(b"/tg/", &w.key, &w.value, 600, 1000);
         let store::Entry::Revoked(r) = read else { panic!("{read:?}") };
-        assert_eq!((r.target.kind, r.target.hash, r.revoked_at, put.lease), (Kind::Token, fp.0, 1030, 9));
+        assert_eq!(
+            (r.target.kind, r.target.hash, r.revoked_at, w.ttl_seconds),
+            (Kind::Token, fp.0, 1030, 600)
+        );
     }
 
     #[test]
-    fn the_lease_outlives_the_old_token_and_the_call() {
-        assert_eq!(lease_seconds(1300, 1000, 30, 60, 2000), 390);
-        assert_eq!(lease_seconds(1000, 1000, 0, 0, 1000), 10, "at least 10 s");
-        assert_eq!(lease_seconds(900, 1000, 30, 0, 9000), 44, "expired: the call and the grace");
+    fn the_claim_is_short_and_the_retirement_outlives_the_old_token() {
+        assert_eq!(lease_seconds(2000), 12, "the call and ten seconds");
+        assert_eq!(retirement_seconds(1300, 1000, 30, 60), 390);
+        assert_eq!(retirement_seconds(900, 1000, 0, 0), 60, "at least a minute");
     }
 }

@@ -11,8 +11,10 @@ use crate::registry::{Layout, Registry};
 
 /// Applies revocations etcd sent (a list page or watch events) and records the contact.
 /// `listed`: the whole list is now applied, so held requests may be decided. Returns false
-/// when the shared revocation set could not take them: the caller treats it as a failure
-/// and reads again, since etcd's revision must not move past what was not applied.
+/// when the shared revocation set could not take them all (unwritable, or
+/// `registry.max_revocations` reached): that is an outage like etcd being down, audited
+/// and retried, and etcd's revision does not move past what was not applied, so
+/// `max_staleness_seconds` and the start-up hold still fail closed.
 pub fn applied(cfg: &Config, host: &impl Host, batch: &Batch, listed: bool, revision: i64) -> bool {
     let now = host.now();
     let registry = Registry::new(host, Layout::of(cfg));
@@ -33,14 +35,17 @@ pub fn applied(cfg: &Config, host: &impl Host, batch: &Batch, listed: bool, revi
     for _ in 0..batch.skipped {
         host.count(Counter::StoreMalformed);
     }
-    if refused > 0 || batch.skipped > 0 {
+    if batch.skipped > 0 {
         host.log(
             Level::Warn,
-            &format!(
-                "tokenguard: from etcd, {refused} revocations refused (registry.max_revocations reached), {} malformed keys skipped",
-                batch.skipped
-            ),
+            &format!("tokenguard: {} malformed keys under etcd's prefix skipped", batch.skipped),
         );
+    }
+    if refused > 0 {
+        let cause =
+            format!("registry.max_revocations reached: {refused} revocations from etcd could not be applied");
+        failed(cfg, host, &cause);
+        return false;
     }
     contact(cfg, host, listed, revision);
     true
@@ -117,6 +122,26 @@ mod tests {
         let facts = TokenFacts { fp: &[0; 32], jti: None, sub: Some("alice"), sid: None, iat: Some(NOW - 5) };
         let set = registry.load_revocations(NOW).unwrap_or_default();
         assert!(set.len() == 1 && set[0].covers(&facts, NOW));
+    }
+
+    #[test]
+    fn revocations_that_do_not_fit_are_an_outage_not_a_sync() {
+        let cfg = config(json!({"registry": {"max_revocations": 16},
+            "revocation_store": {"etcd": {"cluster": "etcd"}}}));
+        let host = FakeHost::at(NOW);
+        let many: Vec<Revocation> = (0..64)
+            .map(|n| Revocation {
+                target: Target::new(Kind::Jti, &format!("j{n}")),
+                revoked_at: NOW,
+                until: NOW + 60,
+            })
+            .collect();
+        assert!(!applied(&cfg, &host, &Batch { revocations: many, skipped: 0 }, true, 9));
+        let st = Registry::new(&host, Layout::of(&cfg)).store_state();
+        assert!(!st.synced && st.last_contact == 0, "not listed: held requests stay held, {st:?}");
+        let audits = host.audits();
+        let reason = audits.first().map(|(_, a)| a["reason"].to_string()).unwrap_or_default();
+        assert!(reason.contains("max_revocations"), "{reason}");
     }
 
     #[test]

@@ -21,6 +21,10 @@ use serde_json::{json, Value};
 use super::proto::{Event, KeyValue, EVENT_PUT};
 use crate::registry::revocation::{Kind, Revocation, Target};
 
+/// How far ahead a `jti` or `token` revocation may say it takes effect: the longest refresh
+/// grace (`refresh.grace_seconds` is at most 300).
+pub const MAX_FUTURE_SECONDS: u64 = 300;
+
 /// Longer values are not revocations this filter wrote or documented: skipped unparsed.
 pub const MAX_VALUE_BYTES: usize = 4096;
 
@@ -94,6 +98,10 @@ pub fn parse(prefix: &[u8], key: &[u8], value: &[u8], retention: u64, now: u64) 
         return Entry::Malformed("value is not the documented JSON object");
     };
     let revoked_at = match (kind, raw.revoked_at) {
+        // In force from `revoked_at` (a refreshed token's retirement at its grace's end); a
+        // time further ahead than any grace is a mistake (milliseconds, say) that must not
+        // postpone the revocation: in force now.
+        (Kind::Jti | Kind::Token, Some(t)) if t > now.saturating_add(MAX_FUTURE_SECONDS) => now,
         (_, Some(t)) => t,
         (Kind::Sub | Kind::Sid, None) => return Entry::Malformed("revoked_at is required for sub and sid"),
         (Kind::Jti | Kind::Token, None) => now,

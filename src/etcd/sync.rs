@@ -53,13 +53,16 @@ pub struct Sync {
     prefix: Vec<u8>,
     state: State,
     failures: u32,
+    /// The etcd cluster answering (its header's `cluster_id`): another one (a rebuilt or
+    /// restored store) means what was applied says nothing about where it is now.
+    cluster: Option<u64>,
     /// A whole list has been applied once: requests need no longer wait for start-up.
     pub listed: bool,
 }
 
 impl Sync {
     pub fn new(prefix: &[u8]) -> Sync {
-        Sync { prefix: prefix.to_vec(), state: fresh_list(), failures: 0, listed: false }
+        Sync { prefix: prefix.to_vec(), state: fresh_list(), failures: 0, cluster: None, listed: false }
     }
 
     pub fn call(&self) -> Call {
@@ -79,7 +82,11 @@ impl Sync {
     /// Reads a list page; the next `call()` is the following page or the watch.
     pub fn on_page(&mut self, page: &RangeResponse, retention: u64, now: u64) -> Result<Batch, Broken> {
         let State::Listing { pinned, after } = &mut self.state else { return Err(Broken("not listing")) };
-        let revision = page.header.as_ref().map(|h| h.revision).ok_or(Broken("answer without header"))?;
+        let header = page.header.as_ref().ok_or(Broken("answer without header"))?;
+        if self.cluster.replace(header.cluster_id).is_some_and(|c| c != header.cluster_id) {
+            return Err(Broken("another etcd cluster answered"));
+        }
+        let revision = header.revision;
         let last = page.kvs.last().map(|kv| kv.key.clone());
         if page.more && last.is_none() {
             return Err(Broken("more keys announced, none sent"));
@@ -100,6 +107,16 @@ impl Sync {
     /// Reads one answer on the watch stream.
     pub fn on_watch(&mut self, answer: &WatchResponse, retention: u64, now: u64) -> Watched {
         let State::Watching { from } = &mut self.state else { return Watched::Restart };
+        if let Some(h) = &answer.header {
+            // etcd's revision never goes back, nor does its cluster change, unless the store
+            // was rebuilt or restored from an older snapshot: then the revisions applied name
+            // other changes, and only a fresh list is trustworthy.
+            let other = self.cluster.replace(h.cluster_id).is_some_and(|c| c != h.cluster_id);
+            if other || h.revision.saturating_add(1) < *from {
+                self.state = fresh_list();
+                return Watched::Restart;
+            }
+        }
         if answer.canceled {
             if answer.compact_revision > 0 {
                 self.state = fresh_list();
@@ -126,6 +143,12 @@ impl Sync {
         }
         let full = crate::backoff::doubling(1, self.failures, MAX_BACKOFF_SECONDS).saturating_mul(1000);
         full / 2 + full / 2 * jitter.min(1000) / 1000
+    }
+
+    /// What was read could not be applied: the next call lists afresh (watching on would
+    /// skip it). Failures still count, for the backoff.
+    pub fn relist(&mut self) {
+        self.state = fresh_list();
     }
 
     /// Every change up to this revision is applied (0 before the first full list).

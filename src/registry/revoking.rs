@@ -167,6 +167,12 @@ impl RevocationCache {
             .copied())
     }
 
+    /// The entry for one target, in force or not yet (a retirement at a grace's end), as of
+    /// the last `check`.
+    pub fn get(&self, target: &Target) -> Option<&Revocation> {
+        self.buckets.get(index(&target.hash, REVOCATION_BUCKETS) as usize)?.get(target)
+    }
+
     fn reload<S: SharedData>(
         &mut self,
         registry: &Registry<S>,

@@ -15,7 +15,7 @@ use crate::refresh::PendingRefresh;
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Stage {
     Grant,
-    Take { lease: i64 },
+    Take,
 }
 
 /// A request held while its refresh claim is asked for.
@@ -36,14 +36,10 @@ pub fn start(shared: &Shared, id: u32, plan: PendingRefresh, from_root: bool) ->
         return http::call_token_endpoint(shared, id, plan, from_root, from_root, None);
     };
     let now = crate::host::Clock::now(&shared.host());
-    let ttl = claim::lease_seconds(
-        plan.exp,
-        now,
-        rcfg.grace_seconds,
-        shared.cfg.clock_skew_seconds,
-        rcfg.timeout_ms,
-    );
-    let claim = Claim::new(etcd, &plan.old, process_id(shared), ttl);
+    let ttl = claim::lease_seconds(rcfg.timeout_ms);
+    let retire_ttl =
+        claim::retirement_seconds(plan.exp, now, rcfg.grace_seconds, shared.cfg.clock_skew_seconds);
+    let claim = Claim::new(etcd, &plan.old, process_id(shared), ttl, retire_ttl);
     let Some(token) = link.call(shared, LEASE_GRANT, &claim.grant().encode_to_vec(), etcd.timeout_ms) else {
         return fallback(shared, id, plan, (from_root, from_root), "the claim could not be sent to etcd");
     };
@@ -109,9 +105,9 @@ pub fn answered(shared: &Shared, id: u32, status: u32, size: usize) -> bool {
                 fallback(shared, id, c.plan, (c.from_root, true), why);
             }
         },
-        Stage::Take { lease } => match c.claim.taken_by_us(&body) {
+        Stage::Take => match c.claim.taken_by_us(&body) {
             Ok(true) => {
-                http::call_token_endpoint(shared, id, c.plan, c.from_root, true, Some((c.claim, lease)));
+                http::call_token_endpoint(shared, id, c.plan, c.from_root, true, Some(c.claim));
             }
             Ok(false) => {
                 let host = shared.host();
@@ -138,7 +134,7 @@ fn take_claim(shared: &Shared, id: u32, mut c: Claiming, lease: i64) {
     let now = crate::host::Clock::now(&shared.host());
     match link.call(shared, TXN, &c.claim.take(lease, now).encode_to_vec(), etcd.timeout_ms) {
         Some(token) => {
-            c.stage = Stage::Take { lease };
+            c.stage = Stage::Take;
             keep(shared, id, token, c);
         }
         None => {
@@ -148,17 +144,12 @@ fn take_claim(shared: &Shared, id: u32, mut c: Claiming, lease: i64) {
 }
 
 /// After a refresh this process made under the claim: the old token retired on every
-/// replica at the grace's end (on the claim's lease). Its answer is not waited for: the old
-/// token is superseded here already, and every replica's own checks still hold meanwhile.
-pub fn retire(shared: &Shared, fleet: &(Claim, i64)) {
-    let (Some(etcd), Some(link), Some(rcfg)) =
-        (&shared.cfg.revocation_store, &shared.etcd, &shared.cfg.refresh)
-    else {
-        return;
-    };
+/// replica at the grace's end, written from the root context (this request may be over
+/// before etcd answers). The old token is superseded here already.
+pub fn retire(shared: &Shared, claim: &Claim) {
+    let Some(rcfg) = &shared.cfg.refresh else { return };
     let now = crate::host::Clock::now(&shared.host());
-    let put = fleet.0.retirement(fleet.1, now.saturating_add(rcfg.grace_seconds));
-    let _ = link.call(shared, crate::etcd::PUT, &put.encode_to_vec(), etcd.timeout_ms);
+    super::writer::queue(shared, claim.retirement(now.saturating_add(rcfg.grace_seconds)));
 }
 
 /// Claims past their deadline: the refresh goes on without the fleet's claim.

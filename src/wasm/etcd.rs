@@ -22,14 +22,21 @@ const LEASE_SECONDS: u64 = 3;
 const UNAUTHENTICATED: u32 = 16;
 /// Where the following worker keeps etcd's auth token for every worker's calls.
 const AUTH_KEY: &str = "tokenguard/store/auth";
+/// How often the following worker authenticates again: well within etcd's default token
+/// lifetime (`--auth-token-ttl`, 300 s).
+const REAUTH_MS: u64 = 60_000;
+/// How often each worker checks that Envoy knows the etcd cluster.
+const CLUSTER_CHECK_SECONDS: u64 = 60;
 
 /// Per-worker etcd plumbing, built at configuration.
 pub struct Link {
     /// The `GrpcService` Envoy's gRPC calls name their upstream with, serialized.
     upstream: String,
-    /// Whether Envoy knows the cluster (checked once per worker: a gRPC call to an unknown
-    /// cluster is an error status the SDK does not expect, and it would panic).
+    /// Whether Envoy knows the cluster (checked by each worker's root context: a gRPC call
+    /// to an unknown cluster is an error status the SDK does not expect, and it would panic).
     known: std::cell::Cell<Option<bool>>,
+    /// When the root context last checked the cluster (unix seconds).
+    checked_at: std::cell::Cell<Option<u64>>,
     pub age_gauge: Option<u32>,
 }
 
@@ -42,39 +49,46 @@ impl Link {
         let age_gauge =
             hostcalls::define_metric(MetricType::Gauge, "tokenguard.revocation_store.contact_age_seconds")
                 .ok();
-        Some(Link { upstream, known: std::cell::Cell::new(None), age_gauge })
+        Some(Link {
+            upstream,
+            known: std::cell::Cell::new(None),
+            checked_at: std::cell::Cell::new(None),
+            age_gauge,
+        })
     }
 
-    /// Whether calls may be made: the first time, asks Envoy to dispatch a plain HTTP call
-    /// to the cluster (refused at once, without a panic, when the cluster is unknown).
-    fn usable(&self, etcd: &EtcdConfig) -> bool {
-        if let Some(known) = self.known.get() {
-            return known;
+    /// Asks Envoy, from the root context (at configuration, then on its ticks), whether it
+    /// knows the cluster: a plain HTTP call dispatched to it is refused at once, without a
+    /// panic, when it does not. Again every minute, for clusters that come and go with CDS. The answer itself is ignored (the
+    /// root context takes it); from a request's context it could be mistaken for another.
+    pub fn check(&self, etcd: &EtcdConfig, now: u64) {
+        // A cluster not known yet (CDS still on its way) is asked about every second.
+        let every = if self.usable() { CLUSTER_CHECK_SECONDS } else { 1 };
+        if self.checked_at.get().is_some_and(|t| now < t.saturating_add(every)) {
+            return;
         }
+        self.checked_at.set(Some(now));
         let authority = etcd.authority.as_deref().unwrap_or(&etcd.cluster);
         let headers = vec![(":method", "GET"), (":path", "/health"), (":authority", authority)];
-        let known = hostcalls::dispatch_http_call(
-            &etcd.cluster,
-            headers,
-            None,
-            vec![],
-            std::time::Duration::from_millis(etcd.timeout_ms),
-        )
-        .is_ok();
-        if !known {
+        let timeout = std::time::Duration::from_millis(etcd.timeout_ms);
+        let known = hostcalls::dispatch_http_call(&etcd.cluster, headers, None, vec![], timeout).is_ok();
+        if !known && self.known.get() != Some(false) {
             super::host::log_error(&format!(
                 "tokenguard: revocation_store.etcd.cluster {:?} is not a cluster Envoy knows; revocations cannot be followed",
                 etcd.cluster
             ));
         }
         self.known.set(Some(known));
-        known
+    }
+
+    /// Whether calls may be made (the root context's last check found the cluster).
+    fn usable(&self) -> bool {
+        self.known.get() == Some(true)
     }
 
     /// A unary call; its answer comes to the context in effect.
     pub fn call(&self, shared: &Shared, rpc: Rpc, message: &[u8], timeout_ms: u64) -> Option<u32> {
-        let etcd = shared.cfg.revocation_store.as_ref()?;
-        if !self.usable(etcd) {
+        if !self.usable() {
             return None;
         }
         let token = auth_token(shared);
@@ -93,13 +107,14 @@ impl Link {
     }
 
     fn open_watch(&self, shared: &Shared, create: &[u8]) -> Option<u32> {
-        let etcd = shared.cfg.revocation_store.as_ref()?;
-        if !self.usable(etcd) {
+        if !self.usable() {
             return None;
         }
         let token = auth_token(shared);
-        let metadata: Vec<(&str, &[u8])> =
-            token.iter().map(|t| (crate::etcd::TOKEN_METADATA, t.as_slice())).collect();
+        // `hasleader`: a member cut off from its cluster's leader ends the watch instead of
+        // answering progress requests from its own, stale, state.
+        let mut metadata: Vec<(&str, &[u8])> = vec![("hasleader", b"true")];
+        metadata.extend(token.iter().map(|t| (crate::etcd::TOKEN_METADATA, t.as_slice())));
         let stream =
             hostcalls::open_grpc_stream(&self.upstream, WATCH.service, WATCH.method, metadata).ok()?;
         if hostcalls::send_grpc_stream_message(stream, Some(create), false).is_err() {
@@ -139,11 +154,10 @@ pub fn received(size: usize) -> Option<Vec<u8>> {
     Some(hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size).ok().flatten().unwrap_or_default())
 }
 
+/// The status's message is not read: the SDK unwraps it as UTF-8, so a peer sending other
+/// bytes there would panic the VM.
 fn grpc_failure(status: u32) -> String {
-    let message = hostcalls::get_grpc_status().ok().and_then(|(_, m)| m).unwrap_or_default();
-    // etcd's messages name keys and users at most, never secrets; kept short all the same.
-    let message: String = message.chars().take(120).collect();
-    format!("etcd answered gRPC status {status} {message}")
+    format!("etcd answered gRPC status {status}")
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -173,11 +187,16 @@ pub struct Watcher {
     call: Option<(u32, u64, Unary)>,
     stream: Option<Stream>,
     retry_at_ms: u64,
+    /// When this worker last authenticated (ms): etcd's tokens lapse (after 5 minutes by
+    /// default) while a watch goes on without using them, and the admin writes and refresh
+    /// claims that do use them must not be the first to find out.
+    authed_ms: u64,
 }
 
 impl Watcher {
     pub fn tick(&mut self, shared: &Shared, holder: u64, now: u64, now_ms: u64) {
         let (Some(etcd), Some(link)) = (&shared.cfg.revocation_store, &shared.etcd) else { return };
+        link.check(etcd, now);
         let host = shared.host();
         let registry = Registry::new(&host, Layout::of(&shared.cfg));
         if let (Some(gauge), Some(age)) = (link.age_gauge, registry.store_state().age(now)) {
@@ -196,9 +215,10 @@ impl Watcher {
             self.failed(shared, "etcd did not answer within timeout_ms", now_ms);
             return;
         }
-        if let (Some((name, password)), None) = (&etcd.credentials, auth_token(shared)) {
-            // etcd's tokens expire (5 min by default); admin writes and claims need a fresh
-            // one even while the watch, authorized when it opened, goes on.
+        let stale = now_ms.saturating_sub(self.authed_ms) >= REAUTH_MS || auth_token(shared).is_none();
+        if let (Some((name, password)), true) = (&etcd.credentials, stale) {
+            // Admin writes and claims need a live token even while the watch, authorized
+            // when it opened, goes on without one.
             if now_ms >= self.retry_at_ms {
                 let ask =
                     AuthenticateRequest { name: name.clone(), password: password.clone() }.encode_to_vec();
@@ -278,17 +298,23 @@ impl Watcher {
         let ok = match kind {
             Unary::Authenticate => match proto::decode::<AuthenticateResponse>(&body) {
                 Some(a) if !a.token.is_empty() => {
+                    self.authed_ms = now_ms;
                     hostcalls::set_shared_data(AUTH_KEY, Some(a.token.as_bytes()), None).is_ok()
                 }
                 _ => false,
             },
             Unary::Page => self.page(shared, &body),
         };
-        if ok && self.stream.is_none() {
+        if !ok {
+            if let (Unary::Page, Some(sync)) = (kind, self.sync.as_mut()) {
+                // A page that was read but not applied may be the last one, after which the
+                // machine watches: list again rather than watch past it.
+                sync.relist();
+            }
+            self.failed(shared, "etcd's answer could not be read or applied", now_ms);
+        } else if self.stream.is_none() {
             // The next page at once: a list of 100,000 keys is a hundred pages.
             self.next(shared, now_ms);
-        } else {
-            self.failed(shared, "etcd's answer could not be read or applied", now_ms);
         }
         true
     }
@@ -330,15 +356,15 @@ impl Watcher {
         };
         let host = shared.host();
         let now = crate::host::Clock::now(&host);
-        let compacted = answer.canceled && answer.compact_revision > 0;
+        let (cancelled, compacted) = (answer.canceled, answer.canceled && answer.compact_revision > 0);
         match sync.on_watch(&answer, shared.cfg.revocation_retention_seconds(), now) {
             Watched::Apply(batch) => {
                 if !follow::applied(&shared.cfg, &host, &batch, true, sync.applied_revision()) {
                     // Not applied, so the revision must not move past it: list afresh.
-                    self.sync = None;
+                    sync.relist();
                     let _ = hostcalls::cancel_grpc_stream(token);
                     self.stream = None;
-                    self.retry_at_ms = now_ms.saturating_add(1000);
+                    self.failed(shared, "watched revocations could not be applied", now_ms);
                 }
             }
             Watched::Restart => {
@@ -347,8 +373,18 @@ impl Watcher {
                 if compacted {
                     // Not an outage: etcd forgot the revisions the watch started from.
                     self.retry_at_ms = now_ms;
-                } else {
+                } else if cancelled {
+                    // etcd refuses a watch under an auth token it no longer knows (it
+                    // restarted, or the token expired) by cancelling it, not with status 16.
+                    forget_auth_token();
                     self.failed(shared, "etcd cancelled the watch", now_ms);
+                } else {
+                    // The store's revision went back or its cluster changed: rebuilt, or
+                    // restored from a snapshot. What was applied says nothing about it now.
+                    super::host::log_warn(
+                        "tokenguard: etcd's store went back (rebuilt or restored); listing it again",
+                    );
+                    self.retry_at_ms = now_ms;
                 }
             }
         }

@@ -392,3 +392,87 @@ fn with_max_staleness_a_silent_etcd_means_503_until_it_answers_again() {
     }
     assert_eq!(send(&mut vm, &get("/", Some(&bearer(&ok)))).1, Action::Continue);
 }
+
+#[test]
+fn the_watch_asks_for_a_member_with_a_leader() {
+    let process = Process::new(NOW, &["etcd"]);
+    let (_vm, _, watch) = listed(&process);
+    assert!(watch.metadata.contains(&("hasleader".into(), "true".into())), "{:?}", watch.metadata);
+}
+
+/// A refresh under the fleet's claim: the token endpoint is called once the claim is ours,
+/// and the old token's retirement (in force at the grace's end, on a lease of its own) is
+/// written by the root context after the request has gone on.
+#[test]
+fn a_refresh_under_the_claim_retires_the_old_token_fleet_wide_from_the_root() {
+    let process = Process::new(NOW, &["etcd", "issuer"]);
+    let mut vm = synced(&process, &refresh_with_etcd());
+    let old = near_expiry();
+    let id = refreshing(&mut vm, &old);
+    let grant = only(&vm, "LeaseGrant");
+    let claim_ttl = LeaseGrantRequest::decode(grant.sent[0].as_slice()).map(|g| g.ttl).unwrap_or_default();
+    assert!(claim_ttl <= 15, "the claim only outlives the call and the retirement's journey: {claim_ttl}");
+    vm.grpc_answer(
+        grant.token,
+        Ok(&LeaseGrantResponse { header: header(3), id: 5, ttl: 11, error: String::new() }.encode_to_vec()),
+    );
+    let txn = only(&vm, "Txn");
+    vm.grpc_answer(
+        txn.token,
+        Ok(&TxnResponse { header: header(4), succeeded: true, responses: vec![] }.encode_to_vec()),
+    );
+    let call = vm
+        .calls()
+        .into_iter()
+        .find(|c| c.cluster == "issuer")
+        .expect("the token endpoint, once the claim is ours");
+    let new = mint("RS256", json!({"exp": NOW + 600, "sid": "s1", "jti": "j2"}));
+    let answer =
+        json!({"access_token": new, "refresh_token": "r2", "token_type": "Bearer", "expires_in": 600});
+    vm.answer(call.token, Some(200), answer.to_string().as_bytes());
+    assert_eq!(vm.upstream_header(id, "authorization"), Some(bearer(&new)));
+    vm.end(id);
+    vm.tick();
+    let grant = only(&vm, "LeaseGrant");
+    assert_eq!(grant.context, vm.root(), "written from the root: the request is over");
+    let ttl = LeaseGrantRequest::decode(grant.sent[0].as_slice()).map(|g| g.ttl).unwrap_or_default();
+    assert!(ttl >= 30, "the retirement lasts as long as the old token could be shown: {ttl}");
+    vm.grpc_answer(
+        grant.token,
+        Ok(&LeaseGrantResponse { header: header(5), id: 6, ttl, error: String::new() }.encode_to_vec()),
+    );
+    let put = PutRequest::decode(only(&vm, "Put").sent[0].as_slice()).expect("a put");
+    let key = String::from_utf8_lossy(&put.key).into_owned();
+    assert!(key.starts_with("/tokenguard/revoked/token/"), "{key}");
+    let value: Value = serde_json::from_slice(&put.value).unwrap_or_default();
+    assert_eq!((value["revoked_at"].clone(), put.lease), (json!(NOW + 10), 6), "in force at the grace's end");
+    assert!(!String::from_utf8_lossy(&put.value).contains("r2"), "no token in etcd");
+}
+
+/// A token another replica refreshed has its retirement pending in the shared set: it is
+/// not refreshed again here (that would spend its refresh token twice).
+#[test]
+fn a_token_with_a_pending_retirement_is_not_refreshed_again() {
+    let process = Process::new(NOW, &["etcd", "issuer"]);
+    let mut vm = start(&process, &refresh_with_etcd());
+    vm.tick();
+    let old = near_expiry();
+    let fp = crate::token::Fingerprint::of(&old).hex();
+    let key = format!("/tokenguard/revoked/token/{fp}");
+    let retired = kv(&key, &json!({"revoked_at": NOW + 10}).to_string(), 2);
+    let page = RangeResponse { header: header(2), kvs: vec![retired], ..Default::default() };
+    vm.grpc_answer(only(&vm, "Range").token, Ok(&page.encode_to_vec()));
+    let mut h = get("/", Some(&bearer(&old)));
+    h.push(("x-refresh-token", "r1".into()));
+    let (id, action) = send(&mut vm, &h);
+    assert_eq!(action, Action::Continue, "forwarded with the old token during the grace: {:?}", vm.reply(id));
+    assert!(vm.grpc().iter().all(|g| g.method != "LeaseGrant"), "no claim asked for");
+    assert!(vm.calls().iter().all(|c| c.cluster != "issuer"), "no token endpoint call");
+    process.advance_ms(11_000);
+    let (id, _) = send(&mut vm, &get("/", Some(&bearer(&old))));
+    assert_eq!(
+        vm.reply(id).map(|r| r.json()["error"].clone()),
+        Some(json!("token_revoked")),
+        "after the grace"
+    );
+}

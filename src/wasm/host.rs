@@ -133,6 +133,10 @@ pub fn drive_call(
     }
 }
 
+pub fn log_warn(message: &str) {
+    let _ = hostcalls::log(LogLevel::Warn, message);
+}
+
 pub fn log_error(message: &str) {
     let _ = hostcalls::log(LogLevel::Error, message);
 }

@@ -191,7 +191,7 @@ pub(super) fn call_token_endpoint(
     plan: PendingRefresh,
     from_root: bool,
     resume: bool,
-    fleet: Option<(crate::etcd::claim::Claim, i64)>,
+    fleet: Option<crate::etcd::claim::Claim>,
 ) -> Action {
     let c = &plan.callout;
     match super::host::dispatch(c) {

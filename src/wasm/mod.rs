@@ -17,6 +17,7 @@ mod keys;
 mod publish;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -59,8 +60,8 @@ pub(crate) fn now_ms() -> u64 {
 pub(crate) struct Pending {
     pub plan: PendingRefresh,
     pub deadline_ms: u64,
-    /// The fleet's claim on the token (etcd) and its lease, when this process holds it.
-    pub fleet: Option<(crate::etcd::claim::Claim, i64)>,
+    /// The fleet's claim on the token (etcd), when this process holds it.
+    pub fleet: Option<crate::etcd::claim::Claim>,
 }
 
 /// A request held until it can be decided.
@@ -85,6 +86,7 @@ proxy_wasm::main! {{
             shared: None,
             holder: holder_id(context_id),
             watcher: etcd::Watcher::default(),
+            writer: writer::Writer::default(),
             egress_call: None,
             keys_calls: Vec::new(),
         })
@@ -127,6 +129,8 @@ pub(crate) struct Shared {
     /// Claim calls the root context dispatched for a released held request: the call's
     /// token -> the stream's context id.
     pub root_claims: RefCell<HashMap<u32, u32>>,
+    /// Writes to etcd this worker's root context makes for requests already over.
+    pub writes: RefCell<std::collections::VecDeque<crate::etcd::write::Write>>,
     /// This process's identity in the fleet's claims (0 until first asked).
     pub process_id: std::cell::Cell<u64>,
     /// The gauge for the seconds the egress token has left.
@@ -148,6 +152,8 @@ struct Root {
     holder: u64,
     /// Following etcd, when this worker holds the lease.
     watcher: etcd::Watcher,
+    /// Writes to etcd no request waits for.
+    writer: writer::Writer,
     /// The egress token fetch in flight, with its deadline (ms).
     egress_call: Option<(u32, u64)>,
     /// Remote key fetches in flight, by provider index.
@@ -189,7 +195,9 @@ impl Context for Root {
 
     fn on_grpc_call_response(&mut self, token: u32, status: u32, size: usize) {
         let Some(shared) = self.shared.clone() else { return };
-        if self.watcher.answered(&shared, token, status, size) {
+        if self.watcher.answered(&shared, token, status, size)
+            || self.writer.answered(&shared, token, status, size)
+        {
             return;
         }
         let stream = shared.root_claims.try_borrow_mut().ok().and_then(|mut m| m.remove(&token));
@@ -266,6 +274,7 @@ impl RootContext for Root {
             etcd,
             claims: RefCell::new(HashMap::new()),
             root_claims: RefCell::new(HashMap::new()),
+            writes: RefCell::new(std::collections::VecDeque::new()),
             process_id: std::cell::Cell::new(0),
             egress_gauge: None,
             sweep_gauge: hostcalls::define_metric(
@@ -282,6 +291,10 @@ impl RootContext for Root {
                     .ok();
         }
         Registry::new(&shared.host(), Layout::of(&shared.cfg)).init_keys();
+        if let (Some(link), Some(etcd)) = (&shared.etcd, &shared.cfg.revocation_store) {
+            // Before the first request: an admin write or a refresh claim may come at once.
+            link.check(etcd, crate::host::Clock::now(&shared.host()));
+        }
         self.shared = Some(Rc::new(shared));
         let _ = hostcalls::set_tick_period(TICK);
         true
@@ -320,6 +333,7 @@ impl RootContext for Root {
         claim::deadlines(&shared, now_ms);
         if shared.cfg.revocation_store.is_some() {
             self.watcher.tick(&shared, self.holder, now, now_ms);
+            self.writer.tick(&shared, now_ms);
         }
         if shared.cfg.egress.is_some() {
             self.egress_call = egress_tick(&shared, self.egress_call.take(), now, now_ms);

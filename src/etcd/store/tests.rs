@@ -34,6 +34,27 @@ fn the_documented_keys_are_revocations() {
 }
 
 #[test]
+fn a_jti_or_token_revocation_is_never_postponed_past_the_longest_grace() {
+    let soon = NOW + MAX_FUTURE_SECONDS;
+    assert_eq!(
+        at("/tokenguard/revoked/jti/j", &format!(r#"{{"revoked_at": {soon}}}"#)),
+        revoked(Kind::Jti, "j", soon)
+    );
+    let millis = NOW * 1000;
+    assert_eq!(
+        at("/tokenguard/revoked/jti/j", &format!(r#"{{"revoked_at": {millis}}}"#)),
+        revoked(Kind::Jti, "j", NOW),
+        "a time in milliseconds is in force now, not in 30,000 years"
+    );
+    // A subject's later revoked_at only covers more tokens: kept as written.
+    let later = NOW + 10_000;
+    assert_eq!(
+        at("/tokenguard/revoked/sub/a", &format!(r#"{{"revoked_at": {later}}}"#)),
+        revoked(Kind::Sub, "a", later)
+    );
+}
+
+#[test]
 fn revoked_at_defaults_to_now_only_where_it_decides_nothing() {
     assert_eq!(at("/tokenguard/revoked/jti/j-1", "{}"), revoked(Kind::Jti, "j-1", NOW));
     assert_eq!(at("/tokenguard/revoked/jti/j-1", r#"{"by": "ops"}"#), revoked(Kind::Jti, "j-1", NOW));

@@ -71,8 +71,9 @@ fn the_watch_moves_on_with_events_and_progress_but_not_creation() {
     assert_eq!(s.applied_revision(), 13);
     s.on_watch(&WatchResponse { header: header(20), ..Default::default() }, KEEP, NOW);
     assert_eq!(s.applied_revision(), 20, "progress: nothing under the prefix changed up to 20");
-    s.on_watch(&WatchResponse { header: header(15), ..Default::default() }, KEEP, NOW);
-    assert_eq!(s.applied_revision(), 20, "never backwards");
+    let behind = s.on_watch(&WatchResponse { header: header(15), ..Default::default() }, KEEP, NOW);
+    assert_eq!(behind, Watched::Restart, "a store behind what was applied is listed again");
+    assert_eq!(s.applied_revision(), 0, "never trusted backwards");
 }
 
 #[test]
@@ -115,4 +116,28 @@ fn a_failed_or_broken_list_starts_again_from_the_first_page() {
     let headless = RangeResponse { header: None, ..Default::default() };
     assert_eq!(s.on_page(&headless, KEEP, NOW), Err(Broken("answer without header")));
     assert!(!s.listed);
+}
+
+/// A store rebuilt or restored from an older snapshot answers with a lower revision or
+/// another cluster id: the revisions applied mean nothing there, so the machine lists again.
+#[test]
+fn a_store_whose_revision_went_back_or_whose_cluster_changed_is_listed_again() {
+    let mut sync = Sync::new(P);
+    let _ = sync.on_page(&page(50, &["/tokenguard/revoked/jti/a"], false), KEEP, NOW);
+    assert_eq!(watch_from(sync.call()), 51);
+    let behind = WatchResponse { header: header(10), ..Default::default() };
+    assert_eq!(sync.on_watch(&behind, KEEP, NOW), Watched::Restart);
+    assert_eq!(range(sync.call()).revision, 0, "a fresh list, not a watch from 51");
+    let _ = sync.on_page(&page(60, &[], false), KEEP, NOW);
+    let mut other = WatchResponse { header: header(60), ..Default::default() };
+    if let Some(h) = other.header.as_mut() {
+        h.cluster_id = 99;
+    }
+    assert_eq!(sync.on_watch(&other, KEEP, NOW), Watched::Restart);
+    assert_eq!(range(sync.call()).revision, 0);
+    let mut from_other = page(5, &[], false);
+    if let Some(h) = from_other.header.as_mut() {
+        h.cluster_id = 7;
+    }
+    assert!(sync.on_page(&from_other, KEEP, NOW).is_err(), "a page from yet another cluster is not trusted");
 }
