@@ -12,7 +12,9 @@ use crate::etcd::Etcd;
 use crate::http::{Client, Response};
 use crate::issuer::{Issuer, MintRequest, DEFAULT_ISSUER};
 use crate::link::Link;
+use crate::profile::Profile;
 use crate::stack::{demo_keys, plugin_config};
+use crate::target::{LogSource, Target};
 use crate::upstream::Upstream;
 
 pub const ADMIN_TOKEN: &str = "fleet-admin-token-0123456789";
@@ -76,6 +78,20 @@ impl Fleet {
 
     pub fn b(&self) -> &Envoy {
         &self.replicas[1]
+    }
+
+    /// The plugin configuration the replicas run with, as the scenarios see it.
+    pub fn profile(&self) -> Profile {
+        Profile::of(&self.plugin)
+    }
+
+    /// What the scenarios may touch: replica A, with B and etcd as its fleet.
+    pub fn target(&self) -> Target {
+        let admin = |e: &Envoy| format!("http://127.0.0.1:{}", e.admin_port);
+        let (a, b) = (self.a(), self.b());
+        let upstream = format!("http://127.0.0.1:{}", self.upstream.port);
+        Target::new(&a.url(""), &admin(a), &self.issuer.url(), &upstream, LogSource::File(a.log_path.clone()))
+            .with_fleet(&b.url(""), &admin(b), &self.etcd.url(""), LogSource::File(b.log_path.clone()))
     }
 
     /// The Envoy options every replica runs with.
