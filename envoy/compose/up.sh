@@ -36,7 +36,7 @@ both replicas: the admin API writes the revocation through to etcd):
   curl -i -H 'Authorization: Bearer $token' $ENVOY_B_URL/hello
 Or revoke with etcdctl, as any tool can (a lease, so etcd forgets it by itself):
   lease=\$(etcdctl --endpoints 127.0.0.1:18379 lease grant 90000 | awk '{print \$2}')
-  etcdctl --endpoints 127.0.0.1:18379 put --lease \$lease /tokenguard/revoked/sub/bob "{\"revoked_at\": \$(date +%s)}"
+  etcdctl --endpoints 127.0.0.1:18379 put --lease \$lease /tokenguard/revoked/sub/bob "{\\"revoked_at\\": \$(date +%s)}"
 Registry statistics:
   curl -s -H 'x-admin-token: demo-admin-token-change-me' $ENVOY_URL/tokenguard/stats
 
