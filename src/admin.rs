@@ -53,12 +53,12 @@ fn error(status: u32, code: &str, description: &str) -> LocalReply {
     crate::reject::error_reply(status, code, description)
 }
 
-/// An admin answer, and a publish call to make before sending it (a revocation made here is
-/// published to the revocation feed so other replicas learn it).
+/// An admin answer, and a write to etcd to make before sending it (a revocation made here is
+/// written through so every replica learns it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminAnswer {
     pub reply: LocalReply,
-    pub publish: Option<crate::refresh::Callout>,
+    pub publish: Option<crate::etcd::write::Write>,
 }
 
 impl From<LocalReply> for AdminAnswer {
@@ -67,27 +67,25 @@ impl From<LocalReply> for AdminAnswer {
     }
 }
 
-/// The admin reply once the feed publish call is over (`status`: the feed's answer, None when
-/// the call failed or timed out): counted, audited when the feed did not take it (the
-/// revocation then holds on this replica only), and its body says which.
-pub fn publish_finished(host: &impl Host, reply: LocalReply, status: Option<u16>) -> LocalReply {
-    let published = status.is_some_and(|s| (200..300).contains(&s));
-    if published {
+/// The admin reply once the write to etcd is over (`committed`: etcd said it stored it; false
+/// when a call failed or the deadline passed): counted, audited when not committed (the
+/// revocation then holds on this replica only), and its body's `committed` says which.
+pub fn publish_finished(host: &impl Host, reply: LocalReply, committed: bool) -> LocalReply {
+    if committed {
         host.count(Counter::RevocationPublished);
     } else {
         host.count(Counter::RevocationPublishFailed);
         let mut r = Record::new(Event::RevocationPublishFailed, host.now());
-        r.reason =
-            Some("the revocation feed did not accept the revocation; it holds on this replica only".into());
+        r.reason = Some("etcd did not commit the revocation; it holds on this replica only".into());
         emit(host, r);
     }
-    with_published(reply, published)
+    with_committed(reply, committed)
 }
 
-/// The reply once the publish call is done: the body says whether it was published.
-fn with_published(mut reply: LocalReply, published: bool) -> LocalReply {
+/// The reply once the write is done: the body says whether etcd committed it.
+fn with_committed(mut reply: LocalReply, committed: bool) -> LocalReply {
     if let Ok(Value::Object(mut v)) = serde_json::from_str::<Value>(&reply.body) {
-        v.insert("published".into(), json!(published));
+        v.insert("committed".into(), json!(committed));
         reply.body = Value::Object(v).to_string();
     }
     reply
@@ -142,9 +140,9 @@ pub struct RevokeTarget {
     pub shown: Value,
     /// For `token_sha256`: the token's fingerprint, to mark its registry record.
     pub fingerprint: Option<Fingerprint>,
-    /// What the revocation feed calls the target: the value, or for a token the hex of its
+    /// What the target's etcd key names: the value, or for a token the hex of its
     /// fingerprint (never the token itself).
-    pub feed_value: String,
+    pub store_name: String,
 }
 
 /// Parses a revoke request's query: exactly one non-empty parameter of `jti`, `sub`,
@@ -167,19 +165,19 @@ pub fn parse_revoke_query(query: &str) -> Result<RevokeTarget, &'static str> {
         target: Target::new(kind, &v),
         shown: json!({ kind.as_str(): v }),
         fingerprint: None,
-        feed_value: v,
+        store_name: v,
     };
     Ok(match k.as_str() {
         "jti" => one(Kind::Jti, v),
         "sub" => one(Kind::Sub, v),
         "sid" => one(Kind::Sid, v),
         _ => {
-            let fp = Fingerprint(crate::feed::hex32(&v).ok_or("token_sha256 must be 64 hex digits")?);
+            let fp = Fingerprint::from_hex(&v).ok_or("token_sha256 must be 64 hex digits")?;
             RevokeTarget {
                 target: Target::hashed(Kind::Token, fp.0),
                 shown: json!({"token": fp.short()}),
                 fingerprint: Some(fp),
-                feed_value: fp.hex(),
+                store_name: fp.hex(),
             }
         }
     })
@@ -211,7 +209,7 @@ fn percent_decode(s: &str) -> Option<String> {
 
 fn revoke(cfg: &Config, host: &impl Host, query: &str, request_id: Option<String>) -> AdminAnswer {
     let now = host.now();
-    let RevokeTarget { target, shown, fingerprint, feed_value } = match parse_revoke_query(query) {
+    let RevokeTarget { target, shown, fingerprint, store_name } = match parse_revoke_query(query) {
         Ok(t) => t,
         Err(why) => return error(400, "invalid_request", why).into(),
     };
@@ -243,10 +241,10 @@ fn revoke(cfg: &Config, host: &impl Host, query: &str, request_id: Option<String
     r.reason = Some("admin".into());
     r.request_id = request_id;
     emit(host, r);
-    let publish = cfg.revocation_feed.as_ref().and_then(|feed| {
-        let path = feed.publish_path.as_deref()?;
-        Some(crate::feed::build_publish(feed, path, &crate::feed::entry_json(&rev, &feed_value)))
-    });
+    let publish = cfg
+        .revocation_store
+        .as_ref()
+        .map(|etcd| crate::etcd::write::Write::revocation(etcd, &rev, &store_name, retention));
     AdminAnswer { reply: reply(200, json!({"revoked": shown, "revoked_at": now, "until": until})), publish }
 }
 
@@ -292,7 +290,7 @@ mod tests {
         let fp = Fingerprint::of("a.b.c");
         let t = parse_revoke_query(&format!("token_sha256={}", fp.hex().to_uppercase())).unwrap();
         assert_eq!(t.shown, json!({"token": fp.short()}));
-        assert_eq!((t.target, t.feed_value), (Target::hashed(Kind::Token, fp.0), fp.hex()));
+        assert_eq!((t.target, t.store_name), (Target::hashed(Kind::Token, fp.0), fp.hex()));
         for bad in [
             "sub=",
             "sub=a&jti=b",
@@ -321,20 +319,20 @@ mod tests {
     }
 
     #[test]
-    fn a_publish_is_counted_and_a_failed_one_audited_and_said_in_the_reply() {
+    fn a_write_through_is_counted_and_a_failed_one_audited_and_said_in_the_reply() {
         use crate::host::Metrics;
         let reply = || reply(200, json!({"revoked": {"jti": "j1"}}));
-        for (status, published) in [(Some(204), true), (Some(503), false), (None, false)] {
+        for published in [true, false] {
             let host = crate::testkit::FakeHost::at(crate::testkit::NOW);
-            let done = publish_finished(&host, reply(), status);
+            let done = publish_finished(&host, reply(), published);
             let body: Value = serde_json::from_str(&done.body).unwrap();
-            assert_eq!((done.status, body["published"].clone()), (200, json!(published)), "{status:?}");
+            assert_eq!((done.status, body["committed"].clone()), (200, json!(published)));
             assert_eq!(body["revoked"], json!({"jti": "j1"}));
             let counted =
                 if published { Counter::RevocationPublished } else { Counter::RevocationPublishFailed };
             assert_eq!(host.value(counted), Some(1));
             let audited = host.audits().iter().any(|(_, a)| a["event"] == "revocation_publish_failed");
-            assert_eq!(audited, !published, "{status:?}");
+            assert_eq!(audited, !published);
         }
     }
 }

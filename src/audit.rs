@@ -24,8 +24,8 @@ pub enum Event {
     RefreshSucceeded,
     RefreshFailed,
     RefreshEscalation,
-    RevocationFeedFailed,
-    RevocationFeedRecovered,
+    RevocationStoreUnreachable,
+    RevocationStoreRecovered,
     RevocationPublishFailed,
     EgressTokenFetched,
     EgressTokenFailed,
@@ -43,8 +43,8 @@ impl Event {
             Event::TokenAccepted | Event::TokenRejected | Event::TokenRevoked | Event::RegistryEvicted => {
                 Level::Info
             }
-            Event::RefreshStarted | Event::RefreshSucceeded | Event::RevocationFeedRecovered => Level::Info,
-            Event::RevocationFeedFailed | Event::RevocationPublishFailed => Level::Warn,
+            Event::RefreshStarted | Event::RefreshSucceeded | Event::RevocationStoreRecovered => Level::Info,
+            Event::RevocationStoreUnreachable | Event::RevocationPublishFailed => Level::Warn,
             Event::EgressTokenFetched => Level::Info,
             Event::EgressTokenFailed | Event::EgressUnavailable => Level::Warn,
             Event::EgressEscalation => Level::Error,

@@ -61,8 +61,8 @@ pub struct Request<'a> {
 #[derive(Default)]
 pub struct Worker {
     pub revocations: RefCell<RevocationCache>,
-    /// The revocation feed has been loaded (a process never goes back to unsynced).
-    pub feed_synced: std::cell::Cell<bool>,
+    /// etcd's whole list has been applied (a process never goes back to unsynced).
+    pub store_synced: std::cell::Cell<bool>,
     /// Tokens this worker accepted a moment ago: the hot path (see `accepted`).
     pub accepted: RefCell<accepted::AcceptedCache>,
     /// The remote key sets' verifiers on this worker (`keys::WorkerKeys`).
@@ -74,7 +74,7 @@ type Step<T> = Result<T, Verdict>;
 
 /// Decides one request. The route decides first (the metadata document, public, optional,
 /// which requirements); then the token's steps, in order: read the credential, the hot
-/// path, authenticate, the revocation feed's say, revocation, the route's requirements,
+/// path, authenticate, the revocation store's say, revocation, the route's requirements,
 /// supersession (the refresh handoff), claims and session, record, refresh. Each step either
 /// hands on what it learnt or ends the request with its verdict. Report-only may then turn
 /// a refusal into a forward.
@@ -118,7 +118,7 @@ fn decide<H: Host>(
     ctx.fingerprint = Some(fingerprint);
     let (auth, known) = authenticate(&ctx, worker, &registry, &fingerprint, token)?;
     let claims = &auth.decoded.claims;
-    feed_say(&ctx, worker, &registry, token)?;
+    store_say(&ctx, worker, &registry, token)?;
     let facts = TokenFacts::of(&fingerprint.0, claims);
     // Hashed once: the revocation check and the hot path's memory of this token need them.
     let targets = Revocation::targets_of(&facts);
@@ -194,10 +194,15 @@ fn authenticate<'c, H: Host>(
     Ok((auth, known))
 }
 
-/// The revocation feed's say (see `feed_gate`). A request held here is not verified again
+/// The revocation store's say (see `store_gate`). A request held here is not verified again
 /// when it is asked again.
-fn feed_say<H: Host>(ctx: &Ctx<'_, H>, worker: &Worker, registry: &Registry<'_, H>, token: &str) -> Step<()> {
-    match feed_gate(ctx.cfg, ctx.host, worker, registry, ctx.now) {
+fn store_say<H: Host>(
+    ctx: &Ctx<'_, H>,
+    worker: &Worker,
+    registry: &Registry<'_, H>,
+    token: &str,
+) -> Step<()> {
+    match store_gate(ctx.cfg, ctx.host, worker, registry, ctx.now) {
         None => Ok(()),
         Some(Verdict::Hold { wait_ms, reason, .. }) => {
             Err(Verdict::Hold { wait_ms, reason, verified: Some(hmac_sha256::Hash::hash(token.as_bytes())) })
@@ -331,33 +336,34 @@ fn signature_known_good(cfg: &Config, known: Option<&TokenRecord>, req: &Request
         .is_some_and(|d| crate::mac::constant_time_eq(&d, &hmac_sha256::Hash::hash(token.as_bytes())))
 }
 
-/// The revocation feed's say before anything is trusted: hold until a fresh process has
-/// loaded it, and refuse on stale data when the operator asked for that.
-pub(super) fn feed_gate(
+/// The revocation store's say before anything is trusted: hold until a fresh process has
+/// applied etcd's whole list, and refuse once etcd has been silent too long when the operator
+/// asked for that.
+pub(super) fn store_gate(
     cfg: &Config,
     host: &impl Host,
     worker: &Worker,
     registry: &Registry<'_, impl Host>,
     now: u64,
 ) -> Option<Verdict> {
-    let feed = cfg.revocation_feed.as_ref()?;
-    if worker.feed_synced.get() && feed.max_staleness_seconds.is_none() {
+    let etcd = cfg.revocation_store.as_ref()?;
+    if worker.store_synced.get() && etcd.max_staleness_seconds.is_none() {
         return None;
     }
-    let state = registry.feed_state();
+    let state = registry.store_state();
     if !state.synced {
-        // Trusting the registry before the feed is loaded could let a revoked token
+        // Trusting the registry before the list is applied could let a revoked token
         // through after a restart.
         return Some(Verdict::Hold {
-            wait_ms: feed.startup_wait_ms,
-            reason: crate::verdict::HoldReason::RevocationFeed,
+            wait_ms: etcd.startup_wait_ms,
+            reason: crate::verdict::HoldReason::RevocationStore,
             verified: None,
         });
     }
-    worker.feed_synced.set(true);
-    let max = feed.max_staleness_seconds?;
+    worker.store_synced.set(true);
+    let max = etcd.max_staleness_seconds?;
     if state.age(now).is_none_or(|age| age > max) {
-        host.count(Counter::FeedStale);
+        host.count(Counter::StoreStale);
         return Some(Verdict::Deny(reject::unavailable_response("revocation data is stale")));
     }
     None

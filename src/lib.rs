@@ -26,7 +26,6 @@ pub mod eddsa;
 pub mod egress;
 pub mod es384;
 pub mod etcd;
-pub mod feed;
 pub mod gate;
 pub mod header;
 pub mod host;

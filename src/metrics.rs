@@ -26,11 +26,17 @@ pub enum Counter {
     RefreshEscalation,
     /// Requests carrying a superseded token, forwarded with its replacement.
     RefreshHandoff,
-    FeedPolls,
-    FeedFailures,
-    FeedEntries,
-    /// Requests refused because the revocation data is older than `max_staleness_seconds`.
-    FeedStale,
+    /// Answers from etcd applied (list pages, watch events, progress answers).
+    StoreUpdates,
+    /// Calls to etcd that failed, and watch streams that broke.
+    StoreFailures,
+    /// Revocations read from etcd and applied.
+    StoreEntries,
+    /// Keys under `<prefix>revoked/` that break the documented format: skipped.
+    StoreMalformed,
+    /// Requests refused because etcd has not answered for `max_staleness_seconds`.
+    StoreStale,
+    /// Admin revocations etcd committed, and those it did not (they hold on one replica).
     RevocationPublished,
     RevocationPublishFailed,
     EgressFetches,
@@ -87,10 +93,11 @@ plain_counters! {
     RefreshFailed => "tokenguard.refresh.failed",
     RefreshEscalation => "tokenguard.refresh.escalations",
     RefreshHandoff => "tokenguard.refresh.handoffs",
-    FeedPolls => "tokenguard.revocation_feed.polls",
-    FeedFailures => "tokenguard.revocation_feed.failures",
-    FeedEntries => "tokenguard.revocation_feed.entries",
-    FeedStale => "tokenguard.revocation_feed.stale_rejections",
+    StoreUpdates => "tokenguard.revocation_store.updates",
+    StoreFailures => "tokenguard.revocation_store.failures",
+    StoreEntries => "tokenguard.revocation_store.entries",
+    StoreMalformed => "tokenguard.revocation_store.malformed_keys",
+    StoreStale => "tokenguard.revocation_store.stale_rejections",
     RevocationPublished => "tokenguard.revocations.published",
     RevocationPublishFailed => "tokenguard.revocations.publish_failed",
     EgressFetches => "tokenguard.egress.fetches",

@@ -281,6 +281,18 @@ impl Fingerprint {
     pub fn short(&self) -> String {
         self.0.iter().take(8).map(|b| format!("{b:02x}")).collect()
     }
+
+    /// Reads `hex()` back: 64 hex digits, either case.
+    pub fn from_hex(s: &str) -> Option<Fingerprint> {
+        if s.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, slot) in out.iter_mut().enumerate() {
+            *slot = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Fingerprint(out))
+    }
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ pub enum Verdict {
     Deny(LocalReply),
     /// Hold the request, make this refresh call, then finish with `complete_refresh`.
     Refresh(Box<PendingRefresh>),
-    /// Not decidable yet (a fresh process has not loaded the revocation feed; egress has no
+    /// Not decidable yet (a fresh process has not applied etcd's revocations; egress has no
     /// usable token): hold the request, at most `wait_ms`, and ask again.
     Hold {
         wait_ms: u64,
@@ -68,7 +68,7 @@ impl std::fmt::Debug for Swap {
 /// Why a request was held, for the 503 if the wait runs out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HoldReason {
-    RevocationFeed,
+    RevocationStore,
     EgressToken,
     /// A provider's first remote key set has not arrived.
     KeysStartup,
@@ -90,7 +90,7 @@ impl HoldReason {
                 let rejection = crate::reject::Rejection::new(code, "no key matches the token's kid");
                 crate::reject::invalid_token_response(challenge, &rejection)
             }
-            HoldReason::RevocationFeed => {
+            HoldReason::RevocationStore => {
                 crate::reject::unavailable_response("revocation data not loaded yet")
             }
             HoldReason::EgressToken => {

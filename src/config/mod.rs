@@ -12,7 +12,6 @@
 mod admin;
 mod check;
 mod egress;
-mod feed;
 mod provider;
 mod refresh;
 mod registry;
@@ -20,6 +19,7 @@ mod remote;
 pub mod routes;
 mod session;
 mod source;
+mod store;
 mod time;
 
 use serde::Deserialize;
@@ -27,7 +27,6 @@ use std::fmt;
 
 pub use admin::{AdminConfig, MIN_ADMIN_TOKEN_BYTES};
 pub use egress::{EgressConfig, EgressGrant, MAX_RETRY_SECONDS, MAX_WAIT_MS, MIN_RETRY_SECONDS};
-pub use feed::{FeedConfig, MAX_FEED_INTERVAL_SECONDS, MAX_STARTUP_WAIT_MS, MIN_FEED_INTERVAL_SECONDS};
 pub use provider::{normalize_token_type, Provider, DEFAULT_TOKEN_TYPES};
 pub use refresh::{RefreshConfig, MAX_GRACE_SECONDS};
 pub use registry::{
@@ -37,6 +36,7 @@ pub use registry::{
 pub use remote::{HttpUrl, RemoteJwks, MAX_CACHE_SECONDS, MIN_CACHE_SECONDS};
 pub use session::{SessionPolicy, DEFAULT_START_CLAIM};
 pub use source::{to_json, TokenSource};
+pub use store::{EtcdConfig, CONTACT_INTERVAL_SECONDS, MAX_STARTUP_WAIT_MS, MIN_STALENESS_SECONDS};
 pub use time::{
     DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_EXPIRES_IN_HEADER, DEFAULT_MAX_TOKEN_LIFETIME_SECONDS,
     DEFAULT_NEAR_EXPIRY_WARNING_SECONDS, MAX_CLOCK_SKEW_SECONDS,
@@ -89,7 +89,8 @@ pub struct Config {
     pub registry: RegistryConfig,
     pub admin: Option<AdminConfig>,
     pub refresh: Option<RefreshConfig>,
-    pub revocation_feed: Option<FeedConfig>,
+    /// `revocation_store.etcd`: the fleet's revocations.
+    pub revocation_store: Option<EtcdConfig>,
     /// Route rules, claims for the upstream, report-only, RFC 9728 metadata.
     pub routes: routes::RoutesConfig,
     /// Identifies this configuration (a hash of it). A registry record verified under another
@@ -194,7 +195,10 @@ struct RawConfig {
     #[serde(default)]
     refresh: Option<refresh::RawRefresh>,
     #[serde(default)]
-    revocation_feed: Option<feed::RawFeed>,
+    revocation_store: Option<store::RawStore>,
+    /// Replaced by `revocation_store`: refused with a pointer to it, not as an unknown key.
+    #[serde(default)]
+    revocation_feed: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     routes: Option<Vec<routes::RawRule>>,
     #[serde(default)]
@@ -217,6 +221,12 @@ struct RawAudit {
 impl RawConfig {
     fn validate(self) -> Result<Config, ConfigError> {
         let mode = mode(self.mode.as_deref())?;
+        if self.revocation_feed.is_some() {
+            return Err(ConfigError::new(
+                "revocation_feed",
+                "was replaced by revocation_store.etcd (see docs/configuration.md)",
+            ));
+        }
         if mode == Mode::Egress {
             refuse_ingress_keys(&self.ingress_keys())?;
         }
@@ -269,7 +279,7 @@ impl RawConfig {
             registry: registry::validate(self.registry)?,
             admin: self.admin.map(admin::RawAdmin::validate).transpose()?,
             refresh: self.refresh.map(refresh::RawRefresh::validate).transpose()?,
-            revocation_feed: self.revocation_feed.map(feed::RawFeed::validate).transpose()?,
+            revocation_store: self.revocation_store.map(store::RawStore::validate).transpose()?,
             routes,
             generation: 0,
             key_epoch: std::sync::atomic::AtomicU32::new(0),
@@ -292,7 +302,7 @@ impl RawConfig {
             ("registry", self.registry.is_some()),
             ("admin", self.admin.is_some()),
             ("refresh", self.refresh.is_some()),
-            ("revocation_feed", self.revocation_feed.is_some()),
+            ("revocation_store", self.revocation_store.is_some()),
             ("routes", self.routes.is_some()),
             ("claims_to_headers", self.claims_to_headers.is_some()),
             ("forward_payload_header", self.forward_payload_header.is_some()),

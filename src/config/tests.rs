@@ -158,7 +158,7 @@ fn egress_mode_takes_only_mode_and_egress() {
     assert_eq!(c.clock_skew_seconds, DEFAULT_CLOCK_SKEW_SECONDS);
     let admin = json!({"path_prefix": "/tg/", "token": "0123456789abcdef"});
     let refresh = json!({"cluster": "issuer", "authority": "a", "path": "/t"});
-    let feed = json!({"cluster": "issuer", "authority": "a", "path": "/r"});
+    let store = json!({"etcd": {"cluster": "etcd"}});
     let ingress_only = [
         ("providers", json!([])),
         ("token_source", json!({"header": "authorization"})),
@@ -173,7 +173,7 @@ fn egress_mode_takes_only_mode_and_egress() {
         ("registry", json!({"capacity": 8})),
         ("admin", admin),
         ("refresh", refresh),
-        ("revocation_feed", feed),
+        ("revocation_store", store),
     ];
     for (key, value) in ingress_only {
         let mut cfg = json!({"mode": "egress", "egress": egress_block()});
@@ -229,20 +229,46 @@ fn out_of_range_values_are_refused_not_clamped() {
     for (extra, want) in cases {
         assert_eq!(err(extra.clone()).to_string(), want, "{extra}");
     }
-    let feed = |k: &str, v: u64| {
-        let mut f = json!({"cluster": "issuer", "authority": "a", "path": "/r"});
-        f[k] = json!(v);
-        err(json!({"revocation_feed": f})).to_string()
+    let etcd = |k: &str, v: serde_json::Value| {
+        let mut e = json!({"cluster": "etcd"});
+        e[k] = v;
+        err(json!({"revocation_store": {"etcd": e}})).to_string()
     };
-    assert_eq!(
-        feed("interval_seconds", 3601),
-        "revocation_feed.interval_seconds: must be between 1 and 3600"
-    );
-    assert_eq!(
-        feed("startup_wait_ms", 60_001),
-        "revocation_feed.startup_wait_ms: must be between 0 and 60000"
-    );
-    assert_eq!(feed("timeout_ms", 9), "revocation_feed.timeout_ms: must be between 10 and 60000");
+    let cases = [
+        (
+            etcd("startup_wait_ms", json!(60_001)),
+            "revocation_store.etcd.startup_wait_ms: must be between 0 and 60000",
+        ),
+        (etcd("timeout_ms", json!(9)), "revocation_store.etcd.timeout_ms: must be between 10 and 60000"),
+        (
+            etcd("max_staleness_seconds", json!(5)),
+            "revocation_store.etcd.max_staleness_seconds: must be between 6 and 86400",
+        ),
+        (
+            etcd("prefix", json!("/tg")),
+            "revocation_store.etcd.prefix: must end with '/' and be at most 256 bytes",
+        ),
+        (etcd("cluster", json!("")), "revocation_store.etcd.cluster: must not be empty"),
+        (etcd("username", json!("u")), "revocation_store.etcd.password: needed with username"),
+        (
+            etcd("password", json!("p")),
+            "revocation_store.etcd.username: needed (and not empty) with password",
+        ),
+    ];
+    for (got, want) in cases {
+        assert_eq!(got, want);
+    }
+    let old = err(json!({"revocation_feed": {"cluster": "issuer", "path": "/r"}})).to_string();
+    assert_eq!(old, "revocation_feed: was replaced by revocation_store.etcd (see docs/configuration.md)");
+    let unknown = err(json!({"revocation_store": {"redis": {}}})).to_string();
+    assert!(unknown.contains("revocation_store"), "{unknown}");
+}
+
+#[test]
+fn the_etcd_store_has_documented_defaults() {
+    let e = config(json!({"revocation_store": {"etcd": {"cluster": "etcd"}}})).revocation_store.expect("set");
+    assert_eq!((e.prefix.as_str(), e.timeout_ms, e.startup_wait_ms), ("/tokenguard/", 1000, 3000));
+    assert_eq!((e.authority, e.credentials, e.max_staleness_seconds), (None, None, None));
 }
 
 #[test]

@@ -5,9 +5,11 @@
 //! serialized message; Envoy's async client adds the 5-byte length prefix), so nothing here
 //! knows about framing.
 
+pub mod follow;
 pub mod proto;
 pub mod store;
 pub mod sync;
+pub mod write;
 
 #[cfg(test)]
 mod tests;
@@ -73,6 +75,12 @@ pub fn watch_prefix(prefix: &[u8], start_revision: i64) -> WatchRequest {
             progress_notify: true,
         })),
     }
+}
+
+/// Asks the watch stream for a progress answer: etcd answers at once with its revision, so
+/// a stream that stays silent past the call deadline is dead, whatever TCP believes.
+pub fn progress_request() -> WatchRequest {
+    WatchRequest { request_union: Some(WatchRequestUnion::Progress(proto::WatchProgressRequest {})) }
 }
 
 /// Creates `key` with `value` on `lease` only if it does not exist; otherwise reads it, so

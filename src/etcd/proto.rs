@@ -181,10 +181,11 @@ pub struct TxnResponse {
     pub responses: Vec<ResponseOp>,
 }
 
-/// `etcdserverpb.WatchRequest` (only creation: a watch ends with its stream).
+/// `etcdserverpb.WatchRequest`: creation, and progress requests (a watch ends with its
+/// stream, so cancellation is never sent).
 #[derive(Clone, PartialEq, Message)]
 pub struct WatchRequest {
-    #[prost(oneof = "WatchRequestUnion", tags = "1")]
+    #[prost(oneof = "WatchRequestUnion", tags = "1, 3")]
     pub request_union: Option<WatchRequestUnion>,
 }
 
@@ -192,7 +193,14 @@ pub struct WatchRequest {
 pub enum WatchRequestUnion {
     #[prost(message, tag = "1")]
     Create(WatchCreateRequest),
+    /// Asks for a progress answer at once (etcd 3.4+): proof that the stream is alive.
+    #[prost(message, tag = "3")]
+    Progress(WatchProgressRequest),
 }
+
+/// `etcdserverpb.WatchProgressRequest`: no fields.
+#[derive(Clone, PartialEq, Message)]
+pub struct WatchProgressRequest {}
 
 #[derive(Clone, PartialEq, Message)]
 pub struct WatchCreateRequest {

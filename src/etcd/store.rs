@@ -80,8 +80,8 @@ pub fn parse(prefix: &[u8], key: &[u8], value: &[u8], retention: u64, now: u64) 
         return Entry::Malformed("unknown kind");
     };
     let target = match kind {
-        Kind::Token => match crate::feed::hex32(&name.to_ascii_lowercase()) {
-            Some(h) => Target::hashed(Kind::Token, h),
+        Kind::Token => match crate::token::Fingerprint::from_hex(name) {
+            Some(h) => Target::hashed(Kind::Token, h.0),
             None => return Entry::Malformed("token is not 64 hex digits"),
         },
         _ if name.is_empty() => return Entry::Malformed("empty value"),

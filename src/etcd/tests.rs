@@ -35,6 +35,11 @@ fn a_watch_is_created_on_the_prefix() {
 }
 
 #[test]
+fn a_progress_request_is_field_3_and_empty() {
+    assert_eq!(progress_request().encode_to_vec(), [0x1a, 0]);
+}
+
+#[test]
 fn the_claim_creates_only_an_absent_key() {
     let bytes = create_if_absent(b"k", b"v", 7).encode_to_vec();
     // Compare: target CREATE (10 01), key "k", create_revision 0 (28 00: a oneof is sent

@@ -11,7 +11,7 @@
 //!   the full path would act differently: the near-expiry warning, the refresh window, the
 //!   session limit, the registry's `last_seen` refresh, and expiry itself;
 //! - the process-wide revocation epoch is the one seen at acceptance: every revocation
-//!   (admin API, feed, refresh reuse) bumps it, and marking a record revoked always comes
+//!   (admin API, etcd, refresh reuse) bumps it, and marking a record revoked always comes
 //!   with one, so any revocation anywhere sends the worker back to the full path;
 //! - and the token's revocation facts are still checked on every hit, as on the full path.
 //!

@@ -12,7 +12,7 @@ use crate::token::{Claims, Fingerprint};
 use crate::verdict::Verdict;
 use crate::verify;
 
-use super::{accepted, feed_gate, is_revoked, request_path, unavailable, Request, Worker};
+use super::{accepted, is_revoked, request_path, store_gate, unavailable, Request, Worker};
 use crate::header::Edits;
 
 /// The hot path: a token this worker accepted a moment ago, when nothing that could change
@@ -34,7 +34,7 @@ pub(super) fn accepted_again(
     if let Some(rule) = rule {
         entry.claims.as_deref().filter(|c| crate::route::satisfied(rule, c))?;
     }
-    if let Some(v) = feed_gate(cfg, host, worker, registry, now) {
+    if let Some(v) = store_gate(cfg, host, worker, registry, now) {
         return Some(v);
     }
     // Unreadable revocations refuse here as on the full path; a revoked token goes there for

@@ -62,7 +62,7 @@ pub(super) fn enforce(cfg: &Config, verdict: Verdict) -> Verdict {
         return verdict;
     }
     match verdict {
-        Verdict::Deny(_) | Verdict::Hold { reason: HoldReason::RevocationFeed, .. } => {
+        Verdict::Deny(_) | Verdict::Hold { reason: HoldReason::RevocationStore, .. } => {
             forward_unverified(cfg)
         }
         other => other,

@@ -11,13 +11,13 @@
 pub mod codec;
 #[cfg(test)]
 pub mod fake;
-pub mod feed_state;
 pub mod handoff;
 pub mod record;
 mod refreshing;
 pub mod revocation;
 mod revoking;
 pub mod session;
+pub mod store_state;
 
 use crate::host::{SharedData, WriteError};
 use record::{Bucket, State, TokenRecord};
@@ -37,7 +37,7 @@ pub const SWEEP_BUCKETS_PER_TICK: u32 = 64;
 
 pub(crate) const KEY_EPOCH: &str = "tokenguard/r/epoch";
 pub(crate) const KEY_REFRESH_FAILURES: &str = "tokenguard/refresh/failures";
-pub(crate) const KEY_FEED: &str = "tokenguard/feed/state";
+pub(crate) const KEY_STORE: &str = "tokenguard/store/state";
 const KEY_SWEEP_LEASE: &str = "tokenguard/lease/sweep";
 
 /// Another writer kept winning the CAS race.

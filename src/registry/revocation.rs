@@ -101,13 +101,13 @@ impl Revocation {
         v
     }
 
-    /// Whether this entry covers the token. A subject revocation spares tokens issued after
-    /// it (the user signed in again); a token without `iat` cannot prove that, so it is
-    /// covered.
+    /// Whether this entry covers the token. A subject or session revocation spares tokens
+    /// issued after it (the user signed in again; the store's documented `revoked_at`); a
+    /// token without `iat` cannot prove that, so it is covered.
     pub fn covers(&self, t: &TokenFacts) -> bool {
         match self.target.kind {
-            Kind::Sub => t.iat.is_none_or(|iat| iat <= self.revoked_at),
-            _ => true,
+            Kind::Sub | Kind::Sid => t.iat.is_none_or(|iat| iat <= self.revoked_at),
+            Kind::Jti | Kind::Token => true,
         }
     }
 }

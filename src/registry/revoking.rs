@@ -1,4 +1,4 @@
-//! Writing and reading the shared revocation set: adding one revocation or a feed page
+//! Writing and reading the shared revocation set: adding one revocation or a page of them
 //! (each followed by an epoch bump), and each worker's copy, reloaded when the epoch moves.
 
 use std::collections::HashMap;
@@ -40,7 +40,7 @@ impl<S: SharedData> Registry<'_, S> {
         Ok(())
     }
 
-    /// Adds many revocations (a feed page): one write per revocation key touched and one
+    /// Adds many revocations (a page of etcd revocations): one write per revocation key touched and one
     /// epoch bump. Returns how many were refused for lack of room.
     pub fn revoke_many(&self, revs: &[Revocation], now: u64) -> Result<usize, RevokeError> {
         let slots = self.layout.revocation_slots;

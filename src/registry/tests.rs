@@ -215,28 +215,6 @@ fn a_corrupt_revocation_set_fails_closed() {
 }
 
 #[test]
-fn the_feed_is_polled_by_one_worker_and_syncs_once_complete() {
-    let store = FakeShared::default();
-    let reg = Registry::new(&store, Layout::new(16, 160, 0));
-    assert!(!reg.feed_state().synced);
-    assert_eq!(reg.feed_try_lease(100, 102), Ok(Some(String::new())));
-    assert_eq!(reg.feed_try_lease(100, 102), Ok(None), "another worker: leased");
-    // A first page with more to come: not synced yet, next poll at once.
-    reg.feed_succeeded("c1", true, 101, 5).unwrap();
-    assert!(!reg.feed_state().synced);
-    assert_eq!(reg.feed_try_lease(101, 103), Ok(Some("c1".into())));
-    let st = reg.feed_succeeded("c2", false, 102, 5).unwrap();
-    assert!(st.synced);
-    assert_eq!(reg.feed_try_lease(103, 105), Ok(None), "not due before the interval");
-    assert_eq!(reg.feed_try_lease(107, 109), Ok(Some("c2".into())));
-    assert_eq!(reg.feed_failed(107, 5), Ok(1));
-    assert_eq!(reg.feed_failed(107, 5), Ok(2));
-    let st = reg.feed_state();
-    assert!(st.synced, "a failure never unsyncs");
-    assert_eq!((st.next_poll_at, st.last_success), (117, 102));
-}
-
-#[test]
 fn revoke_many_applies_a_page_with_one_epoch_bump() {
     let store = FakeShared::default();
     let reg = Registry::new(&store, Layout::new(16, 1600, 0));

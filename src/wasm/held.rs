@@ -1,4 +1,4 @@
-//! Requests held until they can be decided (the first revocation-feed sync, an egress
+//! Requests held until they can be decided (etcd's first list, an egress
 //! token): asked again on every tick, refused with a 503 at their deadline.
 
 use proxy_wasm::hostcalls;

@@ -107,7 +107,7 @@ pub fn dispatch(call: &crate::refresh::Callout) -> Result<u32, Status> {
     )
 }
 
-/// A background call from a root context (feed poll, egress token fetch): gives up on the
+/// A background call from a root context (egress token fetch, remote keys): gives up on the
 /// one in flight past its deadline (Envoy's own timeout does not fire when the cluster has
 /// no healthy endpoint), starts the next when the core says so, and reports every failure
 /// to `finish`. Returns the call in flight: (token, deadline in ms).

@@ -59,7 +59,7 @@ impl RequestMeta for EnvoyRequestMeta {
 
 /// Answers an admin request at its headers: it is never let on towards the upstream, and
 /// its admin token is removed before any other filter sees the request. A revocation to
-/// publish to the feed holds the reply until the publish call answers or its deadline.
+/// write through to etcd holds the reply until etcd answers or the deadline passes.
 fn answer_admin(
     shared: &Shared,
     id: u32,
@@ -79,25 +79,15 @@ fn answer_admin(
         request_id: request_header("x-request-id"),
     };
     let answer = admin::handle(&shared.cfg, admin_cfg, &shared.host(), request);
-    let Some(call) = answer.publish else {
-        send(&answer.reply);
-        return;
-    };
-    if super::host::dispatch(&call).is_ok() {
-        // Envoy's own timeout does not fire in every failure: the tick enforces this one.
-        let deadline = super::now_ms().saturating_add(call.timeout_ms);
-        if let Ok(mut p) = shared.publishing.try_borrow_mut() {
-            p.insert(id, (deadline, answer.reply));
-            return;
-        }
+    match answer.publish {
+        Some(write) => super::publish::start(shared, id, write, answer.reply),
+        None => send(&answer.reply),
     }
-    publish_done(shared, answer.reply, None);
 }
 
-/// Sends the admin reply once the feed publish is over: `status` is the feed's answer, None
-/// when the call failed or its deadline passed.
-pub(super) fn publish_done(shared: &Shared, reply: LocalReply, status: Option<u16>) {
-    send(&admin::publish_finished(&shared.host(), reply, status));
+/// Sends the admin reply once the write to etcd is over (`committed`: etcd said so).
+pub(super) fn publish_done(shared: &Shared, reply: LocalReply, committed: bool) {
+    send(&admin::publish_finished(&shared.host(), reply, committed));
 }
 
 /// Carries out a verdict on the stream whose context is in effect. Returns whether the
@@ -188,7 +178,7 @@ pub(super) fn check(shared: &Shared, id: u32, resume: bool) -> Action {
 }
 
 /// Calls the token endpoint for a held request. `from_root`: dispatched from the root
-/// context's tick (a request released after the first feed sync), whose answer arrives at
+/// context's tick (a request released once etcd's list was applied), whose answer arrives at
 /// the root, which hands it to this stream.
 fn start_refresh(shared: &Shared, id: u32, plan: PendingRefresh, from_root: bool) -> Action {
     let c = &plan.callout;
@@ -251,12 +241,13 @@ pub(super) fn call_response_limited(
 impl Context for Http {
     fn on_http_call_response(&mut self, _token: u32, num_headers: usize, body_size: usize, _trailers: usize) {
         let Some(shared) = self.shared.clone() else { return };
-        if let Some((_, reply)) = take(&shared.publishing, self.id) {
-            let status = call_response(num_headers, 0).ok().and_then(|(status, _)| status);
-            publish_done(&shared, reply, status);
-            return;
-        }
         finish_refresh(&shared, self.id, num_headers, body_size);
+    }
+
+    fn on_grpc_call_response(&mut self, _token: u32, status: u32, size: usize) {
+        if let Some(shared) = self.shared.clone() {
+            super::publish::answered(&shared, self.id, status, size);
+        }
     }
 
     fn on_done(&mut self) -> bool {

@@ -6,11 +6,12 @@
 
 #[cfg(test)]
 mod double;
-mod feed;
+mod etcd;
 mod held;
 mod host;
 mod http;
 mod keys;
+mod publish;
 #[cfg(test)]
 mod tests;
 
@@ -78,7 +79,7 @@ proxy_wasm::main! {{
         Box::new(Root {
             shared: None,
             holder: holder_id(context_id),
-            feed_call: None,
+            watcher: etcd::Watcher::default(),
             egress_call: None,
             keys_calls: Vec::new(),
         })
@@ -101,13 +102,13 @@ pub(crate) struct Shared {
     pub outcomes: RefCell<HashMap<u32, Outcome>>,
     /// Requests held until they can be decided, by context id.
     pub held: RefCell<HashMap<u32, Held>>,
-    /// Admin replies waiting for the feed publish call: context id -> (deadline ms, reply).
-    pub publishing: RefCell<HashMap<u32, (u64, crate::reject::LocalReply)>>,
+    /// Admin replies waiting for their write to etcd, by context id.
+    pub publishing: RefCell<HashMap<u32, publish::Publishing>>,
     /// Refresh calls the root context dispatched for a released held request: the call's
     /// token -> the stream's context id.
     pub root_refreshes: RefCell<HashMap<u32, u32>>,
-    /// The gauge for the age of the last successful feed sync.
-    pub feed_age_gauge: Option<u32>,
+    /// The calls to etcd, when `revocation_store` is configured.
+    pub etcd: Option<etcd::Link>,
     /// The gauge for the seconds the egress token has left.
     pub egress_gauge: Option<u32>,
     /// The gauge for how long the last registry sweep step took, in microseconds.
@@ -125,8 +126,8 @@ impl Shared {
 struct Root {
     shared: Option<Rc<Shared>>,
     holder: u64,
-    /// The feed poll this root context has in flight, with its deadline (ms).
-    feed_call: Option<(u32, u64)>,
+    /// Following etcd, when this worker holds the lease.
+    watcher: etcd::Watcher,
     /// The egress token fetch in flight, with its deadline (ms).
     egress_call: Option<(u32, u64)>,
     /// Remote key fetches in flight, by provider index.
@@ -162,14 +163,25 @@ impl Context for Root {
                     crate::egress::complete(egress, &shared.host(), answer);
                 }
             }
-            return;
         }
-        if self.feed_call.is_some_and(|(t, _)| t == token) {
-            self.feed_call = None;
-            if let Some(shared) = self.shared.clone() {
-                let answer = http::call_response_limited(num_headers, body_size, crate::feed::MAX_FEED_BYTES);
-                feed::finish_poll(&shared, answer);
-            }
+        // Anything else is the answer to the one-off cluster check (`etcd::Link`): ignored.
+    }
+
+    fn on_grpc_call_response(&mut self, token: u32, status: u32, size: usize) {
+        if let Some(shared) = self.shared.clone() {
+            self.watcher.answered(&shared, token, status, size);
+        }
+    }
+
+    fn on_grpc_stream_message(&mut self, token: u32, size: usize) {
+        if let Some(shared) = self.shared.clone() {
+            self.watcher.watched(&shared, token, size);
+        }
+    }
+
+    fn on_grpc_stream_close(&mut self, token: u32, status: u32) {
+        if let Some(shared) = self.shared.clone() {
+            self.watcher.closed(&shared, token, status);
         }
     }
 }
@@ -205,10 +217,15 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let feed_age_gauge = if cfg.revocation_feed.is_some() {
-            hostcalls::define_metric(MetricType::Gauge, "tokenguard.revocation_feed.sync_age_seconds").ok()
-        } else {
-            None
+        let etcd = match &cfg.revocation_store {
+            None => None,
+            Some(e) => match etcd::Link::new(e) {
+                Some(link) => Some(link),
+                None => {
+                    host::log_error("tokenguard: invalid configuration: revocation_store.etcd.cluster: too long to name to Envoy");
+                    return false;
+                }
+            },
         };
         let mut shared = Shared {
             cfg,
@@ -220,7 +237,7 @@ impl RootContext for Root {
             held: RefCell::new(HashMap::new()),
             publishing: RefCell::new(HashMap::new()),
             root_refreshes: RefCell::new(HashMap::new()),
-            feed_age_gauge: None,
+            etcd,
             egress_gauge: None,
             sweep_gauge: hostcalls::define_metric(
                 MetricType::Gauge,
@@ -230,7 +247,6 @@ impl RootContext for Root {
             keys_gauges: Vec::new(),
         };
         shared.keys_gauges = keys::define_gauges(&shared.cfg);
-        shared.feed_age_gauge = feed_age_gauge;
         if shared.cfg.egress.is_some() {
             shared.egress_gauge =
                 hostcalls::define_metric(MetricType::Gauge, "tokenguard.egress.token_expires_in_seconds")
@@ -272,8 +288,8 @@ impl RootContext for Root {
             http::apply(&shared, id, verdict, true);
         }
         publish_deadlines(&shared, now_ms);
-        if shared.cfg.revocation_feed.is_some() {
-            self.feed_call = feed::tick(&shared, self.feed_call.take(), now, now_ms);
+        if shared.cfg.revocation_store.is_some() {
+            self.watcher.tick(&shared, self.holder, now, now_ms);
         }
         if shared.cfg.egress.is_some() {
             self.egress_call = egress_tick(&shared, self.egress_call.take(), now, now_ms);
@@ -293,18 +309,18 @@ impl RootContext for Root {
     }
 }
 
-/// Admin replies whose feed publish call is past its deadline: answered as unpublished.
+/// Admin replies whose write to etcd is past its deadline: answered as not committed.
 fn publish_deadlines(shared: &Shared, now_ms: u64) {
-    let late: Vec<(u32, crate::reject::LocalReply)> = match shared.publishing.try_borrow_mut() {
+    let late: Vec<(u32, publish::Publishing)> = match shared.publishing.try_borrow_mut() {
         Ok(mut p) if !p.is_empty() => {
-            let ids: Vec<u32> = p.iter().filter(|(_, (d, _))| *d <= now_ms).map(|(k, _)| *k).collect();
-            ids.into_iter().filter_map(|id| p.remove(&id).map(|(_, reply)| (id, reply))).collect()
+            let ids: Vec<u32> = p.iter().filter(|(_, w)| w.deadline_ms <= now_ms).map(|(k, _)| *k).collect();
+            ids.into_iter().filter_map(|id| p.remove(&id).map(|w| (id, w))).collect()
         }
         _ => Vec::new(),
     };
-    for (id, reply) in late {
+    for (id, w) in late {
         if hostcalls::set_effective_context(id).is_ok() {
-            http::publish_done(shared, reply, None);
+            http::publish_done(shared, w.reply, false);
         }
     }
 }

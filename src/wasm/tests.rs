@@ -248,69 +248,49 @@ fn egress_fetches_once_per_process_and_every_worker_injects_the_token() {
     assert_eq!(b.upstream_header(id, "authorization"), Some(bearer(&fetched)));
 }
 
-fn feed_config() -> Value {
+fn etcd_config() -> Value {
     config_json(json!({
         "admin": {"path_prefix": "/tokenguard/", "token": ADMIN},
-        "revocation_feed": {"cluster": "issuer", "authority": "issuer.test", "path": "/revocations",
-            "publish_path": "/revocations/publish", "interval_seconds": 1, "timeout_ms": 500, "startup_wait_ms": 1000}
+        "revocation_store": {"etcd": {"cluster": "etcd", "timeout_ms": 300, "startup_wait_ms": 1000}}
     }))
 }
 
+/// The double has no gRPC (Envoy's answer for a call it cannot make is a failure status), so
+/// this is etcd as a fresh process meets it when it is down: held, then a 503, audited once.
 #[test]
-fn a_fresh_process_holds_requests_until_its_first_feed_sync_polled_by_one_worker() {
-    let process = Process::new(NOW, &["issuer"]);
-    let mut vm = start(&process, &feed_config());
-    let token = mint("EdDSA", json!({"jti": "gone"}));
+fn a_fresh_process_holds_requests_until_etcd_is_listed_and_answers_503_when_it_never_is() {
+    let process = Process::new(NOW, &["etcd"]);
+    let mut vm = start(&process, &etcd_config());
+    let token = mint("EdDSA", json!({"jti": "j"}));
     let (id, action) = send(&mut vm, &get("/", Some(&bearer(&token))));
-    assert_eq!(action, Action::Pause, "undecidable before the first sync");
+    assert_eq!(action, Action::Pause, "undecidable before etcd's list is applied");
     vm.tick();
-    let calls = vm.calls();
-    assert_eq!(calls.len(), 1, "{calls:?}");
-    assert_eq!(
-        (calls[0].header(":method"), calls[0].header(":path")),
-        (Some("GET"), Some("/revocations?limit=500"))
-    );
-    let page =
-        json!({"cursor": 1, "has_more": false, "revocations": [{"jti": "gone", "revoked_at": NOW - 5}]});
-    vm.answer(calls[0].token, Some(200), page.to_string().as_bytes());
+    process.advance_ms(1000);
     vm.tick();
-    let reply = vm.reply(id).unwrap_or_else(|| panic!("not decided once synced: {:?}", vm.logs()));
-    assert_eq!((reply.status, reply.json()["error"].clone()), (401, json!("token_revoked")));
-    assert_eq!(vm.resumed(id), 0);
-    let fresh = mint("EdDSA", json!({"jti": "fine"}));
-    assert_eq!(send(&mut vm, &get("/", Some(&bearer(&fresh)))).1, Action::Continue);
+    let health = vm.calls().into_iter().find(|c| c.header(":path") == Some("/health"));
+    assert!(health.is_some_and(|c| c.cluster == "etcd"), "the cluster is checked with a plain call first");
+    let reply = vm.reply(id).unwrap_or_else(|| panic!("still held: {:?}", vm.logs()));
+    assert_eq!((reply.status, reply.json()["error"].clone()), (503, json!("temporarily_unavailable")));
+    let outages = vm.audits().into_iter().filter(|a| a["event"] == "revocation_store_unreachable").count();
+    assert_eq!(outages, 1, "{:?}", vm.audits());
+    assert!(process.metric("tokenguard.revocation_store.failures").is_some_and(|n| n >= 1));
 }
 
 #[test]
-fn an_admin_revocation_waits_for_the_feed_to_take_it_and_says_whether_it_did() {
-    let process = Process::new(NOW, &["issuer"]);
-    let mut vm = start(&process, &feed_config());
-    let revoke = |path: &str| {
-        [
-            (":method", "POST".to_string()),
-            (":path", path.to_string()),
-            (":authority", "api".into()),
-            ("x-admin-token", ADMIN.to_string()),
-        ]
-    };
-    let (id, _) = send(&mut vm, &revoke("/tokenguard/revoke?sub=alice"));
-    assert!(vm.reply(id).is_none(), "held for the publish call");
-    let publish = vm.calls().into_iter().find(|c| c.header(":path") == Some("/revocations/publish"));
-    let publish = publish.expect("published to the feed");
-    assert_eq!(publish.context, id);
-    assert!(publish.header("x-admin-token").is_none(), "the admin token is not the feed's business");
-    vm.answer(publish.token, Some(503), b"");
-    let reply = vm.reply(id).expect("answered once the feed did");
-    assert_eq!((reply.status, reply.json()["published"].clone()), (200, json!(false)));
+fn an_admin_revocation_etcd_cannot_take_holds_here_and_says_it_was_not_committed() {
+    let process = Process::new(NOW, &["etcd"]);
+    let mut vm = start(&process, &etcd_config());
+    let revoke = [
+        (":method", "POST".to_string()),
+        (":path", "/tokenguard/revoke?sub=alice".to_string()),
+        (":authority", "api".into()),
+        ("x-admin-token", ADMIN.to_string()),
+    ];
+    let (id, _) = send(&mut vm, &revoke);
+    let reply = vm.reply(id).expect("answered at once: the write could not start");
+    assert_eq!((reply.status, reply.json()["committed"].clone()), (200, json!(false)));
     assert!(vm.audits().iter().any(|a| a["event"] == "revocation_publish_failed"));
-
-    // No answer at all: the tick answers at the deadline.
-    let (id, _) = send(&mut vm, &revoke("/tokenguard/revoke?sub=bob"));
-    assert!(vm.reply(id).is_none());
-    process.advance_ms(600);
-    vm.tick();
-    assert_eq!(vm.reply(id).map(|r| r.json()["published"].clone()), Some(json!(false)));
-    assert_eq!(process.metric("tokenguard.revocations.publish_failed"), Some(2));
+    assert_eq!(process.metric("tokenguard.revocations.publish_failed"), Some(1));
 }
 
 #[test]
