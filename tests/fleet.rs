@@ -4,7 +4,7 @@
 //! Propagation times are printed, never asserted: the deadlines below are liveness bounds.
 
 use serde_json::{json, Value};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokenguard_harness::envoy::Envoy;
 use tokenguard_harness::fleet::{code, eventually, revoked, until_revoked, Fleet};
@@ -20,6 +20,9 @@ const OUTAGE_EVENT: &str = "revocation_store_unreachable";
 const RECOVERY_EVENT: &str = "revocation_store_recovered";
 /// The admin answer's member saying whether etcd committed the revocation.
 const COMMITTED: &str = "committed";
+/// Revocations a replica applied from etcd (a list page or watch events), and keys skipped.
+const ENTRIES: &str = "wasmcustom.tokenguard.revocation_store.entries";
+const MALFORMED: &str = "wasmcustom.tokenguard.revocation_store.malformed_keys";
 
 fn ok() -> (u16, String) {
     (200, String::new())
@@ -91,14 +94,18 @@ fn a_key_written_with_etcdctl_is_refused_on_both_replicas() {
     f.revoke_with_etcdctl("jti", "jti-ctl", None);
     f.revoke_with_etcdctl("sid", "sid-ctl", Some(now()));
     f.revoke_with_etcdctl("token", &token_sha256(&by_token), None);
+    let written = Instant::now();
     for (name, envoy) in [("A", f.a()), ("B", f.b())] {
         for t in [&by_jti, &by_sid, &by_token] {
-            let took = until_revoked(envoy, t, REACH);
-            eprintln!("etcdctl put reached replica {name} in {took:?}");
+            until_revoked(envoy, t, REACH);
         }
+        eprintln!("three etcdctl puts all refused on replica {name} {:?} after the last", written.elapsed());
     }
     // Events arrive in revision order: the malformed key, written first, has been read.
     everywhere(&f, &by_bad_key, ok());
+    for envoy in [f.a(), f.b()] {
+        assert!(envoy.stat(MALFORMED).unwrap_or(0) >= 1, "the malformed key is counted");
+    }
     everywhere(&f, &bystander, ok());
     for t in [&by_jti, &by_sid, &by_token] {
         everywhere(&f, t, revoked());
@@ -188,9 +195,13 @@ fn with_etcd_stopped_replicas_serve_enforce_and_recover_what_was_written_meanwhi
     f.revoke_with_etcdctl("jti", "jti-missed", None);
     sweep(&f, &expected);
     f.link.heal();
-    for envoy in [f.a(), f.b()] {
-        let took = until_revoked(envoy, &missed, Duration::from_secs(30));
-        eprintln!("a revocation written during the outage was applied {took:?} after the link healed");
+    let healed = Instant::now();
+    for (name, envoy) in [("A", f.a()), ("B", f.b())] {
+        until_revoked(envoy, &missed, Duration::from_secs(30));
+        eprintln!(
+            "written during the outage, refused on {name} {:?} after the link healed",
+            healed.elapsed()
+        );
     }
     sweep(&f, &[(&known, revoked()), (&valid, ok()), (&during, ok()), (&missed, revoked())]);
     for envoy in [f.a(), f.b()] {
@@ -226,9 +237,15 @@ fn a_watch_cancelled_by_compaction_recovers_with_a_fresh_list() {
     let rev = f.put_with_etcdctl("/tokenguard/unrelated", "y");
     f.etcd.ctl(&["compact", &rev.to_string()]);
     everywhere(&f, &tokens[2], ok());
+    let entries_before: Vec<u64> = f.replicas.iter().map(|e| e.stat(ENTRIES).unwrap_or(0)).collect();
     f.link.heal();
-    for envoy in [f.a(), f.b()] {
+    for (envoy, before) in f.replicas.iter().zip(entries_before) {
         until_revoked(envoy, &tokens[2], Duration::from_secs(30));
+        // Resuming the watch could bring c2 alone; a fresh list brings c0, c1 and c2 again.
+        let after = eventually(REACH, "the fresh list's entries are counted", || {
+            envoy.stat(ENTRIES).filter(|n| *n >= before + 3)
+        });
+        eprintln!("after compaction: {} revocations applied again (a fresh list)", after - before);
     }
     // The fresh list was followed by a working watch.
     f.revoke_with_etcdctl("jti", "jti-c3", None);
