@@ -145,17 +145,12 @@ struct Stream {
 }
 
 /// The following worker's side: the list-then-watch machine and what it has in flight.
+#[derive(Default)]
 pub struct Watcher {
     sync: Option<Sync>,
     call: Option<(u32, u64, Unary)>,
     stream: Option<Stream>,
     retry_at_ms: u64,
-}
-
-impl Default for Watcher {
-    fn default() -> Self {
-        Watcher { sync: None, call: None, stream: None, retry_at_ms: 0 }
-    }
 }
 
 impl Watcher {
@@ -322,7 +317,7 @@ impl Watcher {
 
     /// The watch stream closed; false when it is not this watcher's stream.
     pub fn closed(&mut self, shared: &Shared, token: u32, status: u32) -> bool {
-        if !self.stream.as_ref().is_some_and(|s| s.token == token) {
+        if self.stream.as_ref().is_none_or(|s| s.token != token) {
             return false;
         }
         self.stream = None;
