@@ -24,7 +24,7 @@ compose-images compose-up compose-test: export ENVOY_IMAGE ?= $(LOCAL_ENVOY_IMAG
 
 .PHONY: all run test unit e2e wasm envoy target lint clean bench harness \
 	compose-images compose-up compose-down compose-test fuzz fuzz-smoke soak bench-verify \
-	dist oci oci-test etcd
+	dist oci oci-test etcd fleet-bench
 
 all: wasm
 
@@ -111,6 +111,16 @@ bench: wasm envoy
 	$(CARGO) build --release -p tokenguard-harness --bins
 	cd bench/floor && CARGO_TARGET_DIR=$(abspath target/bench-floor) $(CARGO) build --release --target wasm32-wasip1
 	$(VENV)/bin/python bench/run.py
+
+## fleet-bench: the etcd revocation store on loopback (two replicas): propagation from the
+## etcd write to each replica's first refusal, quiet and under a storm of writes, and a fresh
+## replica's start on 100,000 revocations (bench/results/fleet-store.md); niced
+fleet-bench: wasm envoy etcd
+	$(CARGO) build --release -p tokenguard-harness --bin tg-fleet-bench
+	@mkdir -p bench/results
+	nice target/release/tg-fleet-bench > bench/results/fleet-store.md.tmp
+	mv bench/results/fleet-store.md.tmp bench/results/fleet-store.md
+	@cat bench/results/fleet-store.md
 
 ## bench-verify: microseconds per signature verification and per first-sight validation, for
 ## each algorithm, in V8 (node's WASI) and natively (bench/results/verify.md); niced
