@@ -291,3 +291,41 @@ fn thirty_requests_with_one_due_token_over_both_replicas_refresh_once() {
     let dump = f.etcd.ctl(&["get", "--prefix", "/tokenguard/"]);
     assert!(!dump.contains(&login.1) && !dump.contains(&rotated) && !dump.contains(&login.0));
 }
+
+/// With etcd's authentication on, the replicas log in (`username`/`password`), follow and
+/// write through. etcd keeps its auth tokens in memory, so a restarted etcd has forgotten
+/// them: the replicas must log in again, not retry with a token etcd no longer knows.
+#[test]
+fn with_etcd_authentication_replicas_follow_write_and_log_in_again_after_etcd_restarts() {
+    const PASSWORD: &str = "tg-etcd-password-5f1c";
+    let store = json!({"username": "tg", "password": PASSWORD});
+    let f = Fleet::start_with(json!({}), store, 2, |etcd| {
+        etcd.enable_auth("root-password-9a3e", "tg", PASSWORD, "/tokenguard/")
+    });
+    let tokens: Vec<String> = ["auth-ctl", "auth-admin", "auth-later", "auth-admin-later"]
+        .iter()
+        .map(|jti| mint(&f, &[("jti", json!(jti))]))
+        .collect();
+    everywhere(&f, &tokens[2], ok());
+    f.revoke_with_etcdctl("jti", "auth-ctl", None);
+    until_revoked(f.a(), &tokens[0], REACH);
+    until_revoked(f.b(), &tokens[0], REACH);
+    let r = f.admin_revoke(f.a(), "jti", "auth-admin");
+    assert_eq!(r.json()[COMMITTED], true, "written with the replica's login: {}", r.body);
+    until_revoked(f.b(), &tokens[1], REACH);
+
+    f.etcd.stop();
+    f.etcd.restart();
+    f.revoke_with_etcdctl("jti", "auth-later", None);
+    let restarted = Instant::now();
+    for (name, envoy) in [("A", f.a()), ("B", f.b())] {
+        until_revoked(envoy, &tokens[2], Duration::from_secs(30));
+        eprintln!("after etcd restarted, {name} followed again within {:?}", restarted.elapsed());
+    }
+    let r = f.admin_revoke(f.b(), "jti", "auth-admin-later");
+    assert_eq!(r.json()[COMMITTED], true, "written after logging in again: {}", r.body);
+    until_revoked(f.a(), &tokens[3], REACH);
+    for envoy in [f.a(), f.b()] {
+        assert!(!envoy.log().contains(PASSWORD), "the etcd password was logged");
+    }
+}

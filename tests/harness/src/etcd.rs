@@ -29,6 +29,8 @@ fn free_port() -> u16 {
 /// requests are held.
 pub struct Etcd {
     child: Mutex<Option<Child>>,
+    /// `user:password` etcdctl authenticates with, once etcd has authentication on.
+    user: Mutex<Option<String>>,
     /// The client port: gRPC (HTTP/2 without TLS) and the JSON gateway (`/v3/...`) share it.
     pub client_port: u16,
     pub peer_port: u16,
@@ -45,6 +47,7 @@ impl Etcd {
             let dir = scratch_dir();
             let e = Etcd {
                 child: Mutex::new(None),
+                user: Mutex::new(None),
                 client_port: free_port(),
                 peer_port: free_port(),
                 data_dir: dir.join("etcd-data"),
@@ -134,12 +137,26 @@ impl Etcd {
     }
 
     pub fn try_ctl(&self, args: &[&str]) -> Output {
+        let user = self.user.lock().expect("etcdctl user").clone();
         Command::new(bin("ETCDCTL_BIN", "etcdctl"))
             .env("ETCDCTL_API", "3")
             .args(["--endpoints", &self.endpoint(), "--command-timeout", "5s"])
+            .args(user.iter().flat_map(|u| ["--user", u.as_str()]))
             .args(args)
             .output()
             .expect("run etcdctl; `make etcd` installs it")
+    }
+
+    /// Turns etcd's authentication on: a `root` user (password `root_password`, which
+    /// etcdctl uses from now on) and `name`:`password` allowed to read and write `prefix`.
+    pub fn enable_auth(&self, root_password: &str, name: &str, password: &str, prefix: &str) {
+        self.ctl(&["user", "add", &format!("root:{root_password}")]);
+        self.ctl(&["user", "add", &format!("{name}:{password}")]);
+        self.ctl(&["role", "add", name]);
+        self.ctl(&["role", "grant-permission", name, "--prefix=true", "readwrite", prefix]);
+        self.ctl(&["user", "grant-role", name, name]);
+        self.ctl(&["auth", "enable"]);
+        *self.user.lock().expect("etcdctl user") = Some(format!("root:{root_password}"));
     }
 
     /// The JSON gateway on this etcd's client port.

@@ -136,7 +136,10 @@ impl Fleet {
 
     /// `etcdctl put --lease` of any key and value; the write's revision.
     pub fn put_with_etcdctl(&self, key: &str, value: &str) -> i64 {
-        let lease = format!("{:x}", self.etcd.grant(LEASE_SECONDS));
+        // `lease grant` answers "lease <hex id> granted with TTL(900s)".
+        let granted = self.etcd.ctl(&["lease", "grant", &LEASE_SECONDS.to_string()]);
+        let lease =
+            granted.split_whitespace().nth(1).unwrap_or_else(|| panic!("lease grant: {granted}")).to_string();
         let out = self.etcd.ctl(&["put", "--lease", &lease, "-w", "json", key, value]);
         let v: Value =
             serde_json::from_str(&out).unwrap_or_else(|e| panic!("etcdctl put -w json: {e}: {out}"));
