@@ -308,6 +308,9 @@ impl Watcher {
                     // Not an outage: etcd forgot the revisions the watch started from.
                     self.retry_at_ms = now_ms;
                 } else {
+                    // etcd refuses a watch under an auth token it no longer knows (it
+                    // restarted, or the token expired) by cancelling it, not with status 16.
+                    forget_auth_token();
                     self.failed(shared, "etcd cancelled the watch", now_ms);
                 }
             }
