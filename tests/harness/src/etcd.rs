@@ -37,10 +37,17 @@ pub struct Etcd {
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
     dir: PathBuf,
+    /// More command-line flags (kept for restarts).
+    flags: Vec<String>,
 }
 
 impl Etcd {
     pub fn start() -> Etcd {
+        Self::start_with(&[])
+    }
+
+    /// With more command-line flags, e.g. `--auth-token-ttl 3`.
+    pub fn start_with(flags: &[&str]) -> Etcd {
         // A free port can be taken between our probe and etcd's bind: a few tries.
         let mut logs = String::new();
         for _ in 0..3 {
@@ -53,6 +60,7 @@ impl Etcd {
                 data_dir: dir.join("etcd-data"),
                 log_path: dir.join("etcd.log"),
                 dir,
+                flags: flags.iter().map(|f| f.to_string()).collect(),
             };
             match e.spawn() {
                 Ok(()) => return e,
@@ -76,6 +84,7 @@ impl Etcd {
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &format!("tg={peer}")])
             .args(["--logger", "zap", "--log-level", "warn"])
+            .args(&self.flags)
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()

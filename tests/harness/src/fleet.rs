@@ -53,7 +53,17 @@ impl Fleet {
     /// replicas start (to write revocations, or to `stop` it: `etcd.restart()` brings it
     /// back on the same port).
     pub fn start_with(extra: Value, store: Value, replicas: usize, prepare: impl FnOnce(&Etcd)) -> Fleet {
-        let etcd = Etcd::start();
+        Self::start_on(Etcd::start(), extra, store, replicas, prepare)
+    }
+
+    /// Like `start_with`, on an etcd the caller started (`Etcd::start_with` its own flags).
+    pub fn start_on(
+        etcd: Etcd,
+        extra: Value,
+        store: Value,
+        replicas: usize,
+        prepare: impl FnOnce(&Etcd),
+    ) -> Fleet {
         let link = Link::start(etcd.client_port);
         prepare(&etcd);
         let keys = demo_keys();
