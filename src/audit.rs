@@ -24,6 +24,11 @@ pub enum Event {
     RefreshSucceeded,
     RefreshFailed,
     RefreshEscalation,
+    /// Another replica refreshes this token (it holds the fleet's claim): no call out.
+    RefreshDeferred,
+    /// etcd could not be asked for the fleet's claim: refreshed under this process's single
+    /// flight only.
+    RefreshUnclaimed,
     RevocationStoreUnreachable,
     RevocationStoreRecovered,
     RevocationPublishFailed,
@@ -44,6 +49,8 @@ impl Event {
                 Level::Info
             }
             Event::RefreshStarted | Event::RefreshSucceeded | Event::RevocationStoreRecovered => Level::Info,
+            Event::RefreshDeferred => Level::Info,
+            Event::RefreshUnclaimed => Level::Warn,
             Event::RevocationStoreUnreachable | Event::RevocationPublishFailed => Level::Warn,
             Event::EgressTokenFetched => Level::Info,
             Event::EgressTokenFailed | Event::EgressUnavailable => Level::Warn,

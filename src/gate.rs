@@ -34,6 +34,7 @@ use handoff::superseded;
 use hot::{accepted_again, remember_accepted};
 pub(crate) use record::record_for;
 use record::{known_session_start, record, Accepted};
+pub use refreshing::unclaimed as refresh_unclaimed;
 
 /// Request facts only an audit record needs. Fetched lazily: each is a host call, and most
 /// requests emit no audit record.
@@ -63,6 +64,9 @@ pub struct Worker {
     pub revocations: RefCell<RevocationCache>,
     /// etcd's whole list has been applied (a process never goes back to unsynced).
     pub store_synced: std::cell::Cell<bool>,
+    /// The last etcd contact this worker read from shared data: while it is recent enough,
+    /// the staleness check reads nothing (contact times only move forward).
+    pub store_contact: std::cell::Cell<u64>,
     /// Tokens this worker accepted a moment ago: the hot path (see `accepted`).
     pub accepted: RefCell<accepted::AcceptedCache>,
     /// The remote key sets' verifiers on this worker (`keys::WorkerKeys`).
@@ -97,6 +101,18 @@ pub fn complete_refresh(
     answer: Result<(Option<u16>, Vec<u8>), Failure>,
 ) -> Verdict {
     policy::enforce(cfg, refreshing::complete(cfg, host, worker, plan, answer))
+}
+
+/// Finishes a request held for the fleet's refresh claim that another replica holds (see
+/// `refreshing::claimed_elsewhere`).
+pub fn refresh_claimed_elsewhere(
+    cfg: &Config,
+    host: &impl Host,
+    worker: &Worker,
+    plan: &PendingRefresh,
+    until: u64,
+) -> Verdict {
+    policy::enforce(cfg, refreshing::claimed_elsewhere(cfg, host, worker, plan, until))
 }
 
 fn decide<H: Host>(
@@ -347,7 +363,9 @@ pub(super) fn store_gate(
     now: u64,
 ) -> Option<Verdict> {
     let etcd = cfg.revocation_store.as_ref()?;
-    if worker.store_synced.get() && etcd.max_staleness_seconds.is_none() {
+    let fresh =
+        |contact: u64| etcd.max_staleness_seconds.is_none_or(|max| now.saturating_sub(contact) <= max);
+    if worker.store_synced.get() && fresh(worker.store_contact.get()) {
         return None;
     }
     let state = registry.store_state();
@@ -361,8 +379,8 @@ pub(super) fn store_gate(
         });
     }
     worker.store_synced.set(true);
-    let max = etcd.max_staleness_seconds?;
-    if state.age(now).is_none_or(|age| age > max) {
+    worker.store_contact.set(state.last_contact);
+    if !fresh(state.last_contact) {
         host.count(Counter::StoreStale);
         return Some(Verdict::Deny(reject::unavailable_response("revocation data is stale")));
     }

@@ -26,6 +26,10 @@ pub enum Counter {
     RefreshEscalation,
     /// Requests carrying a superseded token, forwarded with its replacement.
     RefreshHandoff,
+    /// Refreshes not made because another replica holds the fleet's claim (etcd).
+    RefreshClaimedElsewhere,
+    /// Refreshes made without the fleet's claim because etcd could not be asked.
+    RefreshUnclaimed,
     /// Answers from etcd applied (list pages, watch events, progress answers).
     StoreUpdates,
     /// Calls to etcd that failed, and watch streams that broke.
@@ -93,6 +97,8 @@ plain_counters! {
     RefreshFailed => "tokenguard.refresh.failed",
     RefreshEscalation => "tokenguard.refresh.escalations",
     RefreshHandoff => "tokenguard.refresh.handoffs",
+    RefreshClaimedElsewhere => "tokenguard.refresh.claimed_elsewhere",
+    RefreshUnclaimed => "tokenguard.refresh.unclaimed",
     StoreUpdates => "tokenguard.revocation_store.updates",
     StoreFailures => "tokenguard.revocation_store.failures",
     StoreEntries => "tokenguard.revocation_store.entries",

@@ -1,6 +1,6 @@
-//! The filter itself following a real etcd (issue 17), one Envoy process with two workers:
-//! the wiring from configuration to the shared revocation set, both ways. The two-replica
-//! fleet tests build on the same pieces.
+//! The filter itself following a real etcd (issue 17): Envoy processes with two workers
+//! each, one etcd, the test issuer and upstream, all on loopback. The wiring from
+//! configuration to the shared revocation set both ways, and the fleet's refresh claim.
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -18,19 +18,34 @@ struct One {
     issuer: Issuer,
     _upstream: Upstream,
     envoy: Envoy,
+    /// More replicas, for the fleet tests.
+    others: Vec<Envoy>,
 }
 
 fn start(etcd: Etcd, store: Value) -> One {
+    start_fleet(etcd, store, json!({}), 1)
+}
+
+/// `replicas` Envoy processes on one etcd; `extra` merged into the plugin configuration.
+fn start_fleet(etcd: Etcd, store: Value, extra: Value, replicas: usize) -> One {
     let issuer = Issuer::start(demo_keys(), DEFAULT_ISSUER, "127.0.0.1:0");
     let upstream = Upstream::start("127.0.0.1:0");
     let mut etcd_cfg = json!({"cluster": "etcd", "timeout_ms": 500, "startup_wait_ms": 5000});
     for (k, v) in store.as_object().into_iter().flatten() {
         etcd_cfg[k] = v.clone();
     }
-    let plugin = plugin_config(
-        &demo_keys(),
-        &json!({"revocation_store": {"etcd": etcd_cfg}, "admin": {"path_prefix": "/tokenguard/", "token": ADMIN}}),
-    );
+    let mut cfg = json!({"revocation_store": {"etcd": etcd_cfg}, "admin": {"path_prefix": "/tokenguard/", "token": ADMIN}});
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        cfg[k] = v.clone();
+    }
+    let plugin = plugin_config(&demo_keys(), &cfg);
+    let mut envoys: Vec<Envoy> = (0..replicas).map(|_| replica(&etcd, &issuer, &upstream, &plugin)).collect();
+    let envoy = envoys.remove(0);
+    One { etcd, issuer, _upstream: upstream, envoy, others: envoys }
+}
+
+fn replica(etcd: &Etcd, issuer: &Issuer, upstream: &Upstream, plugin: &Value) -> Envoy {
+    let plugin = plugin.clone();
     let opts = Options {
         plugin_config: plugin,
         form: ConfigForm::StringValue,
@@ -40,8 +55,7 @@ fn start(etcd: Etcd, store: Value) -> One {
         plain_route: false,
         etcd_port: Some(etcd.client_port),
     };
-    let envoy = Envoy::start(&opts);
-    One { etcd, issuer, _upstream: upstream, envoy }
+    Envoy::start(&opts)
 }
 
 impl One {
@@ -131,4 +145,126 @@ fn with_etcd_down_known_revocations_hold_and_the_outage_is_audited_once() {
     let count = |e: &str| audits.iter().filter(|a| a["event"] == e).count();
     assert_eq!(count("revocation_store_unreachable"), 1, "{audits:?}");
     assert_eq!(count("revocation_store_recovered"), 1, "{audits:?}");
+}
+
+/// Issue 17: one due token, 30 concurrent requests spread over two replicas, the token
+/// endpoint slow enough for them all to overlap. The fleet's claim in etcd lets exactly one
+/// replica call out; the rotated refresh token keeps working, and the old token is retired
+/// on both replicas once the grace is over.
+#[test]
+fn thirty_requests_over_two_replicas_make_one_refresh_and_the_rotation_keeps_working() {
+    let refresh = json!({
+        "cluster": "issuer", "authority": "issuer.test", "path": "/oauth/token", "timeout_ms": 3000,
+        "window_seconds": 30, "window_ratio": 1.0, "client_id": "gateway",
+        "client_secret": "gateway-secret-value", "grace_seconds": 3,
+    });
+    let fleet = start_fleet(Etcd::start(), json!({}), json!({"refresh": refresh}), 2);
+    let replicas = [&fleet.envoy, &fleet.others[0]];
+    let issuer = |path: &str, body: Value| {
+        Client::new().post(&format!("{}{path}", fleet.issuer.url()), &[], &body.to_string())
+    };
+    assert_eq!(issuer("/control", json!({"delay_ms": 400})).status, 200);
+    let login = issuer("/oauth/login", json!({"sub": "alice", "alg": "ES256", "ttl": 20})).json();
+    let (access, refresh_token) = (
+        login["access_token"].as_str().expect("access").to_string(),
+        login["refresh_token"].as_str().expect("refresh").to_string(),
+    );
+    let handles: Vec<_> = (0..30)
+        .map(|i| {
+            let url = replicas[i % 2].url("/api");
+            let (auth, rt) = (format!("Bearer {access}"), refresh_token.clone());
+            std::thread::spawn(move || {
+                let r = Client::new()
+                    .get(&url, &[("authorization", auth.as_str()), ("x-refresh-token", rt.as_str())]);
+                (
+                    r.status,
+                    r.header("x-new-access-token").map(str::to_owned),
+                    r.header("x-new-refresh-token").map(str::to_owned),
+                )
+            })
+        })
+        .collect();
+    let answers: Vec<_> = handles.into_iter().map(|h| h.join().expect("thread")).collect();
+    assert!(answers.iter().all(|(s, _, _)| *s == 200), "{answers:?}");
+    assert_eq!(fleet.issuer.counter("token_calls"), 1, "exactly one refresh across the fleet");
+    let (new_access, new_refresh) = answers
+        .iter()
+        .find_map(|(_, a, r)| Some((a.clone()?, r.clone()?)))
+        .expect("someone was handed the new tokens");
+    let deferred: usize = replicas
+        .iter()
+        .map(|e| e.audit_records().iter().filter(|a| a["event"] == "refresh_deferred").count())
+        .sum();
+    assert!(deferred >= 1, "the other replica stood back");
+    // The rotated refresh token keeps working: spent at the token endpoint as a client
+    // would, it is accepted (no reuse was detected, so the family is alive).
+    assert_eq!(issuer("/control", json!({"delay_ms": 0})).status, 200);
+    let form = format!("grant_type=refresh_token&refresh_token={new_refresh}&client_id=gateway");
+    let basic = "Basic Z2F0ZXdheTpnYXRld2F5LXNlY3JldC12YWx1ZQ=="; // gateway:gateway-secret-value
+    let spent = Client::new().post(
+        &format!("{}/oauth/token", fleet.issuer.url()),
+        &[("content-type", "application/x-www-form-urlencoded"), ("authorization", basic)],
+        &form,
+    );
+    assert_eq!(spent.status, 200, "{}", spent.body);
+    assert_eq!(fleet.issuer.counter("reuse_detected"), 0);
+    // After the grace the old token is refused on both replicas (retired fleet-wide).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for e in replicas {
+        let auth = format!("Bearer {access}");
+        loop {
+            let r = Client::new().get(&e.url("/api"), &[("authorization", auth.as_str())]);
+            if r.status == 401 {
+                assert_eq!(r.json()["error"], json!("token_revoked"));
+                break;
+            }
+            assert!(Instant::now() < deadline, "the old token was never retired: {}", e.log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let auth = format!("Bearer {new_access}");
+    for e in replicas {
+        let r = Client::new().get(&e.url("/api"), &[("authorization", auth.as_str())]);
+        assert_eq!(r.status, 200, "the new token works on every replica: {}", r.body);
+    }
+}
+
+/// etcd with authentication on: the filter authenticates once, sends the token as gRPC
+/// metadata on every call and on the watch, and a wrong password means no list (held, then
+/// 503), audited, never a token accepted on unknown revocations.
+fn etcd_with_auth() -> Etcd {
+    let etcd = Etcd::start();
+    etcd.ctl(&["user", "add", "root:rootpw"]);
+    etcd.ctl(&["user", "add", "tg:tgpw"]);
+    etcd.ctl(&["role", "add", "tg"]);
+    etcd.ctl(&["role", "grant-permission", "tg", "--prefix=true", "readwrite", "/tokenguard/"]);
+    etcd.ctl(&["user", "grant-role", "tg", "tg"]);
+    etcd.ctl(&["auth", "enable"]);
+    etcd
+}
+
+#[test]
+fn with_etcd_authentication_the_filter_follows_and_writes_as_its_user() {
+    let etcd = etcd_with_auth();
+    etcd.ctl(&["--user", "root:rootpw", "put", "/tokenguard/revoked/jti/early", "{}"]);
+    let one = start(etcd, json!({"username": "tg", "password": "tgpw"}));
+    assert_eq!(one.status(&one.token(json!({"jti": "early"}))), 401);
+    let later = one.token(json!({"jti": "later"}));
+    assert_eq!(one.status(&later), 200);
+    one.etcd.ctl(&["--user", "root:rootpw", "put", "/tokenguard/revoked/jti/later", "{}"]);
+    one.until_status(&later, 401);
+    let r = Client::new().post(
+        &one.envoy.url("/tokenguard/revoke?jti=by-admin"),
+        &[("x-admin-token", ADMIN)],
+        "",
+    );
+    assert_eq!(r.json()["committed"], json!(true), "{}", r.body);
+    assert!(!one.envoy.log().contains("tgpw"), "the password never reaches the log");
+
+    let wrong =
+        start(etcd_with_auth(), json!({"username": "tg", "password": "nope", "startup_wait_ms": 1500}));
+    let t = wrong.token(json!({"jti": "any"}));
+    assert_eq!(wrong.status(&t), 503, "nothing is known: fail closed");
+    let audits = wrong.envoy.audit_records();
+    assert!(audits.iter().any(|a| a["event"] == "revocation_store_unreachable"), "{audits:?}");
 }

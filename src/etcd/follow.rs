@@ -116,7 +116,7 @@ mod tests {
         assert_eq!(host.value(Counter::StoreMalformed), Some(1));
         let facts = TokenFacts { fp: &[0; 32], jti: None, sub: Some("alice"), sid: None, iat: Some(NOW - 5) };
         let set = registry.load_revocations(NOW).unwrap_or_default();
-        assert!(set.len() == 1 && set[0].covers(&facts));
+        assert!(set.len() == 1 && set[0].covers(&facts, NOW));
     }
 
     #[test]

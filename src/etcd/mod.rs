@@ -5,6 +5,7 @@
 //! serialized message; Envoy's async client adds the 5-byte length prefix), so nothing here
 //! knows about framing.
 
+pub mod claim;
 pub mod follow;
 pub mod proto;
 pub mod store;

@@ -184,6 +184,45 @@ pub fn complete(
     }
 }
 
+/// Another replica holds the fleet's claim on this token and refreshes it: no call out here
+/// (a second refresh of one refresh token trips the authorization server's reuse detection)
+/// and none before `until`, when the claim lapses. The request goes on with its old token,
+/// judged again now.
+pub fn claimed_elsewhere(
+    cfg: &Config,
+    host: &impl Host,
+    worker: &super::Worker,
+    plan: &PendingRefresh,
+    until: u64,
+) -> Verdict {
+    let now = host.now();
+    let registry = Registry::new(host, Layout::of(cfg));
+    if registry.refresh_deferred(&plan.old.0, until).is_err() {
+        host.count(Counter::RegistryConflict);
+    }
+    host.count(Counter::RefreshClaimedElsewhere);
+    let mut r = Record::new(Event::RefreshDeferred, now);
+    r.token = Some(plan.old.short());
+    r.sub = plan.sub.clone();
+    r.exp = Some(plan.exp);
+    r.reason = Some(
+        "another replica is refreshing this token (its etcd claim); forwarded with the old token".into(),
+    );
+    emit(host, r);
+    old_token_now(cfg, host, worker, &registry, plan, now)
+}
+
+/// etcd could not be asked for the fleet's claim: the refresh goes on under this process's
+/// single flight only, and says so.
+pub fn unclaimed(host: &impl Host, plan: &PendingRefresh, cause: &str) {
+    host.count(Counter::RefreshUnclaimed);
+    let mut r = Record::new(Event::RefreshUnclaimed, host.now());
+    r.token = Some(plan.old.short());
+    r.sub = plan.sub.clone();
+    r.reason = Some(format!("{cause}; refreshing with this replica's single flight only"));
+    emit(host, r);
+}
+
 /// A refresh answer must continue the same session: a token for another issuer, subject or
 /// session (a refresh token of the caller's own, spent with a victim's access token) would
 /// put the victim's requests and client on the caller's account. The same token again is no

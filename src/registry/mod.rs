@@ -38,6 +38,8 @@ pub const SWEEP_BUCKETS_PER_TICK: u32 = 64;
 pub(crate) const KEY_EPOCH: &str = "tokenguard/r/epoch";
 pub(crate) const KEY_REFRESH_FAILURES: &str = "tokenguard/refresh/failures";
 pub(crate) const KEY_STORE: &str = "tokenguard/store/state";
+/// This Envoy process's identity towards the fleet (its etcd refresh claims).
+pub(crate) const KEY_PROCESS: &str = "tokenguard/process/id";
 const KEY_SWEEP_LEASE: &str = "tokenguard/lease/sweep";
 
 /// Another writer kept winning the CAS race.

@@ -104,6 +104,19 @@ impl<S: SharedData> Registry<'_, S> {
         Ok(out.unwrap_or(1))
     }
 
+    /// Another replica refreshes `old` (it holds the fleet's claim): release the lease and
+    /// do not try again before `until`, when that claim lapses.
+    pub fn refresh_deferred(&self, old: &[u8; 32], until: u64) -> Result<(), Conflict> {
+        update(self.store, &self.bucket_key(old), |bytes| {
+            let mut bucket = Bucket::decode(bytes);
+            let rec = bucket.find_mut(old)?;
+            rec.refresh_lease_until = 0;
+            rec.refresh_retry_at = until;
+            Some((bucket.encode(), ()))
+        })?;
+        Ok(())
+    }
+
     /// The tokens a refresh of `old` produced, while its grace lasts.
     pub fn handoff(&self, old: &[u8; 32], now: u64) -> Option<handoff::Handoff> {
         let key = handoff_key(index(old, handoff::HANDOFF_BUCKETS));

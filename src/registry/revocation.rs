@@ -101,13 +101,15 @@ impl Revocation {
         v
     }
 
-    /// Whether this entry covers the token. A subject or session revocation spares tokens
-    /// issued after it (the user signed in again; the store's documented `revoked_at`); a
-    /// token without `iat` cannot prove that, so it is covered.
-    pub fn covers(&self, t: &TokenFacts) -> bool {
+    /// Whether this entry covers the token at `now`. A subject or session revocation spares
+    /// tokens issued after it (the user signed in again; the store's documented
+    /// `revoked_at`); a token without `iat` cannot prove that, so it is covered. A `jti` or
+    /// `token` revocation is in force from its `revoked_at`: a replica that refreshed a token
+    /// retires the old one fleet-wide as of the end of its grace period.
+    pub fn covers(&self, t: &TokenFacts, now: u64) -> bool {
         match self.target.kind {
             Kind::Sub | Kind::Sid => t.iat.is_none_or(|iat| iat <= self.revoked_at),
-            Kind::Jti | Kind::Token => true,
+            Kind::Jti | Kind::Token => self.revoked_at <= now,
         }
     }
 }
@@ -181,10 +183,13 @@ mod tests {
     fn subject_revocation_spares_later_tokens() {
         let r = Revocation { target: Target::new(Kind::Sub, "alice"), revoked_at: 100, until: 1000 };
         let fp = [0; 32];
-        assert!(r.covers(&facts(&fp, "alice", Some(100))));
-        assert!(r.covers(&facts(&fp, "alice", Some(50))));
-        assert!(!r.covers(&facts(&fp, "alice", Some(101))));
-        assert!(r.covers(&facts(&fp, "alice", None)));
+        assert!(r.covers(&facts(&fp, "alice", Some(100)), 100));
+        assert!(r.covers(&facts(&fp, "alice", Some(50)), 100));
+        assert!(!r.covers(&facts(&fp, "alice", Some(101)), 200));
+        assert!(r.covers(&facts(&fp, "alice", None), 100));
+        let retired = Revocation { target: Target::hashed(Kind::Token, fp), revoked_at: 130, until: 1000 };
+        assert!(!retired.covers(&facts(&fp, "alice", Some(50)), 129), "in force from revoked_at");
+        assert!(retired.covers(&facts(&fp, "alice", Some(50)), 130));
         assert_eq!(Revocation::targets_of(&facts(&fp, "alice", None)).len(), 4);
     }
 

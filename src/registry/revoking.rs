@@ -131,7 +131,7 @@ impl RevocationCache {
         Ok(targets
             .iter()
             .filter_map(|t| self.entries.get(t))
-            .find(|r| r.until > now && r.covers(facts))
+            .find(|r| r.until > now && r.covers(facts, now))
             .copied())
     }
 }

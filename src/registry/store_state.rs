@@ -3,7 +3,7 @@
 //! when etcd last answered. Stored by the registry, driven by `crate::etcd::follow`.
 
 use super::codec::{Reader, Writer};
-use super::{update, Conflict, Registry, KEY_STORE};
+use super::{update, Conflict, Registry, KEY_PROCESS, KEY_STORE};
 use crate::host::SharedData;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -92,6 +92,23 @@ impl<S: SharedData> Registry<'_, S> {
         Ok(out.unwrap_or_default())
     }
 
+    /// This process's identity towards the fleet: the first worker to ask sets it to its
+    /// `candidate` (random enough: a start time in nanoseconds), every later ask reads it.
+    pub fn process_id(&self, candidate: u64) -> u64 {
+        let mut id = candidate;
+        let _ = update(self.store, KEY_PROCESS, |bytes| match <[u8; 8]>::try_from(bytes) {
+            Ok(b) => {
+                id = u64::from_le_bytes(b);
+                None
+            }
+            Err(_) => {
+                id = candidate;
+                Some((candidate.to_le_bytes().to_vec(), ()))
+            }
+        });
+        id
+    }
+
     /// A call to etcd failed; returns the failures since the last answer.
     pub fn store_failed(&self) -> Result<u32, Conflict> {
         let out = update(self.store, KEY_STORE, |bytes| {
@@ -134,6 +151,13 @@ mod tests {
         assert_eq!(reg.store_lease(1, 101, 105), Ok(true), "renewing needs no write");
         assert_eq!(reg.store_lease(2, 105, 110), Ok(true), "lapsed: worker 2 takes over");
         assert_eq!(reg.store_lease(1, 106, 111), Ok(false));
+    }
+
+    #[test]
+    fn the_process_id_is_set_once() {
+        let store = FakeShared::default();
+        let reg = Registry::new(&store, Layout::new(16, 160, 0));
+        assert_eq!((reg.process_id(7), reg.process_id(8)), (7, 7));
     }
 
     #[test]

@@ -114,13 +114,28 @@ fn auth_token(shared: &Shared) -> Option<Vec<u8>> {
     hostcalls::get_shared_data(AUTH_KEY).ok()?.0.filter(|t| !t.is_empty())
 }
 
+/// etcd said the auth token is no longer valid (gRPC UNAUTHENTICATED): the following worker
+/// authenticates again on its next tick.
+pub fn forget_auth_token_on(status: u32) {
+    if status == UNAUTHENTICATED {
+        forget_auth_token();
+    }
+}
+
 fn forget_auth_token() {
     let _ = hostcalls::set_shared_data(AUTH_KEY, Some(b""), None);
 }
 
-/// The answer of the gRPC call or stream message in effect.
-pub fn received(size: usize) -> Vec<u8> {
-    hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size).ok().flatten().unwrap_or_default()
+/// Larger answers are refused unread: a page of 1,000 revocations is about 100 KiB, and a
+/// store holding values this big under the prefix is not one tokenguard wrote or documented.
+pub const MAX_ANSWER_BYTES: usize = 16 << 20;
+
+/// The answer of the gRPC call or stream message in effect; `None` when it is too large.
+pub fn received(size: usize) -> Option<Vec<u8>> {
+    if size > MAX_ANSWER_BYTES {
+        return None;
+    }
+    Some(hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size).ok().flatten().unwrap_or_default())
 }
 
 fn grpc_failure(status: u32) -> String {
@@ -174,6 +189,16 @@ impl Watcher {
             self.failed(shared, "etcd did not answer within timeout_ms", now_ms);
             return;
         }
+        if let (Some((name, password)), None) = (&etcd.credentials, auth_token(shared)) {
+            // etcd's tokens expire (5 min by default); admin writes and claims need a fresh
+            // one even while the watch, authorized when it opened, goes on.
+            if now_ms >= self.retry_at_ms {
+                let ask =
+                    AuthenticateRequest { name: name.clone(), password: password.clone() }.encode_to_vec();
+                self.unary(shared, link, AUTHENTICATE, &ask, Unary::Authenticate, now_ms);
+            }
+            return;
+        }
         if self.stream.is_some() {
             self.keep_alive(shared, etcd, now_ms);
             return;
@@ -206,13 +231,9 @@ impl Watcher {
         }
     }
 
-    /// Makes the next call the machine asks for (authenticating first when needed).
+    /// Makes the next call the machine asks for.
     fn next(&mut self, shared: &Shared, now_ms: u64) {
         let (Some(etcd), Some(link)) = (&shared.cfg.revocation_store, &shared.etcd) else { return };
-        if let (Some((name, password)), None) = (&etcd.credentials, auth_token(shared)) {
-            let ask = AuthenticateRequest { name: name.clone(), password: password.clone() }.encode_to_vec();
-            return self.unary(shared, link, AUTHENTICATE, &ask, Unary::Authenticate, now_ms);
-        }
         let sync = self.sync.get_or_insert_with(|| Sync::new(etcd.prefix_bytes()));
         match sync.call() {
             Call::Range(page) => self.unary(shared, link, RANGE, &page.encode_to_vec(), Unary::Page, now_ms),
@@ -243,7 +264,10 @@ impl Watcher {
             self.failed(shared, &grpc_failure(status), now_ms);
             return true;
         }
-        let body = received(size);
+        let Some(body) = received(size) else {
+            self.failed(shared, "etcd's answer is larger than 16 MiB", now_ms);
+            return true;
+        };
         let ok = match kind {
             Unary::Authenticate => match proto::decode::<AuthenticateResponse>(&body) {
                 Some(a) if !a.token.is_empty() => {
@@ -253,7 +277,7 @@ impl Watcher {
             },
             Unary::Page => self.page(shared, &body),
         };
-        if ok {
+        if ok && self.stream.is_none() {
             // The next page at once: a list of 100,000 keys is a hundred pages.
             self.next(shared, now_ms);
         } else {
@@ -281,11 +305,11 @@ impl Watcher {
         let now_ms = super::now_ms();
         s.heard_ms = now_ms;
         s.asked_ms = None;
-        let answer = proto::decode::<WatchResponse>(&received(size));
+        let answer = received(size).and_then(|b| proto::decode::<WatchResponse>(&b));
         let (Some(sync), Some(answer)) = (&mut self.sync, answer) else {
             let _ = hostcalls::cancel_grpc_stream(token);
             self.stream = None;
-            self.failed(shared, "a watch answer could not be read", now_ms);
+            self.failed(shared, "a watch answer could not be read (undecodable or over 16 MiB)", now_ms);
             return true;
         };
         let host = shared.host();

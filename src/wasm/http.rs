@@ -129,7 +129,10 @@ pub(super) fn apply(shared: &Shared, id: u32, verdict: Verdict, resume: bool) ->
             send(&deny);
             Action::Pause
         }
-        Verdict::Refresh(plan) => start_refresh(shared, id, *plan, resume),
+        Verdict::Refresh(plan) => match shared.cfg.revocation_store {
+            Some(_) => super::claim::start(shared, id, *plan, resume),
+            None => call_token_endpoint(shared, id, *plan, resume, resume, None),
+        },
         Verdict::Hold { wait_ms, reason, verified } => {
             if let Ok(mut held) = shared.held.try_borrow_mut() {
                 // A re-check that holds again keeps the first deadline.
@@ -178,9 +181,18 @@ pub(super) fn check(shared: &Shared, id: u32, resume: bool) -> Action {
 }
 
 /// Calls the token endpoint for a held request. `from_root`: dispatched from the root
-/// context's tick (a request released once etcd's list was applied), whose answer arrives at
-/// the root, which hands it to this stream.
-fn start_refresh(shared: &Shared, id: u32, plan: PendingRefresh, from_root: bool) -> Action {
+/// context's tick (a request released once etcd's list was applied, or a claim past its
+/// deadline), whose answer arrives at the root, which hands it to this stream. `resume`:
+/// the stream is paused already (a later callback, not its request headers). `fleet`: the
+/// etcd claim this process holds on the token, to retire the old token fleet-wide after.
+pub(super) fn call_token_endpoint(
+    shared: &Shared,
+    id: u32,
+    plan: PendingRefresh,
+    from_root: bool,
+    resume: bool,
+    fleet: Option<(crate::etcd::claim::Claim, i64)>,
+) -> Action {
     let c = &plan.callout;
     match super::host::dispatch(c) {
         Ok(token) => {
@@ -193,7 +205,7 @@ fn start_refresh(shared: &Shared, id: u32, plan: PendingRefresh, from_root: bool
             // the root context's tick enforces the deadline too.
             let deadline = super::now_ms().saturating_add(c.timeout_ms);
             if let Ok(mut pending) = shared.pending.try_borrow_mut() {
-                pending.insert(id, super::Pending { plan, deadline_ms: deadline });
+                pending.insert(id, super::Pending { plan, deadline_ms: deadline, fleet });
             }
             Action::Pause
         }
@@ -205,7 +217,7 @@ fn start_refresh(shared: &Shared, id: u32, plan: PendingRefresh, from_root: bool
                 &plan,
                 Err(Failure::DispatchFailed),
             );
-            apply(shared, id, verdict, from_root)
+            apply(shared, id, verdict, resume)
         }
     }
 }
@@ -246,7 +258,9 @@ impl Context for Http {
 
     fn on_grpc_call_response(&mut self, _token: u32, status: u32, size: usize) {
         if let Some(shared) = self.shared.clone() {
-            super::publish::answered(&shared, self.id, status, size);
+            if !super::claim::answered(&shared, self.id, status, size) {
+                super::publish::answered(&shared, self.id, status, size);
+            }
         }
     }
 
@@ -256,9 +270,12 @@ impl Context for Http {
             take(&shared.outcomes, self.id);
             take(&shared.held, self.id);
             take(&shared.publishing, self.id);
-            if let Ok(mut calls) = shared.root_refreshes.try_borrow_mut() {
-                if !calls.is_empty() {
-                    calls.retain(|_, stream| *stream != self.id);
+            take(&shared.claims, self.id);
+            for calls in [&shared.root_refreshes, &shared.root_claims] {
+                if let Ok(mut calls) = calls.try_borrow_mut() {
+                    if !calls.is_empty() {
+                        calls.retain(|_, stream| *stream != self.id);
+                    }
                 }
             }
         }
@@ -272,6 +289,9 @@ pub(super) fn finish_refresh(shared: &Shared, id: u32, num_headers: usize, body_
     if let Some(p) = take(&shared.pending, id) {
         let answer = call_response(num_headers, body_size);
         let verdict = gate::complete_refresh(&shared.cfg, &shared.host(), &shared.worker, &p.plan, answer);
+        if let (Verdict::Forward { swap: Some(_), .. }, Some(fleet)) = (&verdict, &p.fleet) {
+            super::claim::retire(shared, fleet);
+        }
         apply(shared, id, verdict, true);
     }
 }

@@ -4,9 +4,12 @@
 //! those `unwrap` host results (and `get_map_value` unwraps UTF-8), and a panic here kills
 //! the worker's VM for every later request.
 
+mod claim;
 #[cfg(test)]
 mod double;
 mod etcd;
+#[cfg(test)]
+mod etcd_tests;
 mod held;
 mod host;
 mod http;
@@ -56,6 +59,8 @@ pub(crate) fn now_ms() -> u64 {
 pub(crate) struct Pending {
     pub plan: PendingRefresh,
     pub deadline_ms: u64,
+    /// The fleet's claim on the token (etcd) and its lease, when this process holds it.
+    pub fleet: Option<(crate::etcd::claim::Claim, i64)>,
 }
 
 /// A request held until it can be decided.
@@ -86,10 +91,18 @@ proxy_wasm::main! {{
     });
 }}
 
-/// A number that tells this VM's root context from every other worker's, for the sweep
-/// lease (context ids repeat across workers; start times do not, to the nanosecond).
+/// A number that tells this VM's root context from every other worker's (and process's),
+/// for the sweep and etcd leases and the fleet's refresh claims: context ids repeat across
+/// workers and clocks can be coarse, so it is random (std's hasher keys come from WASI's
+/// `random_get`, which Envoy serves from its own random source).
+pub(crate) fn random_id(context_id: u32) -> u64 {
+    use std::hash::BuildHasher;
+    let random = std::collections::hash_map::RandomState::new().hash_one(context_id);
+    (random ^ since_epoch().as_nanos() as u64) | 1
+}
+
 fn holder_id(context_id: u32) -> u64 {
-    (since_epoch().as_nanos() as u64) ^ ((context_id as u64) << 48)
+    random_id(context_id)
 }
 
 /// Everything an HTTP context needs, built once per configuration.
@@ -109,6 +122,13 @@ pub(crate) struct Shared {
     pub root_refreshes: RefCell<HashMap<u32, u32>>,
     /// The calls to etcd, when `revocation_store` is configured.
     pub etcd: Option<etcd::Link>,
+    /// Requests held while their refresh claim is asked of etcd, by context id.
+    pub claims: RefCell<HashMap<u32, claim::Claiming>>,
+    /// Claim calls the root context dispatched for a released held request: the call's
+    /// token -> the stream's context id.
+    pub root_claims: RefCell<HashMap<u32, u32>>,
+    /// This process's identity in the fleet's claims (0 until first asked).
+    pub process_id: std::cell::Cell<u64>,
     /// The gauge for the seconds the egress token has left.
     pub egress_gauge: Option<u32>,
     /// The gauge for how long the last registry sweep step took, in microseconds.
@@ -168,8 +188,14 @@ impl Context for Root {
     }
 
     fn on_grpc_call_response(&mut self, token: u32, status: u32, size: usize) {
-        if let Some(shared) = self.shared.clone() {
-            self.watcher.answered(&shared, token, status, size);
+        let Some(shared) = self.shared.clone() else { return };
+        if self.watcher.answered(&shared, token, status, size) {
+            return;
+        }
+        let stream = shared.root_claims.try_borrow_mut().ok().and_then(|mut m| m.remove(&token));
+        // The stream may be gone (client hung up): then there is nothing to finish.
+        if let Some(id) = stream.filter(|id| hostcalls::set_effective_context(*id).is_ok()) {
+            claim::answered(&shared, id, status, size);
         }
     }
 
@@ -238,6 +264,9 @@ impl RootContext for Root {
             publishing: RefCell::new(HashMap::new()),
             root_refreshes: RefCell::new(HashMap::new()),
             etcd,
+            claims: RefCell::new(HashMap::new()),
+            root_claims: RefCell::new(HashMap::new()),
+            process_id: std::cell::Cell::new(0),
             egress_gauge: None,
             sweep_gauge: hostcalls::define_metric(
                 MetricType::Gauge,
@@ -288,6 +317,7 @@ impl RootContext for Root {
             http::apply(&shared, id, verdict, true);
         }
         publish_deadlines(&shared, now_ms);
+        claim::deadlines(&shared, now_ms);
         if shared.cfg.revocation_store.is_some() {
             self.watcher.tick(&shared, self.holder, now, now_ms);
         }

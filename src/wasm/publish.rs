@@ -45,7 +45,8 @@ pub fn start(shared: &Shared, id: u32, write: Write, reply: LocalReply) {
 pub fn answered(shared: &Shared, id: u32, status: u32, size: usize) {
     // None: the deadline passed first and the reply has gone.
     let Some(p) = http::take(&shared.publishing, id) else { return };
-    let body = if status == 0 { super::etcd::received(size) } else { Vec::new() };
+    super::etcd::forget_auth_token_on(status);
+    let body = if status == 0 { super::etcd::received(size).unwrap_or_default() } else { Vec::new() };
     match p.stage {
         Stage::Grant => match write::granted(&body) {
             Ok(lease) => put(shared, id, p, lease),

@@ -6,13 +6,13 @@ use serde_json::{json, Value};
 use super::double::{Action, Process, Vm};
 use crate::testkit::{config_json, mint, NOW};
 
-const ADMIN: &str = "0123456789abcdef-admin";
+pub(super) const ADMIN: &str = "0123456789abcdef-admin";
 
-fn bearer(token: &str) -> String {
+pub(super) fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-fn get(path: &str, authorization: Option<&str>) -> Vec<(&'static str, String)> {
+pub(super) fn get(path: &str, authorization: Option<&str>) -> Vec<(&'static str, String)> {
     let mut h =
         vec![(":method", "GET".to_string()), (":path", path.to_string()), (":authority", "api".into())];
     if let Some(a) = authorization {
@@ -21,17 +21,17 @@ fn get(path: &str, authorization: Option<&str>) -> Vec<(&'static str, String)> {
     h
 }
 
-fn send(vm: &mut Vm, headers: &[(&'static str, String)]) -> (u32, Action) {
+pub(super) fn send(vm: &mut Vm, headers: &[(&'static str, String)]) -> (u32, Action) {
     let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     vm.request(&h)
 }
 
-fn refresh_config() -> Value {
+pub(super) fn refresh_config() -> Value {
     config_json(json!({"refresh": {"cluster": "issuer", "authority": "issuer.test", "path": "/oauth/token",
         "window_seconds": 60, "window_ratio": 1.0, "grace_seconds": 10, "timeout_ms": 500}}))
 }
 
-fn start(process: &std::sync::Arc<Process>, cfg: &Value) -> Vm {
+pub(super) fn start(process: &std::sync::Arc<Process>, cfg: &Value) -> Vm {
     Vm::start(process, cfg).unwrap_or_else(|logs| panic!("refused: {logs:?}"))
 }
 
@@ -120,11 +120,11 @@ fn an_admin_revocation_on_one_worker_holds_on_another_and_the_admin_token_never_
     assert_eq!((reply.status, reply.json()["error"].clone()), (401, json!("token_revoked")));
 }
 
-fn near_expiry() -> String {
+pub(super) fn near_expiry() -> String {
     mint("RS256", json!({"exp": NOW + 30, "sid": "s1"}))
 }
 
-fn refreshing(vm: &mut Vm, old: &str) -> u32 {
+pub(super) fn refreshing(vm: &mut Vm, old: &str) -> u32 {
     let mut h = get("/", Some(&bearer(old)));
     h.push(("x-refresh-token", "r1".into()));
     let (id, action) = send(vm, &h);
@@ -248,51 +248,6 @@ fn egress_fetches_once_per_process_and_every_worker_injects_the_token() {
     assert_eq!(b.upstream_header(id, "authorization"), Some(bearer(&fetched)));
 }
 
-fn etcd_config() -> Value {
-    config_json(json!({
-        "admin": {"path_prefix": "/tokenguard/", "token": ADMIN},
-        "revocation_store": {"etcd": {"cluster": "etcd", "timeout_ms": 300, "startup_wait_ms": 1000}}
-    }))
-}
-
-/// The double has no gRPC (Envoy's answer for a call it cannot make is a failure status), so
-/// this is etcd as a fresh process meets it when it is down: held, then a 503, audited once.
-#[test]
-fn a_fresh_process_holds_requests_until_etcd_is_listed_and_answers_503_when_it_never_is() {
-    let process = Process::new(NOW, &["etcd"]);
-    let mut vm = start(&process, &etcd_config());
-    let token = mint("EdDSA", json!({"jti": "j"}));
-    let (id, action) = send(&mut vm, &get("/", Some(&bearer(&token))));
-    assert_eq!(action, Action::Pause, "undecidable before etcd's list is applied");
-    vm.tick();
-    process.advance_ms(1000);
-    vm.tick();
-    let health = vm.calls().into_iter().find(|c| c.header(":path") == Some("/health"));
-    assert!(health.is_some_and(|c| c.cluster == "etcd"), "the cluster is checked with a plain call first");
-    let reply = vm.reply(id).unwrap_or_else(|| panic!("still held: {:?}", vm.logs()));
-    assert_eq!((reply.status, reply.json()["error"].clone()), (503, json!("temporarily_unavailable")));
-    let outages = vm.audits().into_iter().filter(|a| a["event"] == "revocation_store_unreachable").count();
-    assert_eq!(outages, 1, "{:?}", vm.audits());
-    assert!(process.metric("tokenguard.revocation_store.failures").is_some_and(|n| n >= 1));
-}
-
-#[test]
-fn an_admin_revocation_etcd_cannot_take_holds_here_and_says_it_was_not_committed() {
-    let process = Process::new(NOW, &["etcd"]);
-    let mut vm = start(&process, &etcd_config());
-    let revoke = [
-        (":method", "POST".to_string()),
-        (":path", "/tokenguard/revoke?sub=alice".to_string()),
-        (":authority", "api".into()),
-        ("x-admin-token", ADMIN.to_string()),
-    ];
-    let (id, _) = send(&mut vm, &revoke);
-    let reply = vm.reply(id).expect("answered at once: the write could not start");
-    assert_eq!((reply.status, reply.json()["committed"].clone()), (200, json!(false)));
-    assert!(vm.audits().iter().any(|a| a["event"] == "revocation_publish_failed"));
-    assert_eq!(process.metric("tokenguard.revocations.publish_failed"), Some(1));
-}
-
 #[test]
 fn remote_keys_are_fetched_once_and_a_request_held_for_them_is_decided_on_them() {
     let process = Process::new(NOW, &["idp"]);
@@ -351,4 +306,71 @@ fn a_public_route_needs_no_token_and_claim_headers_are_never_the_clients() {
         (Action::Pause, Some(401)),
         "no path trick is public"
     );
+}
+
+/// The hot path's host calls, counted: what a token accepted a moment ago costs besides the
+/// filter's own work. Each one is a crossing of the Wasm boundary (see docs/architecture.md).
+#[test]
+fn the_hot_path_makes_few_host_calls() {
+    let process = Process::new(NOW, &[]);
+    let mut vm = start(&process, &config_json(json!({})));
+    let token = mint("ES256", json!({}));
+    // First sight, then second sight (remembered from there on), then the hot path.
+    for _ in 0..2 {
+        let (seen, _) = send(&mut vm, &get("/orders", Some(&bearer(&token))));
+        vm.respond(seen, &[(":status", "200")]);
+        vm.end(seen);
+    }
+    let _ = super::double::take_host_calls();
+    let (id, action) = send(&mut vm, &get("/orders", Some(&bearer(&token))));
+    assert_eq!(action, Action::Continue);
+    let request = super::double::take_host_calls();
+    vm.respond(id, &[(":status", "200")]);
+    let response = super::double::take_host_calls();
+    // The clock (expiry), the credential, and the revocation epoch (a revocation made on
+    // another worker or replica must be seen at once); then the seconds-left header.
+    let want = [
+        ("proxy_get_current_time_nanoseconds", 1),
+        ("proxy_get_header_map_value", 1),
+        ("proxy_get_shared_data", 1),
+    ];
+    assert_eq!(request, want);
+    assert_eq!(response, [("proxy_replace_header_map_value", 1)]);
+}
+
+/// The route policy's hot path (issue 16's bench row: 20 rules, 3 claim headers): the route
+/// step reads the method and path, and each claim header is one write.
+#[test]
+fn the_hot_path_with_routes_and_claim_headers_adds_only_those_host_calls() {
+    let process = Process::new(NOW, &[]);
+    let rules: Vec<Value> = (0..20)
+        .map(|i| match i % 4 {
+            0 => json!({"path_prefix": format!("/svc-{i}/"), "policy": "public"}),
+            1 => json!({"path_exact": format!("/svc-{i}/status"), "methods": ["GET"], "policy": "optional"}),
+            2 => json!({"path_prefix": format!("/svc-{i}/"), "required_scopes": ["admin"]}),
+            _ => {
+                json!({"path_exact": format!("/svc-{i}/status"), "required_claims": {"org.tenant": ["acme"]}})
+            }
+        })
+        .collect();
+    let headers: Vec<Value> =
+        ["sub", "iss", "jti"].iter().map(|c| json!({"claim": c, "header": format!("x-claim-{c}")})).collect();
+    let mut vm = start(&process, &config_json(json!({"routes": rules, "claims_to_headers": headers})));
+    let token = mint("ES256", json!({"jti": "j1"}));
+    for _ in 0..2 {
+        let (seen, _) = send(&mut vm, &get("/", Some(&bearer(&token))));
+        vm.end(seen);
+    }
+    let _ = super::double::take_host_calls();
+    let (id, action) = send(&mut vm, &get("/", Some(&bearer(&token))));
+    assert_eq!(action, Action::Continue);
+    let calls = super::double::take_host_calls();
+    assert_eq!(vm.upstream_header(id, "x-claim-jti"), Some("j1".into()));
+    let want = [
+        ("proxy_get_current_time_nanoseconds", 1),
+        ("proxy_get_header_map_value", 2), // the credential, and :path for the rules
+        ("proxy_get_shared_data", 1),
+        ("proxy_replace_header_map_value", 3), // one per claim header
+    ];
+    assert_eq!(calls, want);
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use super::{process, with, Call, Headers, Reply, Worker};
 
-unsafe fn bytes<'a>(data: *const u8, size: usize) -> &'a [u8] {
+pub(super) unsafe fn bytes<'a>(data: *const u8, size: usize) -> &'a [u8] {
     if data.is_null() || size == 0 {
         &[]
     } else {
@@ -13,12 +13,12 @@ unsafe fn bytes<'a>(data: *const u8, size: usize) -> &'a [u8] {
     }
 }
 
-unsafe fn text(data: *const u8, size: usize) -> String {
+pub(super) unsafe fn text(data: *const u8, size: usize) -> String {
     String::from_utf8_lossy(bytes(data, size)).into_owned()
 }
 
 /// Hands bytes to the VM as the host does: memory the SDK frees, null when empty.
-unsafe fn give(value: &[u8], data: *mut *mut u8, size: *mut usize) {
+pub(super) unsafe fn give(value: &[u8], data: *mut *mut u8, size: *mut usize) {
     if value.is_empty() {
         *data = std::ptr::null_mut();
         *size = 0;
@@ -30,7 +30,7 @@ unsafe fn give(value: &[u8], data: *mut *mut u8, size: *mut usize) {
 }
 
 /// proxy-wasm's map encoding: count, (key length, value length) pairs, then NUL-ended data.
-fn decode_map(raw: &[u8]) -> Vec<(String, String)> {
+pub(super) fn decode_map(raw: &[u8]) -> Vec<(String, String)> {
     let word = |at: usize| u32::from_le_bytes(raw[at..at + 4].try_into().unwrap()) as usize;
     if raw.len() < 4 {
         return Vec::new();
@@ -60,6 +60,7 @@ fn headers_of(w: &mut Worker, map: MapType) -> Option<&mut Headers> {
 
 #[no_mangle]
 unsafe extern "C" fn proxy_log(level: LogLevel, data: *const u8, size: usize) -> Status {
+    super::count("proxy_log");
     let message = text(data, size);
     if level as u32 >= LogLevel::Error as u32 {
         eprintln!("[envoy double] {message}"); // panics reach here through the SDK's hook
@@ -70,18 +71,21 @@ unsafe extern "C" fn proxy_log(level: LogLevel, data: *const u8, size: usize) ->
 
 #[no_mangle]
 unsafe extern "C" fn proxy_get_log_level(level: *mut LogLevel) -> Status {
+    super::count("proxy_get_log_level");
     *level = LogLevel::Info;
     Status::Ok
 }
 
 #[no_mangle]
 unsafe extern "C" fn proxy_get_current_time_nanoseconds(time: *mut u64) -> Status {
+    super::count("proxy_get_current_time_nanoseconds");
     *time = process().clock_ns.load(Ordering::SeqCst);
     Status::Ok
 }
 
 #[no_mangle]
 extern "C" fn proxy_set_tick_period_milliseconds(period: u32) -> Status {
+    super::count("proxy_set_tick_period_milliseconds");
     with(|w| w.tick_ms = period);
     Status::Ok
 }
@@ -94,9 +98,11 @@ unsafe extern "C" fn proxy_get_buffer_bytes(
     data: *mut *mut u8,
     size: *mut usize,
 ) -> Status {
+    super::count("proxy_get_buffer_bytes");
     let value = with(|w| match buffer {
         BufferType::PluginConfiguration => Some(w.plugin_config.clone()),
         BufferType::HttpCallResponseBody => w.answer.as_ref().map(|(_, b)| b.clone()),
+        BufferType::GrpcReceiveBuffer => w.grpc_answer.clone(),
         _ => None,
     });
     let Some(value) = value else { return Status::NotFound };
@@ -113,6 +119,7 @@ unsafe extern "C" fn proxy_get_header_map_value(
     data: *mut *mut u8,
     size: *mut usize,
 ) -> Status {
+    super::count("proxy_get_header_map_value");
     let key = text(key, key_size);
     let value =
         with(|w| headers_of(w, map).and_then(|h| h.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())));
@@ -127,6 +134,7 @@ unsafe extern "C" fn proxy_get_header_map_value(
 
 #[no_mangle]
 unsafe extern "C" fn proxy_remove_header_map_value(map: MapType, key: *const u8, key_size: usize) -> Status {
+    super::count("proxy_remove_header_map_value");
     let key = text(key, key_size);
     with(|w| headers_of(w, map).map(|h| h.retain(|(k, _)| *k != key)));
     Status::Ok
@@ -140,6 +148,7 @@ unsafe extern "C" fn proxy_replace_header_map_value(
     value: *const u8,
     value_size: usize,
 ) -> Status {
+    super::count("proxy_replace_header_map_value");
     let (key, value) = (text(key, key_size), bytes(value, value_size).to_vec());
     with(|w| {
         if let Some(h) = headers_of(w, map) {
@@ -158,6 +167,7 @@ unsafe extern "C" fn proxy_add_header_map_value(
     value: *const u8,
     value_size: usize,
 ) -> Status {
+    super::count("proxy_add_header_map_value");
     let (key, value) = (text(key, key_size), bytes(value, value_size).to_vec());
     with(|w| headers_of(w, map).map(|h| h.push((key, value))));
     Status::Ok
@@ -171,6 +181,7 @@ unsafe extern "C" fn proxy_get_shared_data(
     size: *mut usize,
     cas: *mut u32,
 ) -> Status {
+    super::count("proxy_get_shared_data");
     let key = text(key, key_size);
     let found = process().shared.lock().unwrap().get(&key).cloned();
     let Some((value, c)) = found else { return Status::NotFound };
@@ -187,6 +198,7 @@ unsafe extern "C" fn proxy_set_shared_data(
     value_size: usize,
     cas: u32,
 ) -> Status {
+    super::count("proxy_set_shared_data");
     let (key, value) = (text(key, key_size), bytes(value, value_size).to_vec());
     let p = process();
     let mut map = p.shared.lock().unwrap();
@@ -202,6 +214,7 @@ unsafe extern "C" fn proxy_set_shared_data(
 
 #[no_mangle]
 extern "C" fn proxy_continue_stream(stream: StreamType) -> Status {
+    super::count("proxy_continue_stream");
     with(|w| match (stream, w.streams.get_mut(&w.effective)) {
         (StreamType::HttpRequest, Some(s)) => {
             s.resumed += 1;
@@ -222,6 +235,7 @@ unsafe extern "C" fn proxy_send_local_response(
     headers_size: usize,
     _grpc_status: i32,
 ) -> Status {
+    super::count("proxy_send_local_response");
     let reply = Reply {
         status,
         headers: decode_map(bytes(headers, headers_size)),
@@ -249,6 +263,7 @@ unsafe extern "C" fn proxy_http_call(
     _timeout_ms: u32,
     token: *mut u32,
 ) -> Status {
+    super::count("proxy_http_call");
     let cluster = text(cluster, cluster_size);
     let headers = decode_map(bytes(headers, headers_size));
     let lacks = |name: &str| !headers.iter().any(|(k, v)| k == name && !v.is_empty());
@@ -266,6 +281,7 @@ unsafe extern "C" fn proxy_http_call(
 
 #[no_mangle]
 extern "C" fn proxy_set_effective_context(context: u32) -> Status {
+    super::count("proxy_set_effective_context");
     with(|w| {
         if context == w.root || w.streams.contains_key(&context) {
             w.effective = context;
@@ -283,6 +299,7 @@ unsafe extern "C" fn proxy_define_metric(
     size: usize,
     id: *mut u32,
 ) -> Status {
+    super::count("proxy_define_metric");
     let name = text(name, size);
     let p = process();
     let mut metrics = p.metrics.lock().unwrap();
@@ -311,16 +328,19 @@ fn metric(id: u32, f: impl FnOnce(&mut (String, MetricType, u64))) -> Status {
 
 #[no_mangle]
 unsafe extern "C" fn proxy_get_metric(id: u32, value: *mut u64) -> Status {
+    super::count("proxy_get_metric");
     metric(id, |m| *value = m.2)
 }
 
 #[no_mangle]
 extern "C" fn proxy_record_metric(id: u32, value: u64) -> Status {
+    super::count("proxy_record_metric");
     metric(id, |m| m.2 = value)
 }
 
 #[no_mangle]
 extern "C" fn proxy_increment_metric(id: u32, offset: i64) -> Status {
+    super::count("proxy_increment_metric");
     metric(id, |m| m.2 = m.2.saturating_add_signed(offset))
 }
 
@@ -346,12 +366,6 @@ not_provided! {
     proxy_dequeue_shared_queue(u32, *mut *mut u8, *mut usize);
     proxy_enqueue_shared_queue(u32, *const u8, usize);
     proxy_close_stream(StreamType);
-    proxy_grpc_call(*const u8, usize, *const u8, usize, *const u8, usize, *const u8, usize, *const u8, usize, u32, *mut u32);
-    proxy_grpc_stream(*const u8, usize, *const u8, usize, *const u8, usize, *const u8, usize, *mut u32);
-    proxy_grpc_send(u32, *const u8, usize, bool);
-    proxy_grpc_cancel(u32);
-    proxy_grpc_close(u32);
-    proxy_get_status(*mut u32, *mut *mut u8, *mut usize);
     proxy_call_foreign_function(*const u8, usize, *const u8, usize, *mut *mut u8, *mut usize);
     proxy_done();
 }

@@ -7,14 +7,18 @@
 //! - a callout needs a known cluster and `:method`, `:path`, `:authority` (else
 //!   `BadArgument`), its answer goes to the context that dispatched it, a failed call
 //!   answers with no headers, and a stream's calls are cancelled when the stream goes;
+//! - gRPC calls and streams (`grpc.rs`) need a `GrpcService` naming a known cluster, and
+//!   answer to the context that opened them;
 //! - an empty value comes back as a null pointer; metrics are process-wide, by name.
 //!
 //! One thread is one worker (its own VM: the SDK's dispatcher is thread-local); a `Process`
 //! shared between threads is one Envoy process.
 
 mod abi;
+mod grpc;
 mod vm;
 
+pub use grpc::Grpc;
 pub use vm::{Action, Vm};
 
 use proxy_wasm::types::MetricType;
@@ -110,10 +114,28 @@ struct Worker {
     next_token: u32,
     /// The answer being delivered (headers, body) while `on_http_call_response` runs.
     answer: Option<(Headers, Vec<u8>)>,
+    /// gRPC calls and streams open, oldest first.
+    grpc: Vec<Grpc>,
+    /// The message being delivered while `on_grpc_receive` runs.
+    grpc_answer: Option<Vec<u8>>,
+    /// The status `proxy_get_status` reports (of the last gRPC failure delivered).
+    grpc_status: (u32, String),
     logs: Vec<(u32, String)>,
 }
 
+/// Host calls made on this thread since the last `take_host_calls`, by name.
+pub fn take_host_calls() -> Vec<(&'static str, u32)> {
+    let mut v: Vec<(&'static str, u32)> = HOST_CALLS.with(|c| c.take().into_iter().collect());
+    v.sort();
+    v
+}
+
+fn count(name: &'static str) {
+    HOST_CALLS.with(|c| *c.borrow_mut().entry(name).or_default() += 1);
+}
+
 thread_local! {
+    static HOST_CALLS: RefCell<HashMap<&'static str, u32>> = RefCell::new(HashMap::new());
     static WORKER: RefCell<Worker> = RefCell::new(Worker::default());
     /// Context ids are never reused on a thread: the SDK's dispatcher outlives a `Vm`.
     static NEXT_ID: std::cell::Cell<u32> = const { std::cell::Cell::new(1) };

@@ -95,6 +95,7 @@ impl Vm {
         with(|w| {
             w.streams.remove(&id);
             w.calls.retain(|c| c.context != id);
+            w.grpc.retain(|g| g.context != id);
         });
     }
 
