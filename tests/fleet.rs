@@ -2,6 +2,7 @@
 //! on `revocation_store.etcd`. Revocations are made as an operator would (etcdctl, on a
 //! lease) or through one replica's admin API, and must be refused by every replica.
 //! Propagation times are printed, never asserted: the deadlines below are liveness bounds.
+//! Refresh single flight across the fleet: tests/etcd_filter.rs.
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -256,43 +257,6 @@ fn a_watch_cancelled_by_compaction_recovers_with_a_fresh_list() {
     everywhere(&f, &tokens[0], revoked());
 }
 
-/// 30 concurrent requests with one due token, spread over both replicas: one call to the
-/// token endpoint for the whole fleet, and the rotated refresh token keeps working (reuse
-/// detection never revoked the family).
-#[test]
-#[ignore = "refresh single-flight across the fleet (issue 17) is not in the product yet"]
-fn thirty_requests_with_one_due_token_over_both_replicas_refresh_once() {
-    let refresh = json!({"refresh": {
-        "cluster": "issuer", "authority": "issuer.test", "path": "/oauth/token",
-        "timeout_ms": 3000, "window_seconds": 30, "window_ratio": 1.0,
-        "client_id": "gateway", "client_secret": "fleet-client-secret",
-        "grace_seconds": 30, "escalate_after_failures": 3}});
-    let f = Fleet::start_with(refresh, json!({}), 2, |_| {});
-    let login = f.issuer_login(20);
-    let handles: Vec<_> = (0..30)
-        .map(|i| {
-            let url = f.replicas[i % 2].url("/api");
-            let (access, rt) = (login.0.clone(), login.1.clone());
-            std::thread::spawn(move || {
-                let auth = format!("Bearer {access}");
-                let r = tokenguard_harness::http::Client::new()
-                    .get(&url, &[("authorization", auth.as_str()), ("x-refresh-token", rt.as_str())]);
-                (r.status, r.header("x-new-refresh-token").map(str::to_owned))
-            })
-        })
-        .collect();
-    let done: Vec<(u16, Option<String>)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    assert!(done.iter().all(|(s, _)| *s == 200), "{done:?}");
-    assert_eq!(f.issuer.counter("token_calls"), 1, "one refresh for the whole fleet");
-    assert_eq!(f.issuer.counter("reuse_detected"), 0);
-    let rotated = done.iter().find_map(|(_, rt)| rt.clone()).expect("someone got the rotated refresh token");
-    let again = f.issuer_refresh(&rotated);
-    assert_eq!(again.status, 200, "the rotated refresh token still works: {}", again.body);
-    // No refresh token or access token was ever written to etcd.
-    let dump = f.etcd.ctl(&["get", "--prefix", "/tokenguard/"]);
-    assert!(!dump.contains(&login.1) && !dump.contains(&rotated) && !dump.contains(&login.0));
-}
-
 /// With etcd's authentication on, the replicas log in (`username`/`password`), follow and
 /// write through. etcd keeps its auth tokens in memory, so a restarted etcd has forgotten
 /// them: the replicas must log in again, not retry with a token etcd no longer knows.
@@ -335,7 +299,6 @@ fn with_etcd_authentication_replicas_follow_write_and_log_in_again_after_etcd_re
 /// once when it opened, goes on regardless. An admin write after that must still commit (a
 /// replica logs in again when etcd says its token is invalid), at the latest on a retry.
 #[test]
-#[ignore = "product bug: an admin write answered gRPC 16 (invalid auth token) never leads to a new login while the watch is healthy, so every later admin write fails"]
 fn with_etcd_authentication_an_admin_write_commits_after_the_auth_token_expired() {
     const PASSWORD: &str = "tg-etcd-password-77d0";
     let store = json!({"username": "tg", "password": PASSWORD});

@@ -182,24 +182,6 @@ impl Fleet {
         v["ttl"].as_i64().expect("ttl")
     }
 
-    /// Logs in at the test issuer for `ttl` seconds: (access token, refresh token).
-    pub fn issuer_login(&self, ttl: i64) -> (String, String) {
-        let body = json!({"sub": "alice", "alg": "ES256", "ttl": ttl}).to_string();
-        let r = Client::new().post(&format!("{}/oauth/login", self.issuer.url()), &[], &body);
-        assert_eq!(r.status, 200, "{}", r.body);
-        let v = r.json();
-        let field = |n: &str| v[n].as_str().unwrap_or_else(|| panic!("no {n}: {}", r.body)).to_string();
-        (field("access_token"), field("refresh_token"))
-    }
-
-    /// A refresh_token grant at the test issuer's token endpoint, as a client would make it.
-    pub fn issuer_refresh(&self, refresh_token: &str) -> Response {
-        let body =
-            format!("grant_type=refresh_token&refresh_token={}", crate::http::query_encode(refresh_token));
-        let headers = [("content-type", "application/x-www-form-urlencoded")];
-        Client::new().post(&format!("{}/oauth/token", self.issuer.url()), &headers, &body)
-    }
-
     /// `POST /tokenguard/revoke?<key>=<value>` on `envoy`'s admin API.
     pub fn admin_revoke(&self, envoy: &Envoy, key: &str, value: &str) -> Response {
         let url = crate::http::revoke_url(&envoy.url(""), "/tokenguard/", key, value);
