@@ -115,21 +115,27 @@ fn a_key_written_with_etcdctl_is_refused_on_both_replicas() {
 }
 
 #[test]
-fn a_sub_revoked_with_revoked_at_spares_tokens_issued_later() {
+fn a_sub_or_sid_revoked_with_revoked_at_spares_tokens_issued_later() {
     let f = Fleet::start(json!({}));
     let before = mint(&f, &[("sub", json!("mallory"))]);
+    let session_before = mint(&f, &[("sid", json!("sess-kept-open"))]);
     let iat_before = now();
     // revoked_at before a token's iat spares it too (tokens issued at or before it only).
     let earlier = mint(&f, &[("sub", json!("trent"))]);
     everywhere(&f, &before, ok());
     f.revoke_with_etcdctl("sub", "mallory", Some(iat_before));
     f.revoke_with_etcdctl("sub", "trent", Some(iat_before - 60));
-    until_revoked(f.a(), &before, REACH);
-    until_revoked(f.b(), &before, REACH);
+    f.revoke_with_etcdctl("sid", "sess-kept-open", Some(iat_before));
+    for envoy in [f.a(), f.b()] {
+        until_revoked(envoy, &before, REACH);
+        until_revoked(envoy, &session_before, REACH);
+    }
     // The next token's iat is a later second than revoked_at.
     tokenguard_harness::scenarios::sleep_until(iat_before + 1);
     let after = mint(&f, &[("sub", json!("mallory"))]);
+    let session_after = mint(&f, &[("sid", json!("sess-kept-open"))]);
     everywhere(&f, &after, ok());
+    everywhere(&f, &session_after, ok());
     everywhere(&f, &before, revoked());
     everywhere(&f, &earlier, ok());
 }
