@@ -106,6 +106,51 @@ def remote_tokenguard_filter():
     return wasm_filter("tokenguard", WASM, cfg)
 
 
+ETCD = {}
+
+
+def etcd_server(revocations=10_000):
+    """Debian's etcd on loopback holding `revocations` jti revocations (the etcd store row):
+    its client port, started and filled once."""
+    if "port" in ETCD:
+        return ETCD["port"]
+    import base64
+    port, peer = free_port(), free_port()
+    data = Path(tempfile.mkdtemp(prefix="tg-bench-etcd-"))
+    client, peer_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{peer}"
+    proc = subprocess.Popen([os.environ.get("ETCD_BIN", "etcd"), "--name", "tg", "--data-dir", str(data),
+                             "--listen-client-urls", client, "--advertise-client-urls", client,
+                             "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+                             "--initial-cluster", f"tg={peer_url}", "--log-level", "warn", "--logger", "zap"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ETCD.update(port=port, proc=proc, data=data)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{client}/health", timeout=1) as r:
+                if json.loads(r.read()).get("health") == "true":
+                    break
+        except OSError:
+            time.sleep(0.1)
+    b64 = lambda b: base64.b64encode(b).decode()
+    for start in range(0, revocations, 100):
+        ops = [{"request_put": {"key": b64(f"/tokenguard/revoked/jti/bench-{i}".encode()), "value": b64(b"{}")}}
+               for i in range(start, min(start + 100, revocations))]
+        req = urllib.request.Request(f"{client}/v3/kv/txn", data=json.dumps({"success": ops}).encode(),
+                                     headers={"content-type": "application/json"})
+        urllib.request.urlopen(req, timeout=10).read()
+    return port
+
+
+def etcd_tokenguard_filter():
+    """The hot path with the revocation store on etcd (10,000 revocations in force) and a
+    staleness limit, so the store's per-request check is in the measured path."""
+    etcd_server()
+    store = {"etcd": {"cluster": "etcd", "max_staleness_seconds": 30, "startup_wait_ms": 10_000}}
+    return tokenguard_filter({"revocation_store": store,
+                              "registry": {"capacity": 10_000, "max_revocations": 20_000}})
+
+
 def tokenguard_filter(extra=None):
     cfg = {
         "providers": [{"issuer": ISS, "audiences": ["api"], "algorithms": ALGS, "jwks": jwks()}],
@@ -177,12 +222,21 @@ def bootstrap(port, admin_port, filters):
 
 
 def clusters():
-    """The key server's cluster, when it runs (the remote_jwks row)."""
-    if "port" not in KEY_SERVER:
-        return []
-    return [{"name": "issuer", "type": "STATIC", "connect_timeout": "1s",
-             "load_assignment": {"cluster_name": "issuer", "endpoints": [{"lb_endpoints": [{"endpoint": {
-                 "address": {"socket_address": {"address": "127.0.0.1", "port_value": KEY_SERVER["port"]}}}}]}]}}]
+    """The key server's cluster (the remote_jwks row) and etcd's (the etcd store row), when
+    they run."""
+    out = []
+    if "port" in KEY_SERVER:
+        out.append({"name": "issuer", "type": "STATIC", "connect_timeout": "1s",
+                    "load_assignment": {"cluster_name": "issuer", "endpoints": [{"lb_endpoints": [{"endpoint": {
+                        "address": {"socket_address": {"address": "127.0.0.1", "port_value": KEY_SERVER["port"]}}}}]}]}})
+    if "port" in ETCD:
+        out.append({"name": "etcd", "type": "STATIC", "connect_timeout": "1s",
+                    "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                        "explicit_http_config": {"http2_protocol_options": {}}}},
+                    "load_assignment": {"cluster_name": "etcd", "endpoints": [{"lb_endpoints": [{"endpoint": {
+                        "address": {"socket_address": {"address": "127.0.0.1", "port_value": ETCD["port"]}}}}]}]}})
+    return out
 
 
 class Envoy:
@@ -277,6 +331,7 @@ def configs():
         ("jwt_authn RS256 with cache", [jwt_authn(True)], hot, None),
         ("tokenguard hot, 20 route rules + 3 claim headers", [tokenguard_filter(route_policy())], hot, "hot"),
         ("tokenguard hot, full registry + revocations", None, hot, "full"),
+        ("tokenguard hot, etcd store (10,000 revocations)", None, hot, "etcd"),
     ]
     for alg in ALGS:
         cfgs.append((f"tokenguard cold {alg}", [tokenguard_filter()], tokens(alg, POOL[alg], "cold"), "cold"))
@@ -329,6 +384,8 @@ def main():
                                "max_request_bytes": 65536}}]
             if kind == "remote":
                 filters = [remote_tokenguard_filter()]
+            if kind == "etcd":
+                filters = [etcd_tokenguard_filter()]
             envoy = Envoy(filters)
             try:
                 if kind == "full":
@@ -354,6 +411,9 @@ def main():
     report(results, registry_stats)
     if "proc" in KEY_SERVER:
         KEY_SERVER["proc"].terminate()
+    if "proc" in ETCD:
+        ETCD["proc"].terminate()
+        shutil.rmtree(ETCD["data"], ignore_errors=True)
 
 
 def med(runs, key):
@@ -372,6 +432,7 @@ def report(results, registry_stats):
         "tokenguard hot (RS256, registry hit)": "jwt_authn RS256 with cache",
         "tokenguard hot, full registry + revocations": "jwt_authn RS256 with cache",
         "tokenguard hot, remote_jwks keys (RS256)": "jwt_authn RS256 with cache",
+        "tokenguard hot, etcd store (10,000 revocations)": "jwt_authn RS256 with cache",
         "tokenguard hot, 20 route rules + 3 claim headers": "jwt_authn RS256 with cache",
         **{f"tokenguard cold {a}": f"jwt_authn {a} no cache" for a in ALGS},
     }

@@ -268,3 +268,30 @@ fn with_etcd_authentication_the_filter_follows_and_writes_as_its_user() {
     let audits = wrong.envoy.audit_records();
     assert!(audits.iter().any(|a| a["event"] == "revocation_store_unreachable"), "{audits:?}");
 }
+
+/// Standard base64, for the JSON gateway's keys and values.
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A list longer than one page (1,000 keys) is applied whole before the first request is
+/// decided: 2,500 revocations written before Envoy starts, in transactions of 100.
+#[test]
+fn a_list_of_many_pages_is_applied_before_the_first_request() {
+    let etcd = Etcd::start();
+    for batch in 0..25 {
+        let ops: Vec<Value> = (0..100)
+            .map(|i| {
+                let key = format!("/tokenguard/revoked/jti/bulk-{}", batch * 100 + i);
+                json!({"request_put": {"key": b64(key.as_bytes()), "value": b64(b"{}")}})
+            })
+            .collect();
+        etcd.gateway("/v3/kv/txn", &json!({"success": ops}));
+    }
+    let one = start(etcd, json!({}));
+    assert_eq!(one.status(&one.token(json!({"jti": "bulk-2499"}))), 401, "on the last page");
+    assert_eq!(one.status(&one.token(json!({"jti": "bulk-0"}))), 401, "on the first page");
+    assert_eq!(one.status(&one.token(json!({"jti": "bulk-2500"}))), 200);
+    assert_eq!(one.envoy.stat("wasmcustom.tokenguard.revocation_store.entries"), Some(2500));
+}

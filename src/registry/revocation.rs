@@ -1,6 +1,8 @@
 //! Revocation entries: by token id, by token fingerprint, by subject (every token issued at
 //! or before the revocation) and by session or token family (`sid`).
 
+use std::collections::HashMap;
+
 use super::codec::{read_list, write_list};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -148,12 +150,11 @@ impl RevocationSet {
         before - self.entries.len()
     }
 
-    /// Adds or extends an entry. A repeated revocation of the same target keeps the later
-    /// time, so a subject revoked twice spares only tokens issued after the second.
+    /// Adds or extends an entry: a repeated revocation of one target covers whatever either
+    /// covers (see `merge`).
     pub fn add(&mut self, rev: Revocation, slots: usize, now: u64) -> Result<(), Full> {
         if let Some(e) = self.entries.iter_mut().find(|e| e.target == rev.target) {
-            e.revoked_at = e.revoked_at.max(rev.revoked_at);
-            e.until = e.until.max(rev.until);
+            e.merge(&rev);
             return Ok(());
         }
         if self.entries.len() >= slots {
@@ -164,6 +165,54 @@ impl RevocationSet {
         }
         self.entries.push(rev);
         Ok(())
+    }
+
+    /// Adds many (a page from etcd) with one index over the set, so a large set takes a
+    /// large page in time linear in both. Returns how many were refused for lack of room.
+    pub fn add_many<'a>(
+        &mut self,
+        revs: impl IntoIterator<Item = &'a Revocation>,
+        slots: usize,
+        now: u64,
+    ) -> usize {
+        let index_of = |entries: &[Revocation]| -> HashMap<Target, usize> {
+            entries.iter().enumerate().map(|(i, e)| (e.target, i)).collect()
+        };
+        let mut index = index_of(&self.entries);
+        let mut swept = false;
+        let mut refused = 0;
+        for rev in revs {
+            if let Some(e) = index.get(&rev.target).and_then(|i| self.entries.get_mut(*i)) {
+                e.merge(rev);
+                continue;
+            }
+            if self.entries.len() >= slots && !swept {
+                self.sweep(now);
+                index = index_of(&self.entries);
+                swept = true;
+            }
+            if self.entries.len() >= slots {
+                refused += 1;
+                continue;
+            }
+            index.insert(rev.target, self.entries.len());
+            self.entries.push(*rev);
+        }
+        refused
+    }
+}
+
+impl Revocation {
+    /// One target revoked twice covers what either revocation covers: for a subject or a
+    /// session the later `revoked_at` (more tokens issued before it), for a `jti` or a token
+    /// the earlier (in force sooner: a refresh's retirement at the end of its grace must
+    /// not postpone an admin revocation made now). Kept until the later `until`.
+    pub fn merge(&mut self, other: &Revocation) {
+        self.revoked_at = match self.target.kind {
+            Kind::Sub | Kind::Sid => self.revoked_at.max(other.revoked_at),
+            Kind::Jti | Kind::Token => self.revoked_at.min(other.revoked_at),
+        };
+        self.until = self.until.max(other.until);
     }
 }
 
@@ -191,6 +240,42 @@ mod tests {
         assert!(!retired.covers(&facts(&fp, "alice", Some(50)), 129), "in force from revoked_at");
         assert!(retired.covers(&facts(&fp, "alice", Some(50)), 130));
         assert_eq!(Revocation::targets_of(&facts(&fp, "alice", None)).len(), 4);
+    }
+
+    #[test]
+    fn a_target_revoked_twice_covers_what_either_covers() {
+        let fp = [7; 32];
+        let mut set = RevocationSet::default();
+        let token =
+            |revoked_at| Revocation { target: Target::hashed(Kind::Token, fp), revoked_at, until: 900 };
+        set.add(token(100), 8, 0).unwrap();
+        // A refresh's retirement at the end of its grace must not postpone a revocation now.
+        assert_eq!(set.add_many([&token(130)], 8, 0), 0);
+        assert_eq!(set.entries[0].revoked_at, 100);
+        let sub = |revoked_at| Revocation {
+            target: Target::new(Kind::Sub, "a"),
+            revoked_at,
+            until: revoked_at + 10,
+        };
+        set.add(sub(100), 8, 0).unwrap();
+        set.add(sub(130), 8, 0).unwrap();
+        assert_eq!((set.entries[1].revoked_at, set.entries[1].until), (130, 140), "the later covers more");
+    }
+
+    #[test]
+    fn add_many_refuses_past_the_slots_after_one_sweep() {
+        let mut set = RevocationSet::default();
+        let jti = |n: u32, until| Revocation {
+            target: Target::new(Kind::Jti, &n.to_string()),
+            revoked_at: 1,
+            until,
+        };
+        assert_eq!(set.add_many(&[jti(1, 5), jti(2, 50)], 3, 0), 0);
+        let page: Vec<Revocation> = (3..7).map(|n| jti(n, 50)).collect();
+        // At 10 the first has expired: swept once, room for two more, two refused.
+        assert_eq!(set.add_many(&page, 3, 10), 2);
+        assert_eq!(set.entries.len(), 3);
+        assert_eq!(set.add_many(&[jti(2, 99)], 3, 10), 0, "a known target is merged, never refused");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use proxy_wasm::types::{BufferType, MetricType};
 use super::Shared;
 use crate::config::{EtcdConfig, CONTACT_INTERVAL_SECONDS};
 use crate::etcd::proto::{self, AuthenticateRequest, AuthenticateResponse, RangeResponse, WatchResponse};
+use crate::etcd::store::Batch;
 use crate::etcd::sync::{Call, Sync, Watched};
 use crate::etcd::{follow, progress_request, Rpc, AUTHENTICATE, RANGE, WATCH};
 use crate::registry::{Layout, Registry};
@@ -159,10 +160,16 @@ struct Stream {
     asked_ms: Option<u64>,
 }
 
+/// List pages are applied together, up to this many revocations at a time: each apply
+/// rewrites the buckets it touches, so one per page made a large list quadratic.
+const APPLY_BATCH: usize = 10_000;
+
 /// The following worker's side: the list-then-watch machine and what it has in flight.
 #[derive(Default)]
 pub struct Watcher {
     sync: Option<Sync>,
+    /// List pages read and not yet applied.
+    listing: Batch,
     call: Option<(u32, u64, Unary)>,
     stream: Option<Stream>,
     retry_at_ms: u64,
@@ -293,9 +300,18 @@ impl Watcher {
         let host = shared.host();
         let now = crate::host::Clock::now(&host);
         let revision = page.header.as_ref().map_or(0, |h| h.revision);
-        match sync.on_page(&page, shared.cfg.revocation_retention_seconds(), now) {
-            Ok(batch) => follow::applied(&shared.cfg, &host, &batch, sync.listed, revision),
-            Err(_) => false,
+        let Ok(batch) = sync.on_page(&page, shared.cfg.revocation_retention_seconds(), now) else {
+            return false;
+        };
+        self.listing.revocations.extend(batch.revocations);
+        self.listing.skipped += batch.skipped;
+        let complete = sync.watching();
+        if complete || self.listing.revocations.len() >= APPLY_BATCH {
+            let all = std::mem::take(&mut self.listing);
+            follow::applied(&shared.cfg, &host, &all, complete, revision)
+        } else {
+            follow::contact(&shared.cfg, &host, false, revision);
+            true
         }
     }
 
@@ -356,6 +372,8 @@ impl Watcher {
     }
 
     fn failed(&mut self, shared: &Shared, cause: &str, now_ms: u64) {
+        // A list that fails starts again from its first page (see `Sync::on_failure`).
+        self.listing = Batch::default();
         let jitter = (super::since_epoch().subsec_nanos() as u64) % 1001;
         let wait = self.sync.as_mut().map_or(1000, |s| s.on_failure(jitter));
         self.retry_at_ms = now_ms.saturating_add(wait);
@@ -371,5 +389,6 @@ impl Watcher {
             let _ = hostcalls::cancel_grpc_stream(s.token);
         }
         self.sync = None;
+        self.listing = Batch::default();
     }
 }
