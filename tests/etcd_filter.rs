@@ -287,7 +287,7 @@ fn a_list_of_many_pages_is_applied_before_the_first_request() {
                 json!({"request_put": {"key": b64(key.as_bytes()), "value": b64(b"{}")}})
             })
             .collect();
-        etcd.gateway("/v3/kv/txn", &json!({"success": ops}));
+        etcd.gateway().call("/v3/kv/txn", &json!({"success": ops}));
     }
     let one = start(etcd, json!({}));
     assert_eq!(one.status(&one.token(json!({"jti": "bulk-2499"}))), 401, "on the last page");
