@@ -23,8 +23,8 @@ export ENVOY_VERSION LOCAL_ENVOY_IMAGE
 compose-images compose-up compose-test: export ENVOY_IMAGE ?= $(LOCAL_ENVOY_IMAGE)
 
 .PHONY: all run test unit e2e wasm envoy target lint clean bench harness \
-	compose-images compose-up compose-down compose-test fuzz fuzz-smoke soak bench-verify \
-	dist oci oci-test etcd fleet-bench
+	compose-images compose-up compose-down compose-test fuzz fuzz-smoke soak bench-verify bench-fleet \
+	dist oci oci-test etcd
 
 all: wasm
 
@@ -112,15 +112,14 @@ bench: wasm envoy
 	cd bench/floor && CARGO_TARGET_DIR=$(abspath target/bench-floor) $(CARGO) build --release --target wasm32-wasip1
 	$(VENV)/bin/python bench/run.py
 
-## fleet-bench: the etcd revocation store on loopback (two replicas): propagation from the
-## etcd write to each replica's first refusal, quiet and under a storm of writes, and a fresh
-## replica's start on 100,000 revocations (bench/results/fleet-store.md); niced
-fleet-bench: wasm envoy etcd
+## bench-fleet: propagation of etcd revocations to two Envoy replicas (one at a time and in a
+## storm of 1000/s), a fresh replica loading 100,000 of them, bytes per revocation
+## (bench/results/fleet.md and a dated copy), and where a 100k list's time goes natively
+## (bench/results/fleet-load-profile.md); FLEET_* variables in tg-fleet-bench shrink it
+bench-fleet: wasm envoy etcd
 	$(CARGO) build --release -p tokenguard-harness --bin tg-fleet-bench
-	@mkdir -p bench/results
-	nice target/release/tg-fleet-bench > bench/results/fleet-store.md.tmp
-	mv bench/results/fleet-store.md.tmp bench/results/fleet-store.md
-	@cat bench/results/fleet-store.md
+	target/release/tg-fleet-bench
+	$(CARGO) test --release --test fleet_load_profile -- --ignored --nocapture
 
 ## bench-verify: microseconds per signature verification and per first-sight validation, for
 ## each algorithm, in V8 (node's WASI) and natively (bench/results/verify.md); niced

@@ -38,10 +38,10 @@ CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 # look while working; the committed record always runs them all).
 ONLY = [w.strip() for w in os.environ.get("BENCH_ONLY", "").split(",") if w.strip()]
 ISS = "https://issuer.test"
-ALGS = ["HS256", "RS256", "ES256", "EdDSA"]
+ALGS = ["HS256", "RS256", "PS256", "ES256", "ES384", "EdDSA"]
 # Distinct tokens per cold run: more than the requests one run makes, so no token repeats
 # (a repeat would be a registry hit). Checked after every run.
-POOL = {"HS256": 120_000, "RS256": 30_000, "ES256": 30_000, "EdDSA": 40_000}
+POOL = {"HS256": 120_000, "RS256": 30_000, "PS256": 30_000, "ES256": 30_000, "ES384": 15_000, "EdDSA": 40_000}
 ADMIN = "bench-admin-token-0123456789"
 
 

@@ -66,8 +66,9 @@ const lines = [
   '`jwks::Verifier::verify` (or the named crate); "validate" is `verify::validate`, the whole',
   'first-sight check (decode, key lookup, signature, claims). "first call" is the very first',
   'signature check, cold (in V8 it includes compiling the code on first use). The machine is',
-  'shared: figures move by 10-20% between runs. The "key table build" row is what',
-  'tokenguard::ecdsa spends per P-256 key at configuration time (its signature column).',
+  'shared: figures move by 10-20% between runs. The "key table build" rows are what',
+  'tokenguard::ecdsa and tokenguard::es384 spend per P-256 or P-384 key at configuration time',
+  '(their signature column).',
   '',
   '| algorithm | V8 signature µs | V8 validate µs | V8 first call µs | native signature µs | native validate µs |',
   '| --- | ---: | ---: | ---: | ---: | ---: |',
@@ -76,15 +77,21 @@ for (const [name, w] of v8) {
   const n = native.get(name) ?? { sig: '?', validate: '?' };
   lines.push(`| ${name} | ${w.sig} | ${w.validate} | ${w.first} | ${n.sig} | ${n.validate} |`);
 }
-for (const [alg, mod] of [['RS256', 'tokenguard::rsa'], ['ES256', 'tokenguard::ecdsa'], ['EdDSA', 'tokenguard::eddsa']]) {
+for (const [alg, mod, was] of [
+  ['RS256', 'tokenguard::rsa', 'jwt-simple, before'],
+  ['PS256', 'tokenguard::rsa', 'jwt-simple, before'],
+  ['ES256', 'tokenguard::ecdsa', 'jwt-simple, before'],
+  ['ES384', 'tokenguard::es384', 'p384 crate directly, before'],
+  ['EdDSA', 'tokenguard::eddsa', 'jwt-simple, before'],
+]) {
   const ours = v8.get(`${alg} (${mod})`);
-  const before = v8.get(`${alg} (jwt-simple, before)`);
+  const before = v8.get(`${alg} (${was})`);
   const nOurs = native.get(`${alg} (${mod})`);
-  const nBefore = native.get(`${alg} (jwt-simple, before)`);
+  const nBefore = native.get(`${alg} (${was})`);
   if (ours && before && nOurs && nBefore) {
     const x = (a, b) => (Number(a) / Number(b)).toFixed(1);
     lines.push('');
-    lines.push(`${alg} signature check, jwt-simple (before) -> ${mod}: ${before.sig} -> ${ours.sig} µs in V8 ` +
+    lines.push(`${alg} signature check, ${was.replace(', before', '')} (before) -> ${mod}: ${before.sig} -> ${ours.sig} µs in V8 ` +
       `(${x(before.sig, ours.sig)}x), ${nBefore.sig} -> ${nOurs.sig} µs natively (${x(nBefore.sig, nOurs.sig)}x).`);
   }
 }

@@ -1,10 +1,11 @@
-//! tokenguard's own signature verifiers (RS256 in `src/rsa`, ES256 in `src/ecdsa`, EdDSA in
-//! `src/eddsa`) on a real token of the demo issuer whose signature the fuzzer edits.
+//! tokenguard's own signature verifiers (RS256, and PS256/PS512 through the EMSA-PSS
+//! decoder, in `src/rsa`; ES256 in `src/ecdsa`; ES384 in `src/es384`; EdDSA in `src/eddsa`)
+//! on a real token of the demo issuer whose signature the fuzzer edits.
 //!
-//! Input: a selector byte (bits 0-1: the algorithm; bit 7: replace the signature instead of
+//! Input: a selector byte (bits 0-2: the algorithm; bit 7: replace the signature instead of
 //! XOR-ing it), then the edit bytes. Invariants beyond "never panics": the untouched
-//! signature verifies; any other signature is refused, except, for ES256, the one other
-//! valid signature ECDSA always has, (r, n - s).
+//! signature verifies; any other signature is refused, except, for ES256 and ES384, the one
+//! other valid signature ECDSA always has, (r, n - s).
 #![no_main]
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -15,12 +16,20 @@ use std::sync::OnceLock;
 use tokenguard::jwks::{Alg, JwkSet, KeyLookup, KeySet};
 use tokenguard_fuzz::{keys, ISS, NOW};
 
-const ALGS: [Alg; 3] = [Alg::RS256, Alg::ES256, Alg::EdDSA];
+// The first three keep the selector values of the committed seeds.
+const ALGS: [Alg; 6] = [Alg::RS256, Alg::ES256, Alg::EdDSA, Alg::PS256, Alg::ES384, Alg::PS512];
 
 /// The P-256 group order n, big-endian.
 const P256_N: [u8; 32] = [
     0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xbc,
     0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+
+/// The P-384 group order n, big-endian.
+const P384_N: [u8; 48] = [
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xc7, 0x63, 0x4d, 0x81, 0xf4, 0x37, 0x2d, 0xdf, 0x58, 0x1a,
+    0x0d, 0xb2, 0x48, 0xb0, 0xa7, 0x7a, 0xec, 0xec, 0x19, 0x6a, 0xcc, 0xc5, 0x29, 0x73,
 ];
 
 struct Case {
@@ -55,14 +64,15 @@ fn verifies(c: &Case, alg: Alg, sig: &[u8]) -> bool {
     found.iter().any(|k| k.verifier.verify(&token).is_ok())
 }
 
-/// (r, n - s) for a 64-byte ES256 signature.
-fn ecdsa_twin(sig: &[u8]) -> Vec<u8> {
-    let mut out = sig[..32].to_vec();
-    let s = &sig[32..];
+/// (r, n - s) for an ECDSA signature r || s whose halves are as long as `n`.
+fn ecdsa_twin(n: &[u8], sig: &[u8]) -> Vec<u8> {
+    let w = n.len();
+    let mut out = sig[..w].to_vec();
+    let s = &sig[w..];
     let mut borrow = 0i16;
-    let mut neg = [0u8; 32];
-    for i in (0..32).rev() {
-        let d = P256_N[i] as i16 - s[i] as i16 - borrow;
+    let mut neg = vec![0u8; w];
+    for i in (0..w).rev() {
+        let d = n[i] as i16 - s[i] as i16 - borrow;
         borrow = i16::from(d < 0);
         neg[i] = (d + if d < 0 { 256 } else { 0 }) as u8;
     }
@@ -72,7 +82,7 @@ fn ecdsa_twin(sig: &[u8]) -> Vec<u8> {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, edit)) = data.split_first() else { return };
-    let i = usize::from(sel & 3) % ALGS.len();
+    let i = usize::from(sel & 7) % ALGS.len();
     let (alg, c) = (ALGS[i], case(i));
     assert!(verifies(c, alg, &c.sig), "the untouched {alg:?} signature must verify");
     let sig: Vec<u8> = if sel & 0x80 != 0 {
@@ -84,6 +94,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     if verifies(c, alg, &sig) {
-        assert!(alg == Alg::ES256 && sig == ecdsa_twin(&c.sig), "{alg:?} accepted an edited signature");
+        let twin = match alg {
+            Alg::ES256 => Some(ecdsa_twin(&P256_N, &c.sig)),
+            Alg::ES384 => Some(ecdsa_twin(&P384_N, &c.sig)),
+            _ => None,
+        };
+        assert!(twin.is_some_and(|t| sig == t), "{alg:?} accepted an edited signature");
     }
 });

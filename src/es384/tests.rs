@@ -205,3 +205,45 @@ fn p384_signatures_verify_and_high_s_is_accepted() {
         assert_eq!(signer.verdict(&join(&input, &twin)), Ok(()));
     }
 }
+
+/// Random keys and messages, directly against p384's verifier (no token layer): the valid
+/// signature, its high-s twin, a flipped bit, another message and another key all get p384's
+/// verdict. Each key builds its own table, so a table bug tied to one point shows here.
+#[test]
+fn random_keys_and_messages_agree_with_p384() {
+    use p384::ecdsa::signature::hazmat::PrehashVerifier as _;
+    use p384::ecdsa::signature::Signer as _;
+    let mut rng = Rng(0x384_0384);
+    let mut checked = 0;
+    let mut previous: Option<PublicKey> = None;
+    for _ in 0..6 {
+        let pair = ES384KeyPair::generate();
+        let signing = p384::ecdsa::SigningKey::from_slice(&pair.to_bytes()).unwrap();
+        let sec1 = pair.public_key().public_key().to_bytes_uncompressed();
+        let reference = p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).unwrap();
+        let ours = PublicKey::from_sec1_bytes(&sec1).unwrap();
+        for _ in 0..6 {
+            let msg: Vec<u8> = (0..rng.below(200)).map(|_| rng.next() as u8).collect();
+            let sig: p384::ecdsa::Signature = signing.sign(&msg);
+            let sig = sig.to_bytes().to_vec();
+            let mut flipped = sig.clone();
+            let bit = rng.below(8 * SIGNATURE_BYTES);
+            flipped[bit / 8] ^= 0x80 >> (bit % 8);
+            let twin = [&sig[..48], &sub(&N, &sig[48..])].concat();
+            let other_msg = [&msg[..], b"!"].concat();
+            for (m, s) in [(&msg, &sig), (&msg, &twin), (&msg, &flipped), (&other_msg, &sig)] {
+                let digest = hmac_sha512::sha384::Hash::hash(m);
+                let want = p384::ecdsa::Signature::from_slice(s)
+                    .is_ok_and(|s| reference.verify_prehash(&digest, &s).is_ok());
+                assert_eq!(ours.verify(m, s).is_ok(), want, "bit {bit}");
+                checked += 1;
+            }
+            assert_eq!(ours.verify(&msg, &sig), Ok(()));
+            if let Some(other) = &previous {
+                assert_eq!(other.verify(&msg, &sig), Err(BadSignature));
+            }
+        }
+        previous = Some(ours);
+    }
+    assert_eq!(checked, 144);
+}
