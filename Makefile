@@ -89,7 +89,7 @@ oci-test: dist
 	fi
 
 ## compose-images: the compose harness's images, FROM scratch, from local files only
-compose-images: wasm envoy harness
+compose-images: wasm envoy etcd harness
 	./envoy/compose/build-images.sh
 
 ## compose-up / compose-down: the compose stack on 127.0.0.1:18000, to try by hand
@@ -101,7 +101,7 @@ compose-down:
 
 ## compose-test: the scenario suite against the compose stack, torn down whatever happens
 ## (TOKENGUARD_SKIP_COMPOSE=1 skips it, saying so)
-compose-test: wasm envoy harness
+compose-test: wasm envoy etcd harness
 	./envoy/compose/test.sh
 
 ## bench: throughput and latency against no filter, the Wasm floor and jwt_authn (bench/results/)

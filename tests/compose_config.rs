@@ -1,6 +1,7 @@
 //! The compose harness runs what `envoy/envoy.yaml` says: its Envoy config is that file with
-//! only addresses and the .wasm path changed, and the scenarios' picture of the plugin
-//! configuration (`Profile::demo`) is that file's.
+//! only addresses and the .wasm path changed, plus its own marked blocks (the fleet's etcd
+//! revocation store), and the scenarios' picture of the plugin configuration
+//! (`Profile::demo`) is that file's.
 
 use tokenguard_harness::envoy::repo_root;
 use tokenguard_harness::profile::Profile;
@@ -13,6 +14,25 @@ fn read(path: &str) -> String {
 fn body(text: &str) -> String {
     let lines: Vec<&str> = text.lines().skip_while(|l| l.starts_with('#') || l.trim().is_empty()).collect();
     lines.join("\n")
+}
+
+/// The compose copy's own blocks ("# compose only" to "# end compose only"), and the rest.
+fn compose_only(text: &str) -> (Vec<String>, String) {
+    let (mut blocks, mut rest, mut current) = (Vec::new(), Vec::new(), None::<Vec<&str>>);
+    for line in text.lines() {
+        match (&mut current, line.trim()) {
+            (None, t) if t.starts_with("# compose only") => current = Some(vec![line]),
+            (Some(block), "# end compose only") => {
+                block.push(line);
+                blocks.push(block.join("\n"));
+                current = None;
+            }
+            (Some(block), _) => block.push(line),
+            (None, _) => rest.push(line),
+        }
+    }
+    assert!(current.is_none(), "a \"# compose only\" block is not closed");
+    (blocks, rest.join("\n"))
 }
 
 /// Every allowed difference, with how many times it occurs in envoy/envoy.yaml.
@@ -63,7 +83,10 @@ fn the_compose_envoy_config_is_envoy_yaml_with_only_addresses_and_the_wasm_path_
         expected = expected.replace(from, to);
     }
     assert!(!expected.contains("127.0.0.1"), "an address the compose copy does not move");
-    let compose = body(&read("envoy/compose/envoy.yaml"));
+    let (own, compose) = compose_only(&body(&read("envoy/compose/envoy.yaml")));
+    assert_eq!(own.len(), 2, "the store's configuration and its etcd cluster");
+    assert!(own[0].contains("revocation_store:") && own[0].contains("cluster: etcd"), "{}", own[0]);
+    assert!(own[1].contains("- name: etcd") && own[1].contains("http2_protocol_options"), "{}", own[1]);
     let (want, got): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), compose.lines().collect());
     for (i, (w, g)) in want.iter().zip(&got).enumerate() {
         assert_eq!(g, w, "envoy/compose/envoy.yaml differs from envoy/envoy.yaml at body line {}", i + 1);
@@ -86,9 +109,21 @@ fn docker_compose_mounts_what_the_compose_config_names() {
         "- \"127.0.0.1:18901:9901\"",
         "- \"127.0.0.1:18101:9101\"",
         "- \"127.0.0.1:18102:9102\"",
+        // The fleet: a second replica on the same files, and etcd built offline.
+        "envoy-b:",
+        "- \"127.0.0.1:18001:10000\"",
+        "- \"127.0.0.1:18902:9901\"",
+        "image: ${ETCD_IMAGE:-tokenguard/etcd:local}",
+        "- \"127.0.0.1:18379:2379\"",
     ] {
         assert!(compose.lines().any(|l| l.trim() == line), "envoy/docker-compose.yml lacks {line:?}");
     }
+    let mounts = |line: &str| compose.lines().filter(|l| l.trim() == line).count();
+    assert_eq!(
+        mounts("- ./compose/envoy.yaml:/etc/tokenguard/envoy.yaml:ro"),
+        2,
+        "both replicas run the same config"
+    );
     // Published on loopback only: the stack carries TEST-ONLY keys and an admin token.
     for l in compose.lines().filter(|l| l.trim().starts_with("- \"") && l.contains(':')) {
         assert!(l.trim().starts_with("- \"127.0.0.1:"), "published beyond loopback: {l}");

@@ -88,6 +88,7 @@ fn an_invalid_configuration_keeps_envoy_from_starting_and_names_the_field() {
         issuer_port: 9,
         concurrency: 2,
         plain_route: false,
+        etcd_port: None,
     });
     assert!(
         log.contains(
@@ -102,6 +103,7 @@ fn an_invalid_configuration_keeps_envoy_from_starting_and_names_the_field() {
         issuer_port: 9,
         concurrency: 2,
         plain_route: false,
+        etcd_port: None,
     });
     assert!(log.contains("invalid configuration: clock_skew: unknown field `clock_skew`"), "{log}");
 }

@@ -40,6 +40,7 @@ fn start(access_ttl: u64, extra: Value) -> (Stack, Envoy) {
         issuer_port: s.issuer.port,
         concurrency: 2,
         plain_route: false,
+        etcd_port: None,
     });
     (s, egress)
 }

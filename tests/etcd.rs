@@ -1,7 +1,9 @@
 //! The harness's etcd (tests/harness/src/etcd.rs): a real etcd 3.4 on loopback that the
-//! fleet tests of issue 17 write revocations to, with etcdctl as an operator would.
+//! fleet tests of issue 17 write revocations to, with etcdctl as an operator would, and the
+//! relay they partition the replicas from it with.
 
-use tokenguard_harness::etcd::Etcd;
+use tokenguard_harness::etcd::{Etcd, Gateway};
+use tokenguard_harness::link::Link;
 
 #[test]
 fn etcdctl_and_the_gateway_see_the_same_store() {
@@ -29,7 +31,7 @@ fn a_key_on_a_lease_is_forgotten_when_the_lease_is_revoked() {
 
 #[test]
 fn a_restarted_etcd_keeps_its_data() {
-    let mut etcd = Etcd::start();
+    let etcd = Etcd::start();
     etcd.put("/tokenguard/revoked/sid/fam-1", "{}", 0);
     etcd.stop();
     assert!(
@@ -38,4 +40,22 @@ fn a_restarted_etcd_keeps_its_data() {
     );
     etcd.restart();
     assert_eq!(etcd.get("/tokenguard/revoked/sid/fam-1").as_deref(), Some("{}"));
+}
+
+/// The fleet tests partition replicas from etcd with this relay (tests/harness/src/link.rs):
+/// cut, etcd is unreachable through it while still up; healed, it is reachable again.
+#[test]
+fn a_cut_link_partitions_and_a_healed_one_relays_again() {
+    let etcd = Etcd::start();
+    let link = Link::start(etcd.client_port);
+    let through = Gateway::new(&format!("http://127.0.0.1:{}", link.port));
+    assert!(through.healthy());
+    through.put("/tokenguard/revoked/jti/via-link", "{}", 0);
+    link.cut();
+    assert!(!through.healthy(), "cut: nothing gets through");
+    assert!(etcd.gateway().healthy(), "etcd itself is up");
+    etcd.put("/tokenguard/revoked/jti/while-cut", "{}", 0);
+    link.heal();
+    assert_eq!(through.get("/tokenguard/revoked/jti/while-cut").as_deref(), Some("{}"));
+    assert_eq!(etcd.get("/tokenguard/revoked/jti/via-link").as_deref(), Some("{}"));
 }

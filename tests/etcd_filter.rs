@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use tokenguard_harness::envoy::{self, ConfigForm, Envoy, Options};
+use tokenguard_harness::envoy::{ConfigForm, Envoy, Options};
 use tokenguard_harness::etcd::Etcd;
 use tokenguard_harness::http::Client;
 use tokenguard_harness::issuer::{Issuer, MintRequest, DEFAULT_ISSUER};
@@ -53,22 +53,9 @@ fn replica(etcd: &Etcd, issuer: &Issuer, upstream: &Upstream, plugin: &Value) ->
         issuer_port: issuer.port,
         concurrency: 2,
         plain_route: false,
+        etcd_port: Some(etcd.client_port),
     };
-    let mut boot = envoy::bootstrap(&opts, &envoy::wasm_path());
-    let cluster = json!({
-        "name": "etcd", "type": "STATIC", "connect_timeout": "1s",
-        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-            "explicit_http_config": {"http2_protocol_options": {}}}},
-        "load_assignment": {"cluster_name": "etcd", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
-            "socket_address": {"address": "127.0.0.1", "port_value": etcd.client_port}}}}]}]}});
-    if let Some(c) = boot["static_resources"]["clusters"].as_array_mut() {
-        c.push(cluster);
-    }
-    let dir = envoy::scratch_dir();
-    let path = dir.join("envoy.json");
-    std::fs::write(&path, boot.to_string()).expect("write config");
-    Envoy::start_file(&path, dir, 2).unwrap_or_else(|log| panic!("Envoy did not start:\n{log}"))
+    Envoy::start(&opts)
 }
 
 impl One {
@@ -142,7 +129,7 @@ fn with_etcd_down_known_revocations_hold_and_the_outage_is_audited_once() {
     let gone = one.token(json!({"jti": "gone"}));
     one.etcd.put("/tokenguard/revoked/jti/gone", "{}", 0);
     one.until_status(&gone, 401);
-    let mut one = one;
+    let one = one;
     one.etcd.stop();
     let fine = one.token(json!({"jti": "fine"}));
     std::thread::sleep(Duration::from_secs(4));
@@ -300,7 +287,7 @@ fn a_list_of_many_pages_is_applied_before_the_first_request() {
                 json!({"request_put": {"key": b64(key.as_bytes()), "value": b64(b"{}")}})
             })
             .collect();
-        etcd.gateway("/v3/kv/txn", &json!({"success": ops}));
+        etcd.gateway().call("/v3/kv/txn", &json!({"success": ops}));
     }
     let one = start(etcd, json!({}));
     assert_eq!(one.status(&one.token(json!({"jti": "bulk-2499"}))), 401, "on the last page");

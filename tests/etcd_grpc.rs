@@ -274,7 +274,7 @@ fn with_etcd_authentication_the_token_goes_in_the_metadata() {
 
 #[test]
 fn etcd_down_is_a_grpc_failure_the_plugin_sees() {
-    let mut etcd = Etcd::start();
+    let etcd = Etcd::start();
     let envoy = envoy_to(&etcd);
     let get = etcd::list_page(PREFIX, None, 0, 1);
     assert!(call::<proto::RangeResponse>(&envoy, etcd::RANGE, &get, None).is_ok());

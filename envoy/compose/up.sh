@@ -18,7 +18,8 @@ envoy=${envoy#/}
 cat <<MSG
 
 tokenguard compose stack is up ($ENVOY_IMAGE): Envoy on 127.0.0.1:18000 (admin 127.0.0.1:18901),
-issuer on 127.0.0.1:18101, upstream on 127.0.0.1:18102.
+a second replica on 127.0.0.1:18001 (admin 127.0.0.1:18902), etcd (their revocation store)
+on 127.0.0.1:18379, issuer on 127.0.0.1:18101, upstream on 127.0.0.1:18102.
 
 A valid token (RS256, 5 minutes):
   curl -i -H 'Authorization: Bearer $token' $ENVOY_URL/hello
@@ -29,8 +30,13 @@ An expired one (401 token_expired, and an audit line in Envoy's log):
 No token at all (401 with a bare Bearer challenge):
   curl -i $ENVOY_URL/hello
 
-Revoke every token of alice issued so far (then the first curl line gets token_revoked):
+Revoke every token of alice issued so far (then the first curl line gets token_revoked, on
+both replicas: the admin API writes the revocation through to etcd):
   curl -s -X POST -H 'x-admin-token: demo-admin-token-change-me' '$ENVOY_URL/tokenguard/revoke?sub=alice'
+  curl -i -H 'Authorization: Bearer $token' $ENVOY_B_URL/hello
+Or revoke with etcdctl, as any tool can (a lease, so etcd forgets it by itself):
+  lease=\$(etcdctl --endpoints 127.0.0.1:18379 lease grant 90000 | awk '{print \$2}')
+  etcdctl --endpoints 127.0.0.1:18379 put --lease \$lease /tokenguard/revoked/sub/bob "{\\"revoked_at\\": \$(date +%s)}"
 Registry statistics:
   curl -s -H 'x-admin-token: demo-admin-token-change-me' $ENVOY_URL/tokenguard/stats
 

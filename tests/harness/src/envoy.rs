@@ -49,6 +49,8 @@ pub struct Options {
     /// buffer filter: nothing in Envoy stops an admin request the filter lets through (the
     /// setup an operator who skipped the admin route's safety net has).
     pub plain_route: bool,
+    /// An `etcd` cluster to this port on loopback, HTTP/2 (gRPC), for `revocation_store.etcd`.
+    pub etcd_port: Option<u16>,
 }
 
 /// The bootstrap used by the tests: the same shape as `envoy/envoy.yaml`, on ephemeral ports.
@@ -70,7 +72,17 @@ fn clusters(opts: &Options) -> Value {
                 "socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}
         })
     };
-    json!([cluster("upstream", opts.upstream_port), cluster("issuer", opts.issuer_port)])
+    let mut all = vec![cluster("upstream", opts.upstream_port), cluster("issuer", opts.issuer_port)];
+    if let Some(port) = opts.etcd_port {
+        // etcd's gRPC: Envoy's gRPC client needs a cluster that speaks HTTP/2 (prior knowledge).
+        let mut etcd = cluster("etcd", port);
+        etcd["typed_extension_protocol_options"] = json!({
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}}}});
+        all.push(etcd);
+    }
+    Value::Array(all)
 }
 
 /// The same, with the listener served from a file (filesystem LDS), so a test can change

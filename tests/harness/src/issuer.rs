@@ -153,16 +153,8 @@ impl Issuer {
         &self.state.keys
     }
 
-    /// Adds a revocation to the feed (as the authorization server's own revoke-all would).
-    pub fn publish(&self, entry: Value) {
-        if let Ok(mut o) = self.state.oauth.lock() {
-            o.publish(entry);
-        }
-    }
-
     /// Sets controls as `POST /control` does (`mode`, `delay_ms`, `access_ttl`,
-    /// `omit_auth_time`, `feed_delay_ms`, `feed_down`), without a request: usable before
-    /// Envoy starts.
+    /// `omit_auth_time`), without a request: usable before Envoy starts.
     pub fn control(&self, v: &Value) {
         if let Ok(mut o) = self.state.oauth.lock() {
             let _ = o.set_control(v);
@@ -259,22 +251,6 @@ fn route(st: &State, req: &Request) -> Response {
             }
             st.oauth.lock().expect("oauth state").set_control(&v)
         }
-        // The revocation feed (docs/configuration.md): replicas poll it and publish to it.
-        ("GET", "/revocations") => {
-            let q: std::collections::HashMap<String, String> = query(url)
-                .into_iter()
-                .map(|(k, v)| (k, v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
-                .collect();
-            st.oauth.lock().expect("oauth state").feed_page(&q, &|c| st.bump(c))
-        }
-        ("POST", "/revocations") => match serde_json::from_str::<Value>(&body) {
-            Ok(v) if v.is_object() => {
-                st.bump("feed_published");
-                st.oauth.lock().expect("oauth state").publish(v);
-                Response::json(201, &json!({"accepted": true}))
-            }
-            _ => Response::text(400, "a JSON object"),
-        },
         ("GET", "/stats") => {
             let c = st.counters.lock().map(|c| c.clone()).unwrap_or_default();
             Response::json(200, &json!(c))

@@ -211,7 +211,7 @@ pub fn signing_input(token: &str) -> &str {
 }
 
 /// The token's identity: the SHA-256 of its signing input, as 64 hex digits (what the admin
-/// API's `?token_sha256=` and the revocation feed's `token_sha256` name).
+/// API's `?token_sha256=` names, and the store's `<prefix>revoked/token/<hex>` key).
 pub fn token_sha256(token: &str) -> String {
     hmac_sha256::Hash::hash(signing_input(token).as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }

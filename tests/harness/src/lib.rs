@@ -4,10 +4,12 @@
 
 pub mod envoy;
 pub mod etcd;
+pub mod fleet;
 pub mod http;
 pub mod issuer;
 pub mod keys;
 pub mod keyserver;
+pub mod link;
 pub mod oauth;
 pub mod profile;
 pub mod scenarios;

@@ -9,8 +9,7 @@
 //! - `POST /oauth/revoke`: RFC 7009.
 //! - `POST /control`: misbehave on demand (`mode`: normal, fail_500, garbage, huge, wrong_key,
 //!   expired_token, hang_up; `delay_ms`; `access_ttl`; `omit_auth_time`: access tokens from
-//!   login and the token endpoint carry no `auth_time`, still a `sid`; `feed_delay_ms`: the
-//!   revocation feed answers this late; `feed_down`).
+//!   login and the token endpoint carry no `auth_time`, still a `sid`).
 
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -43,34 +42,16 @@ pub struct Control {
     pub access_ttl: u64,
     /// Access tokens (from login and the token endpoint) carry no `auth_time`.
     pub omit_auth_time: bool,
-    /// How late `GET /revocations` answers.
-    pub feed_delay_ms: u64,
 }
 
 impl Default for Control {
     fn default() -> Self {
-        Control {
-            mode: "normal".into(),
-            delay_ms: 0,
-            access_ttl: 300,
-            omit_auth_time: false,
-            feed_delay_ms: 0,
-        }
+        Control { mode: "normal".into(), delay_ms: 0, access_ttl: 300, omit_auth_time: false }
     }
-}
-
-/// One revocation as the feed serves it.
-#[derive(Debug, Clone)]
-pub struct FeedEntry {
-    pub seq: u64,
-    pub entry: Value,
 }
 
 #[derive(Default)]
 pub struct OAuth {
-    /// The revocation feed: every revocation this server knows, in order.
-    pub feed: Vec<FeedEntry>,
-    pub feed_down: bool,
     families: HashMap<String, Family>,
     refresh: HashMap<String, RefreshToken>,
     pub control: Control,
@@ -124,44 +105,6 @@ fn oauth_error(error: &str, description: &str, reason: Option<&str>) -> Response
 }
 
 impl OAuth {
-    /// Adds a feed entry (`{"sub": ...}` etc. with `revoked_at`, optional `expires_at`).
-    pub fn publish(&mut self, mut entry: Value) {
-        if entry.get("revoked_at").is_none() {
-            entry["revoked_at"] = json!(now());
-        }
-        let seq = self.feed.last().map_or(1, |e| e.seq + 1);
-        self.feed.push(FeedEntry { seq, entry });
-    }
-
-    /// `GET /revocations?cursor=N&limit=M`: entries after the cursor still in force.
-    pub fn feed_page(&self, query: &HashMap<String, String>, bump: &dyn Fn(&str)) -> Response {
-        bump("feed_polls");
-        if self.feed_down {
-            return Response::text(503, "feed unavailable");
-        }
-        let after: u64 = query.get("cursor").and_then(|c| c.parse().ok()).unwrap_or(0);
-        let limit: usize = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(500);
-        let delay = Some(Duration::from_millis(self.control.feed_delay_ms)).filter(|d| !d.is_zero());
-        let n = now();
-        let live: Vec<&FeedEntry> = self
-            .feed
-            .iter()
-            .filter(|e| e.seq > after && e.entry["expires_at"].as_u64().is_none_or(|x| x > n))
-            .collect();
-        let page: Vec<Value> = live.iter().take(limit).map(|e| e.entry.clone()).collect();
-        let cursor = live
-            .iter()
-            .take(limit)
-            .next_back()
-            .map_or(after.max(self.feed.last().map_or(0, |e| e.seq)), |e| e.seq);
-        let mut resp = Response::json(
-            200,
-            &json!({"cursor": cursor.to_string(), "has_more": live.len() > limit, "revocations": page}),
-        );
-        resp.delay = delay;
-        resp
-    }
-
     fn new_refresh(&mut self, family: &str, ttl: u64) -> String {
         self.seq += 1;
         let rt = format!("rt-{}-{}-{}", family, self.seq, now());
@@ -315,7 +258,6 @@ impl OAuth {
             if let Some(fam) = self.families.get_mut(&entry.family) {
                 fam.revoked = true;
             }
-            self.publish(json!({"sid": entry.family}));
             bump("reuse_detected");
             return oauth_error(
                 "invalid_grant",
@@ -371,7 +313,6 @@ impl OAuth {
             if let Some(f) = self.families.get_mut(&entry.family) {
                 f.revoked = true;
             }
-            self.publish(json!({"sid": entry.family}));
         }
         Response::new(200, "text/plain", "")
     }
@@ -386,19 +327,13 @@ impl OAuth {
         if let Some(t) = v["access_ttl"].as_u64() {
             self.control.access_ttl = t;
         }
-        if let Some(d) = v["feed_down"].as_bool() {
-            self.feed_down = d;
-        }
         if let Some(o) = v["omit_auth_time"].as_bool() {
             self.control.omit_auth_time = o;
-        }
-        if let Some(d) = v["feed_delay_ms"].as_u64() {
-            self.control.feed_delay_ms = d;
         }
         Response::json(
             200,
             &json!({"mode": self.control.mode, "delay_ms": self.control.delay_ms, "access_ttl": self.control.access_ttl,
-                    "omit_auth_time": self.control.omit_auth_time, "feed_delay_ms": self.control.feed_delay_ms}),
+                    "omit_auth_time": self.control.omit_auth_time}),
         )
     }
 }

@@ -4,6 +4,7 @@ use serde_json::{json, Value};
 use std::sync::OnceLock;
 
 use crate::envoy::{self, repo_root, wasm_path, ConfigForm, Envoy, Options};
+use crate::etcd::Etcd;
 use crate::http::{Client, Response};
 use crate::issuer::{Issuer, MintRequest, DEFAULT_ISSUER};
 use crate::profile::Profile;
@@ -48,6 +49,8 @@ pub struct Stack {
     pub client: Client,
     /// The plugin configuration Envoy runs with.
     pub profile: Profile,
+    /// The revocation store, when Envoy runs with `revocation_store.etcd` (`start_on_etcd`).
+    pub etcd: Option<Etcd>,
 }
 
 impl Stack {
@@ -61,7 +64,7 @@ impl Stack {
 
     /// Like `start_with`; `plain_route` builds Envoy with one plain route to the upstream
     /// (see `Options::plain_route`), and `prepare` runs on the issuer before Envoy starts
-    /// (to set controls that must hold from Envoy's first call, such as `feed_delay_ms`).
+    /// (to set controls that must hold from Envoy's first call, such as a token endpoint's `delay_ms`).
     pub fn start_prepared(
         extra: Value,
         form: ConfigForm,
@@ -81,8 +84,42 @@ impl Stack {
             issuer_port: issuer.port,
             concurrency: 2,
             plain_route,
+            etcd_port: None,
         });
-        Stack { issuer, upstream, envoy, client: Client::new(), profile }
+        Stack { issuer, upstream, envoy, client: Client::new(), profile, etcd: None }
+    }
+
+    /// One Envoy with `revocation_store.etcd` (`fleet::store_config`, `store` merged into it)
+    /// on a real etcd, and the admin API; `extra`: more top-level configuration. `prepare`
+    /// runs on etcd before Envoy starts (to write revocations, or `stop` it: then Envoy starts
+    /// while etcd is down, and `etcd().restart()` brings it back on the same port).
+    pub fn start_on_etcd(extra: Value, store: Value, prepare: impl FnOnce(&Etcd)) -> Stack {
+        let etcd = Etcd::start();
+        prepare(&etcd);
+        let mut cfg = crate::fleet::store_config(&store);
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            cfg[k] = v.clone();
+        }
+        let keys = demo_keys();
+        let plugin = plugin_config(&keys, &cfg);
+        let profile = Profile::of(&plugin);
+        let issuer = Issuer::start(keys, DEFAULT_ISSUER, "127.0.0.1:0");
+        let upstream = Upstream::start("127.0.0.1:0");
+        let envoy = Envoy::start(&Options {
+            plugin_config: plugin,
+            form: ConfigForm::StringValue,
+            upstream_port: upstream.port,
+            issuer_port: issuer.port,
+            concurrency: 2,
+            plain_route: false,
+            etcd_port: Some(etcd.client_port),
+        });
+        Stack { issuer, upstream, envoy, client: Client::new(), profile, etcd: Some(etcd) }
+    }
+
+    /// The stack's etcd (`start_on_etcd`).
+    pub fn etcd(&self) -> &Etcd {
+        self.etcd.as_ref().expect("a stack started with start_on_etcd")
     }
 
     /// `envoy/envoy.yaml` as committed, with only its ports and the .wasm path moved so it
@@ -105,7 +142,7 @@ impl Stack {
         let cfg = dir.join("envoy.yaml");
         std::fs::write(&cfg, moved).expect("write envoy.yaml");
         let envoy = Envoy::start_file(&cfg, dir, 2).unwrap_or_else(|log| panic!("{log}"));
-        Stack { issuer, upstream, envoy, client: Client::new(), profile: Profile::demo() }
+        Stack { issuer, upstream, envoy, client: Client::new(), profile: Profile::demo(), etcd: None }
     }
 
     /// What the scenarios may touch, on this stack's ports.
@@ -134,8 +171,9 @@ impl Stack {
             issuer_port: issuer.port,
             concurrency: 2,
             plain_route: false,
+            etcd_port: None,
         });
-        Stack { issuer, upstream, envoy, client: Client::new(), profile }
+        Stack { issuer, upstream, envoy, client: Client::new(), profile, etcd: None }
     }
 
     /// Applies a new plugin configuration (same `vm_id`) to the running Envoy.
@@ -148,6 +186,7 @@ impl Stack {
             issuer_port: self.issuer.port,
             concurrency: 2,
             plain_route: false,
+            etcd_port: None,
         });
         self.client = Client::new(); // old connections keep the old filter chain
     }

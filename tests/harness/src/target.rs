@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::envoy::audit_records;
+use crate::etcd::Gateway;
 use crate::http::{Client, Response};
 use crate::issuer::MintRequest;
 use crate::keys::fingerprint;
@@ -21,6 +22,17 @@ pub enum LogSource {
     File(PathBuf),
     /// `docker logs <container>` (the compose harness).
     Docker(String),
+}
+
+/// What the fleet scenarios touch besides the first replica.
+pub struct FleetTarget {
+    /// The second replica's listener and admin port, base URLs.
+    pub envoy_b: String,
+    pub admin_b: String,
+    /// etcd's JSON gateway: revocations written as any tool could.
+    pub etcd: Gateway,
+    /// The second replica's log.
+    pub logs_b: LogSource,
 }
 
 pub struct Target {
@@ -36,6 +48,8 @@ pub struct Target {
     /// subject revoked on a long-lived stack (`make compose-up`'s curl lines revoke alice)
     /// never refuses a later run's tokens.
     pub subject: String,
+    /// A second replica and the etcd both share revocations through, when the stack has them.
+    pub fleet: Option<FleetTarget>,
     run: String,
     seq: AtomicU64,
 }
@@ -53,9 +67,19 @@ impl Target {
             logs,
             client: Client::new(),
             subject: format!("alice-{run}"),
+            fleet: None,
             run,
             seq: AtomicU64::new(1),
         }
+    }
+
+    /// The same target with a second replica (`envoy_b`, its admin port `admin_b`) and the
+    /// etcd (`etcd`: its client URL) they share revocations through: the fleet scenarios run.
+    pub fn with_fleet(mut self, envoy_b: &str, admin_b: &str, etcd: &str, logs_b: LogSource) -> Target {
+        let trim = |u: &str| u.trim_end_matches('/').to_string();
+        let etcd = Gateway::new(etcd);
+        self.fleet = Some(FleetTarget { envoy_b: trim(envoy_b), admin_b: trim(admin_b), etcd, logs_b });
+        self
     }
 
     /// A name no earlier run against this stack used: a long-lived stack (compose) keeps its
@@ -100,22 +124,7 @@ impl Target {
 
     /// Envoy's log as it reached us so far (a container's log may lag a moment).
     pub fn log(&self) -> String {
-        match &self.logs {
-            LogSource::File(p) => std::fs::read_to_string(p).unwrap_or_default(),
-            LogSource::Docker(container) => {
-                let out = Command::new("docker")
-                    .args(["logs", container])
-                    .output()
-                    .unwrap_or_else(|e| panic!("docker logs {container}: {e}"));
-                assert!(
-                    out.status.success(),
-                    "docker logs {container}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                // Envoy logs to stderr; docker keeps the two streams apart.
-                String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-            }
-        }
+        read_log(&self.logs)
     }
 
     /// Envoy's log with everything it wrote before this call. A container's log reaches
@@ -149,12 +158,14 @@ impl Target {
         self.audit_records().into_iter().filter(|r| r["token"] == fp.as_str()).collect()
     }
 
-    /// The first line showing that the Wasm VM failed (a panic kills it), if any.
+    /// The first line showing that a Wasm VM failed (a panic kills it), on either replica.
     pub fn vm_failure(&self) -> Option<String> {
-        self.log()
-            .lines()
-            .find(|l| l.contains("panicked at") || l.contains("Uncaught RuntimeError"))
-            .map(str::to_owned)
+        let b = self.fleet.as_ref().map(|f| read_log(&f.logs_b)).unwrap_or_default();
+        [self.log(), b].iter().find_map(|log| {
+            log.lines()
+                .find(|l| l.contains("panicked at") || l.contains("Uncaught RuntimeError"))
+                .map(str::to_owned)
+        })
     }
 
     /// Envoy's `/stats/prometheus`.
@@ -203,4 +214,24 @@ pub fn sample(prom: &str, name: &str) -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// A log as it reached us so far (a container's log may lag a moment).
+pub fn read_log(logs: &LogSource) -> String {
+    match logs {
+        LogSource::File(p) => std::fs::read_to_string(p).unwrap_or_default(),
+        LogSource::Docker(container) => {
+            let out = Command::new("docker")
+                .args(["logs", container])
+                .output()
+                .unwrap_or_else(|e| panic!("docker logs {container}: {e}"));
+            assert!(
+                out.status.success(),
+                "docker logs {container}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            // Envoy logs to stderr; docker keeps the two streams apart.
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+        }
+    }
 }

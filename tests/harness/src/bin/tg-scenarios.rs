@@ -1,8 +1,12 @@
 //! Runs the end-to-end scenario suite against a running stack (the compose harness), under
-//! `envoy/envoy.yaml`'s plugin configuration. Exits 1 when a scenario fails.
+//! `envoy/envoy.yaml`'s plugin configuration. Exits 1 when a scenario fails. With a second
+//! replica and the etcd they share (`--envoy-b`, `--admin-b`, `--etcd`, and its log) the
+//! fleet scenarios run too.
 //!
 //!   tg-scenarios --envoy URL --admin URL --issuer URL --upstream URL
 //!                (--envoy-container NAME | --envoy-log FILE) [--only TEXT]
+//!                [--envoy-b URL --admin-b URL --etcd URL
+//!                 (--envoy-b-container NAME | --envoy-b-log FILE)]
 
 use std::path::PathBuf;
 use tokenguard_harness::profile::Profile;
@@ -17,12 +21,19 @@ fn main() {
     };
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned());
     let url = |name: &str| arg(name).unwrap_or_else(|| exit(&format!("{name} URL is required")));
-    let logs = match (arg("--envoy-container"), arg("--envoy-log")) {
-        (Some(c), None) => LogSource::Docker(c),
-        (None, Some(f)) => LogSource::File(PathBuf::from(f)),
-        _ => exit("exactly one of --envoy-container NAME and --envoy-log FILE is required"),
-    };
-    let target = Target::new(&url("--envoy"), &url("--admin"), &url("--issuer"), &url("--upstream"), logs);
+    let logs =
+        |replica: &str| match (arg(&format!("--{replica}-container")), arg(&format!("--{replica}-log"))) {
+            (Some(c), None) => LogSource::Docker(c),
+            (None, Some(f)) => LogSource::File(PathBuf::from(f)),
+            _ => exit(&format!(
+                "exactly one of --{replica}-container NAME and --{replica}-log FILE is required"
+            )),
+        };
+    let mut target =
+        Target::new(&url("--envoy"), &url("--admin"), &url("--issuer"), &url("--upstream"), logs("envoy"));
+    if arg("--envoy-b").is_some() {
+        target = target.with_fleet(&url("--envoy-b"), &url("--admin-b"), &url("--etcd"), logs("envoy-b"));
+    }
     let outcomes = run_suite(&target, &Profile::demo(), &arg("--only").unwrap_or_default());
     if outcomes.iter().any(|o| o.failure.is_some()) {
         std::process::exit(1);

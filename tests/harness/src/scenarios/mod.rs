@@ -6,6 +6,7 @@
 //! changed while they ran (requests the upstream received, counters, audit lines), never on
 //! absolute totals; against a fresh local stack the two are the same.
 
+pub mod fleet;
 pub mod forwarding;
 pub mod keys;
 pub mod observability;
@@ -14,7 +15,7 @@ pub mod rejections;
 pub mod routes;
 mod suite;
 
-pub use suite::{run_suite, Outcome, SUITE};
+pub use suite::{run_suite, Outcome, FLEET_SUITE, SUITE};
 
 use serde_json::Value;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
-use super::{forwarding, keys, observability, registry, rejections, routes, Scenario};
+use super::{fleet, forwarding, keys, observability, registry, rejections, routes, Scenario};
 use crate::profile::Profile;
 use crate::target::Target;
 
@@ -46,6 +46,15 @@ pub const SUITE: &[(&str, Scenario)] = &[
     ("route: RFC 9728 document and challenge", routes::the_resource_metadata_document_and_challenge),
 ];
 
+/// The fleet scenarios: run after `SUITE` when the target has a second replica and etcd.
+pub const FLEET_SUITE: &[(&str, Scenario)] = &[
+    (
+        "fleet: admin revoke on 1, refused on 2",
+        fleet::an_admin_revocation_on_one_replica_is_refused_on_the_other,
+    ),
+    ("fleet: etcd write refused on both", fleet::a_revocation_written_to_etcd_is_refused_on_both_replicas),
+];
+
 #[derive(Debug)]
 pub struct Outcome {
     pub name: String,
@@ -55,10 +64,12 @@ pub struct Outcome {
 }
 
 /// Runs the scenarios whose name contains `filter` (all when empty), one after another,
-/// printing a line for each, then checks that the Wasm VM never failed.
+/// printing a line for each, then checks that the Wasm VM never failed. The fleet
+/// scenarios run too when the target has a fleet.
 pub fn run_suite(t: &Target, p: &Profile, filter: &str) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
-    for (name, scenario) in SUITE.iter().filter(|(n, _)| n.contains(filter)) {
+    let fleet = if t.fleet.is_some() { FLEET_SUITE } else { &[] };
+    for (name, scenario) in SUITE.iter().chain(fleet).filter(|(n, _)| n.contains(filter)) {
         let start = Instant::now();
         let result = catch_unwind(AssertUnwindSafe(|| scenario(t, p)));
         let failure = result.err().map(|e| {

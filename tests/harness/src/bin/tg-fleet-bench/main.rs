@@ -15,7 +15,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
-use tokenguard_harness::envoy::{self, ConfigForm, Envoy, Options};
+use tokenguard_harness::envoy::{ConfigForm, Envoy, Options};
 use tokenguard_harness::etcd::Etcd;
 use tokenguard_harness::http::Client;
 use tokenguard_harness::issuer::{Issuer, MintRequest, DEFAULT_ISSUER};
@@ -94,22 +94,9 @@ impl World {
             issuer_port: self.issuer.port,
             concurrency: 2,
             plain_route: false,
+            etcd_port: Some(self.etcd.client_port),
         };
-        let mut boot = envoy::bootstrap(&opts, &envoy::wasm_path());
-        let cluster = json!({
-            "name": "etcd", "type": "STATIC", "connect_timeout": "1s",
-            "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                "explicit_http_config": {"http2_protocol_options": {}}}},
-            "load_assignment": {"cluster_name": "etcd", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
-                "socket_address": {"address": "127.0.0.1", "port_value": self.etcd.client_port}}}}]}]}});
-        if let Some(c) = boot["static_resources"]["clusters"].as_array_mut() {
-            c.push(cluster);
-        }
-        let dir = envoy::scratch_dir();
-        let path = dir.join("envoy.json");
-        std::fs::write(&path, boot.to_string()).expect("write config");
-        Envoy::start_file(&path, dir, 2).unwrap_or_else(|log| panic!("Envoy did not start:\n{log}"))
+        Envoy::start(&opts)
     }
 }
 
