@@ -476,3 +476,39 @@ fn a_token_with_a_pending_retirement_is_not_refreshed_again() {
         "after the grace"
     );
 }
+
+/// etcd refuses a watch under an auth token it no longer knows (it restarted) by cancelling
+/// it, not with UNAUTHENTICATED: the replica must log in again, not retry the dead token.
+#[test]
+fn a_watch_cancelled_under_authentication_logs_in_again() {
+    let process = Process::new(NOW, &["etcd"]);
+    let mut vm = start(
+        &process,
+        &etcd_config(json!({"revocation_store": {"etcd": {"cluster": "etcd",
+        "timeout_ms": 300, "username": "tg", "password": "pw"}}})),
+    );
+    vm.tick();
+    let login = only(&vm, "Authenticate");
+    let ask = AuthenticateRequest::decode(login.sent[0].as_slice()).expect("a login");
+    assert_eq!((ask.name.as_str(), ask.password.as_str()), ("tg", "pw"));
+    let ok = AuthenticateResponse { header: header(1), token: "t1".into() };
+    vm.grpc_answer(login.token, Ok(&ok.encode_to_vec()));
+    let range = only(&vm, "Range");
+    assert!(range.metadata.contains(&("token".into(), "t1".into())), "{:?}", range.metadata);
+    vm.grpc_answer(
+        range.token,
+        Ok(&RangeResponse { header: header(2), ..Default::default() }.encode_to_vec()),
+    );
+    let watch = only(&vm, "Watch");
+    let refused = WatchResponse {
+        header: header(2),
+        canceled: true,
+        cancel_reason: "permission denied".into(),
+        ..Default::default()
+    };
+    vm.grpc_message(watch.token, &refused.encode_to_vec());
+    process.advance_ms(1000);
+    vm.tick();
+    assert_eq!(only(&vm, "Authenticate").context, vm.root(), "a new login, not the dead token again");
+    assert!(!vm.logs().iter().any(|l| l.contains("pw")), "the password is never logged");
+}
