@@ -78,7 +78,7 @@ def key_server():
     """The demo issuer serving its key set (for the remote_jwks row): its port, started once."""
     if "port" not in KEY_SERVER:
         port = free_port()
-        proc = subprocess.Popen([str(ISSUER), "serve", "--listen", f"127.0.0.1:{port}", "--keys", str(KEYS)],
+        proc = subprocess.Popen(["taskset", "-c", "1", str(ISSUER), "serve", "--listen", f"127.0.0.1:{port}", "--keys", str(KEYS)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         KEY_SERVER.update(port=port, proc=proc)
         deadline = time.time() + 10
@@ -118,7 +118,8 @@ def etcd_server(revocations=10_000):
     port, peer = free_port(), free_port()
     data = Path(tempfile.mkdtemp(prefix="tg-bench-etcd-"))
     client, peer_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{peer}"
-    proc = subprocess.Popen([os.environ.get("ETCD_BIN", "etcd"), "--name", "tg", "--data-dir", str(data),
+    # On wrk's core: Envoy's own core measures Envoy alone.
+    proc = subprocess.Popen(["taskset", "-c", "1", os.environ.get("ETCD_BIN", "etcd"), "--name", "tg", "--data-dir", str(data),
                              "--listen-client-urls", client, "--advertise-client-urls", client,
                              "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
                              "--initial-cluster", f"tg={peer_url}", "--log-level", "warn", "--logger", "zap"],

@@ -512,3 +512,33 @@ fn a_watch_cancelled_under_authentication_logs_in_again() {
     assert_eq!(only(&vm, "Authenticate").context, vm.root(), "a new login, not the dead token again");
     assert!(!vm.logs().iter().any(|l| l.contains("pw")), "the password is never logged");
 }
+
+/// The hot path with the etcd store and a staleness limit costs no more host calls than
+/// without: the store's say is remembered per worker, not read per request.
+#[test]
+fn the_hot_path_with_the_etcd_store_makes_no_extra_host_calls() {
+    let process = Process::new(NOW, &["etcd"]);
+    let store = json!({"etcd": {"cluster": "etcd", "max_staleness_seconds": 30}});
+    let cfg = config_json(json!({"revocation_store": store}));
+    let mut vm = start(&process, &cfg);
+    vm.tick();
+    let kvs = (0..50).map(|n| kv(&format!("/tokenguard/revoked/jti/n{n}"), "{}", 2)).collect();
+    vm.grpc_answer(only(&vm, "Range").token, Ok(&RangeResponse { header: header(2), kvs, ..Default::default() }.encode_to_vec()));
+    let token = mint("ES256", json!({"jti": "fine"}));
+    for _ in 0..2 {
+        let (seen, action) = send(&mut vm, &get("/", Some(&bearer(&token))));
+        assert_eq!(action, Action::Continue);
+        vm.end(seen);
+    }
+    let _ = super::double::take_host_calls();
+    let (id, action) = send(&mut vm, &get("/", Some(&bearer(&token))));
+    assert_eq!(action, Action::Continue);
+    let calls = super::double::take_host_calls();
+    let want = [
+        ("proxy_get_current_time_nanoseconds", 1),
+        ("proxy_get_header_map_value", 1),
+        ("proxy_get_shared_data", 1),
+    ];
+    assert_eq!(calls, want);
+    vm.end(id);
+}
