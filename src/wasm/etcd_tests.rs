@@ -523,7 +523,10 @@ fn the_hot_path_with_the_etcd_store_makes_no_extra_host_calls() {
     let mut vm = start(&process, &cfg);
     vm.tick();
     let kvs = (0..50).map(|n| kv(&format!("/tokenguard/revoked/jti/n{n}"), "{}", 2)).collect();
-    vm.grpc_answer(only(&vm, "Range").token, Ok(&RangeResponse { header: header(2), kvs, ..Default::default() }.encode_to_vec()));
+    vm.grpc_answer(
+        only(&vm, "Range").token,
+        Ok(&RangeResponse { header: header(2), kvs, ..Default::default() }.encode_to_vec()),
+    );
     let token = mint("ES256", json!({"jti": "fine"}));
     for _ in 0..2 {
         let (seen, action) = send(&mut vm, &get("/", Some(&bearer(&token))));
