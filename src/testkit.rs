@@ -55,6 +55,12 @@ pub fn config(extra: Value) -> Config {
     }
 }
 
+/// `revocation_store.etcd` on cluster `etcd` under `prefix`, every other field its default.
+pub fn etcd_store(prefix: &str) -> crate::config::EtcdConfig {
+    let store = json!({"etcd": {"cluster": "etcd", "prefix": prefix}});
+    config(json!({"revocation_store": store})).revocation_store.unwrap_or_else(|| unreachable!())
+}
+
 /// Standard claims valid at `NOW` for five minutes, with `over` applied (null removes).
 pub fn claims(over: Value) -> Value {
     let mut c =

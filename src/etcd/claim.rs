@@ -111,15 +111,7 @@ mod tests {
     use prost::Message;
 
     fn etcd() -> EtcdConfig {
-        EtcdConfig {
-            cluster: "etcd".into(),
-            authority: None,
-            prefix: "/tg/".into(),
-            timeout_ms: 1000,
-            credentials: None,
-            max_staleness_seconds: None,
-            startup_wait_ms: 3000,
-        }
+        crate::testkit::etcd_store("/tg/")
     }
 
     fn answer(succeeded: bool, existing: Option<&str>) -> Vec<u8> {

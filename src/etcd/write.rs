@@ -4,9 +4,10 @@
 //! and reports the answers here.
 
 use super::proto::{decode, LeaseGrantRequest, LeaseGrantResponse, PutRequest, PutResponse};
-use super::store;
+use super::{store, Rpc, LEASE_GRANT, PUT};
 use crate::config::EtcdConfig;
 use crate::registry::revocation::Revocation;
+use prost::Message;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Write {
@@ -33,6 +34,32 @@ impl Write {
     pub fn put(&self, lease: i64) -> PutRequest {
         PutRequest { key: self.key.clone(), value: self.value.clone(), lease }
     }
+
+    /// The call to make next: the lease, or once `lease` is granted the key on it.
+    pub fn call(&self, lease: Option<i64>) -> (Rpc, Vec<u8>) {
+        match lease {
+            None => (LEASE_GRANT, self.grant().encode_to_vec()),
+            Some(id) => (PUT, self.put(id).encode_to_vec()),
+        }
+    }
+}
+
+/// What a write's answer means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// The lease is granted: put the key on it.
+    Put(i64),
+    /// Over: whether etcd committed the key.
+    Done(bool),
+}
+
+/// Reads the answer (gRPC `status`, message) to the call `Write::call(lease)` made.
+pub fn next(lease: Option<i64>, status: u32, answer: &[u8]) -> Next {
+    match (status, lease) {
+        (0, None) => granted(answer).map_or(Next::Done(false), Next::Put),
+        (0, Some(_)) => Next::Done(committed(answer)),
+        _ => Next::Done(false),
+    }
 }
 
 /// The lease a `LeaseGrant` answer granted.
@@ -58,15 +85,7 @@ mod tests {
     use serde_json::{json, Value};
 
     fn etcd() -> EtcdConfig {
-        EtcdConfig {
-            cluster: "etcd".into(),
-            authority: None,
-            prefix: "/tg/".into(),
-            timeout_ms: 1000,
-            credentials: None,
-            max_staleness_seconds: None,
-            startup_wait_ms: 3000,
-        }
+        crate::testkit::etcd_store("/tg/")
     }
 
     #[test]
@@ -93,5 +112,13 @@ mod tests {
         let put = PutResponse { header: Some(ResponseHeader { revision: 3, ..Default::default() }) };
         assert!(committed(&put.encode_to_vec()));
         assert!(!committed(&[]), "no header: nothing says it was stored");
+        assert_eq!(next(None, 0, &grant(7, "").encode_to_vec()), Next::Put(7));
+        assert_eq!(next(None, 0, &grant(0, "").encode_to_vec()), Next::Done(false));
+        assert_eq!(next(Some(7), 0, &put.encode_to_vec()), Next::Done(true));
+        assert_eq!(
+            next(Some(7), 14, &put.encode_to_vec()),
+            Next::Done(false),
+            "a failed call commits nothing"
+        );
     }
 }

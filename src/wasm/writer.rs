@@ -2,12 +2,10 @@
 //! made from the root context so they outlive the request that asked for them: a lease,
 //! then the key on it, one write at a time, each call under a deadline the tick enforces.
 
-use prost::Message;
 use proxy_wasm::hostcalls;
 
 use super::Shared;
-use crate::etcd::write::{self, Write};
-use crate::etcd::{LEASE_GRANT, PUT};
+use crate::etcd::write::{self, Next, Write};
 
 /// Writes waiting per worker beyond this are dropped (logged): a refresh storm must not
 /// grow the queue without bound.
@@ -54,10 +52,7 @@ impl Writer {
     /// Sends the write's next call: the lease, or with `lease` the key on it.
     fn send(&mut self, shared: &Shared, w: Write, lease: Option<i64>, now_ms: u64) {
         let (Some(link), Some(etcd)) = (&shared.etcd, &shared.cfg.revocation_store) else { return };
-        let (rpc, ask) = match lease {
-            None => (LEASE_GRANT, w.grant().encode_to_vec()),
-            Some(id) => (PUT, w.put(id).encode_to_vec()),
-        };
+        let (rpc, ask) = w.call(lease);
         match link.call(shared, rpc, &ask, etcd.timeout_ms) {
             Some(token) => self.call = Some((token, now_ms.saturating_add(etcd.timeout_ms), w, lease)),
             None => lost(),
@@ -69,13 +64,10 @@ impl Writer {
         let Some((_, _, w, lease)) = self.call.take_if(|(t, ..)| *t == token) else { return false };
         super::etcd::forget_auth_token_on(status);
         let body = if status == 0 { super::etcd::received(size).unwrap_or_default() } else { Vec::new() };
-        match lease {
-            None => match write::granted(&body) {
-                Ok(id) => self.send(shared, w, Some(id), super::now_ms()),
-                Err(_) => lost(),
-            },
-            Some(_) if status == 0 && write::committed(&body) => {}
-            Some(_) => lost(),
+        match write::next(lease, status, &body) {
+            Next::Put(id) => self.send(shared, w, Some(id), super::now_ms()),
+            Next::Done(true) => {}
+            Next::Done(false) => lost(),
         }
         true
     }
