@@ -7,6 +7,7 @@ ratios to no-filter Envoy, to the Wasm floor and to Envoy's native jwt_authn in 
 Writes bench/results/latest.md and latest.png. Speed is recorded here, never asserted in tests.
 """
 
+import atexit
 import json
 import math
 import os
@@ -372,6 +373,7 @@ def main():
     for tool in (ENVOY, WASM, FLOOR, ISSUER):
         if not Path(tool).exists():
             sys.exit(f"missing {tool}: run `make bench`")
+    atexit.register(stop_services)
     cfgs = configs()
     hot_file = tokens("RS256", 1, "hot")
     results = {name: [] for name, *_ in cfgs}
@@ -410,6 +412,10 @@ def main():
             finally:
                 envoy.stop()
     report(results, registry_stats)
+
+
+def stop_services():
+    """The key server and etcd, whatever way the run ends (a failed round included)."""
     if "proc" in KEY_SERVER:
         KEY_SERVER["proc"].terminate()
     if "proc" in ETCD:
