@@ -147,18 +147,12 @@ fn decide<H: Host>(
     if let Some(old) = known.as_ref().filter(|r| r.state == State::Superseded) {
         superseded(&ctx, worker, &registry, old, claims).map_or(Ok(()), Err)?;
     }
-    let life = claims_and_session(&ctx, &registry, known.as_ref(), &auth, token)?;
+    let life = claims_and_session(&ctx, worker, &registry, known.as_ref(), &auth, token)?;
     let accepted =
         Accepted { token, fingerprint, claims, life, known: known.as_ref(), provider: auth.provider };
     let recorded = record(&ctx, &registry, &accepted);
     let start = life.session_start;
-    // A token another replica already refreshed is retired at its grace's end: refreshing it
-    // again would spend its refresh token twice (and trip the server's reuse detection).
-    let retiring = || {
-        let own = Target::hashed(crate::registry::revocation::Kind::Token, fingerprint.0);
-        worker.revocations.try_borrow().ok().is_some_and(|c| c.get(&own).is_some())
-    };
-    if let Some(plan) = (!retiring())
+    if let Some(plan) = (!retirement_pending(worker, &fingerprint))
         .then(|| refreshing::start(cfg, host, &registry, req, token, &fingerprint, claims, Some(life), start))
         .flatten()
     {
@@ -260,6 +254,7 @@ fn not_revoked<H: Host>(
 /// refreshed instead of refused.
 fn claims_and_session<H: Host>(
     ctx: &Ctx<'_, H>,
+    worker: &Worker,
     registry: &Registry<'_, H>,
     known: Option<&TokenRecord>,
     auth: &verify::Authenticated,
@@ -268,9 +263,9 @@ fn claims_and_session<H: Host>(
     let (cfg, claims) = (ctx.cfg, &auth.decoded.claims);
     let known_start = known_session_start(cfg, registry, known, auth.provider, claims, ctx.now);
     verify::check_claims_in_session(cfg, auth.provider, claims, ctx.now, known_start).map_err(|rejection| {
-        if rejection.code == RejectCode::TokenExpired {
+        let fingerprint = ctx.fingerprint.unwrap_or_else(|| Fingerprint::of(token));
+        if rejection.code == RejectCode::TokenExpired && !retirement_pending(worker, &fingerprint) {
             let start = verify::session_start(cfg, claims, known_start);
-            let fingerprint = ctx.fingerprint.unwrap_or_else(|| Fingerprint::of(token));
             if let Some(plan) =
                 refreshing::start(cfg, ctx.host, registry, ctx.req, token, &fingerprint, claims, None, start)
             {
@@ -279,6 +274,14 @@ fn claims_and_session<H: Host>(
         }
         ctx.reject(rejection, Some(claims))
     })
+}
+
+/// A token another replica already refreshed is retired at its grace's end: refreshing it
+/// again, due or expired, would spend its refresh token twice (and trip the server's reuse
+/// detection).
+fn retirement_pending(worker: &Worker, fingerprint: &Fingerprint) -> bool {
+    let own = Target::hashed(crate::registry::revocation::Kind::Token, fingerprint.0);
+    worker.revocations.try_borrow().ok().is_some_and(|c| c.get(&own).is_some())
 }
 
 /// What one request's audit records share.

@@ -477,6 +477,29 @@ fn a_token_with_a_pending_retirement_is_not_refreshed_again() {
     );
 }
 
+/// The same for a token that has expired meanwhile, under `refresh_expired`: another
+/// replica already spent its refresh token, so it is refused as expired, not refreshed.
+#[test]
+fn an_expired_token_with_a_pending_retirement_is_not_refreshed_again() {
+    let process = Process::new(NOW, &["etcd", "issuer"]);
+    let mut cfg = refresh_with_etcd();
+    cfg["refresh"]["refresh_expired"] = json!(true);
+    let mut vm = start(&process, &cfg);
+    vm.tick();
+    let old = crate::testkit::mint("RS256", json!({"iat": NOW - 600, "exp": NOW - 5, "sid": "s1"}));
+    let fp = crate::token::Fingerprint::of(&old).hex();
+    let retired =
+        kv(&format!("/tokenguard/revoked/token/{fp}"), &json!({"revoked_at": NOW + 10}).to_string(), 2);
+    let page = RangeResponse { header: header(2), kvs: vec![retired], ..Default::default() };
+    vm.grpc_answer(only(&vm, "Range").token, Ok(&page.encode_to_vec()));
+    let mut h = get("/", Some(&bearer(&old)));
+    h.push(("x-refresh-token", "r1".into()));
+    let (id, _) = send(&mut vm, &h);
+    assert_eq!(vm.reply(id).map(|r| r.json()["error"].clone()), Some(json!("token_expired")));
+    assert!(vm.grpc().iter().all(|g| g.method != "Txn"), "no claim asked for");
+    assert!(vm.calls().iter().all(|c| c.cluster != "issuer"), "no token endpoint call");
+}
+
 /// etcd refuses a watch under an auth token it no longer knows (it restarted) by cancelling
 /// it, not with UNAUTHENTICATED: the replica must log in again, not retry the dead token.
 #[test]
