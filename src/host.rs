@@ -44,6 +44,15 @@ pub trait SharedData {
     /// The value and its CAS, or `(None, None)` for a key never written.
     fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError>;
+
+    /// A process-wide count of the changes announced with `note_change`, far cheaper to read
+    /// than a shared-data key; `None` when the host keeps none, and readers read the data.
+    fn change_count(&self) -> Option<u64> {
+        None
+    }
+
+    /// Announces a change, once the shared data that carries it is written.
+    fn note_change(&self) {}
 }
 
 /// Everything a request handler needs from the host.

@@ -190,6 +190,12 @@ impl SharedData for FakeHost {
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError> {
         self.shared.set(key, value, cas)
     }
+    fn change_count(&self) -> Option<u64> {
+        self.shared.change_count()
+    }
+    fn note_change(&self) {
+        self.shared.note_change()
+    }
 }
 
 impl Clock for FakeHost {

@@ -118,15 +118,15 @@ pub fn cookie_values<'h, 'n>(header: &'h str, name: &'n str) -> impl Iterator<It
 /// The headers a forwarded request's response gains: the seconds its token has left, and,
 /// after a refresh, the new tokens for the client (the refresh token only when the gate
 /// handed it to this request).
-pub fn response_headers(cfg: &Config, expires_in: Option<u64>, swap: Option<Swap>) -> Vec<(String, String)> {
+pub fn response_headers(cfg: &Config, expires_in: Option<u64>, swap: Option<Swap>) -> Vec<(&str, String)> {
     let mut headers = Vec::new();
     if let (Some(seconds), Some(name)) = (expires_in, &cfg.expires_in_header) {
-        headers.push((name.clone(), seconds.to_string()));
+        headers.push((name.as_str(), seconds.to_string()));
     }
     if let (Some(Swap { access_token, refresh_token }), Some(r)) = (swap, &cfg.refresh) {
-        headers.push((r.access_token_response_header.clone(), access_token));
+        headers.push((r.access_token_response_header.as_str(), access_token));
         if let Some(rt) = refresh_token {
-            headers.push((r.refresh_token_response_header.clone(), rt));
+            headers.push((r.refresh_token_response_header.as_str(), rt));
         }
     }
     headers

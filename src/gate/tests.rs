@@ -373,7 +373,7 @@ fn a_response_carries_the_seconds_left_and_after_a_refresh_the_new_tokens() {
     let cfg = refresh_cfg();
     let swap =
         |rt: Option<&str>| Some(Swap { access_token: "A2".into(), refresh_token: rt.map(str::to_owned) });
-    let h = |v: &[(&str, &str)]| v.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+    let h = |v: &[(&'static str, &str)]| v.iter().map(|(k, v)| (*k, v.to_string())).collect::<Vec<_>>();
     assert_eq!(response_headers(&cfg, Some(42), None), h(&[("x-token-expires-in", "42")]));
     assert_eq!(
         response_headers(&cfg, None, swap(Some("R2"))),

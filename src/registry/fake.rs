@@ -11,6 +11,12 @@ pub struct FakeShared {
     next_cas: Cell<u32>,
     /// Writes to fail with `CasMismatch` before honouring them (simulates other writers).
     pub forced_conflicts: Cell<u32>,
+    /// The change count, as Envoy keeps it in a process-wide gauge.
+    changes: Cell<u64>,
+    /// A host without the count (or whose gauge Envoy does not keep).
+    pub no_change_count: Cell<bool>,
+    /// Changes made without announcing them (a count that failed to move).
+    pub silent_changes: Cell<bool>,
 }
 
 impl FakeShared {
@@ -45,6 +51,16 @@ impl SharedData for FakeShared {
         self.next_cas.set(self.next_cas.get().wrapping_add(1).max(1));
         map.insert(key.to_string(), (value.to_vec(), self.next_cas.get()));
         Ok(())
+    }
+
+    fn change_count(&self) -> Option<u64> {
+        (!self.no_change_count.get()).then(|| self.changes.get())
+    }
+
+    fn note_change(&self) {
+        if !self.silent_changes.get() {
+            self.changes.set(self.changes.get().wrapping_add(1));
+        }
     }
 }
 

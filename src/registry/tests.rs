@@ -188,6 +188,39 @@ fn revocations_reach_every_worker_cache() {
     assert_eq!(reg.census(120).revocations, 2);
 }
 
+/// Workers skip reading the versions while the host's change count stands still; a
+/// revocation moves it after the versions are written, so the next check reads them.
+#[test]
+fn the_change_count_spares_the_versions_read_but_never_a_revocation() {
+    let store = FakeShared::default();
+    let reg = Registry::new(&store, Layout::new(16, 160, 0));
+    reg.init_keys();
+    let fp = [7u8; 32];
+    let facts = TokenFacts { fp: &fp, jti: Some("j1"), sub: None, sid: None, iat: Some(50) };
+    let targets = Revocation::targets_of(&facts);
+    let mut w = RevocationCache::default();
+    assert_eq!(w.check(&reg, &targets, &facts, 60), Ok(None));
+    let rev = |j: &str| Revocation { target: Target::new(Kind::Jti, j), revoked_at: 60, until: 500 };
+    reg.revoke(rev("j1"), 60).unwrap();
+    assert_eq!(w.check(&reg, &targets, &facts, 61), Ok(Some(rev("j1"))), "announced: read at once");
+
+    // Proof that reads are skipped: a change nobody announces stays unseen...
+    let other = TokenFacts { jti: Some("j2"), ..facts };
+    store.silent_changes.set(true);
+    reg.revoke(rev("j2"), 61).unwrap();
+    assert_eq!(w.check(&reg, &Revocation::targets_of(&other), &other, 62), Ok(None));
+    // ...until the tick's read_again, the bound on a count that fails to move.
+    w.read_again();
+    assert_eq!(w.check(&reg, &Revocation::targets_of(&other), &other, 62), Ok(Some(rev("j2"))));
+
+    // A host without the count reads the versions on every check.
+    let third = TokenFacts { jti: Some("j3"), ..facts };
+    store.no_change_count.set(true);
+    assert_eq!(w.check(&reg, &Revocation::targets_of(&third), &third, 62), Ok(None));
+    reg.revoke(rev("j3"), 62).unwrap();
+    assert_eq!(w.check(&reg, &Revocation::targets_of(&third), &third, 63), Ok(Some(rev("j3"))));
+}
+
 #[test]
 fn a_full_revocation_store_refuses_rather_than_forgets() {
     let store = FakeShared::default();

@@ -563,7 +563,7 @@ fn the_hot_path_with_the_etcd_store_makes_no_extra_host_calls() {
     let want = [
         ("proxy_get_current_time_nanoseconds", 1),
         ("proxy_get_header_map_value", 1),
-        ("proxy_get_shared_data", 1),
+        ("proxy_get_metric", 1),
     ];
     assert_eq!(calls, want);
     vm.end(id);

@@ -9,6 +9,20 @@ use crate::metrics::Counter;
 pub struct EnvoyHost<'a> {
     pub metric_ids: &'a [u32],
     pub batched: &'a Batched,
+    /// The revocation change gauge, when Envoy keeps it (`define_change_gauge`).
+    pub changes: Option<u32>,
+}
+
+/// The gauge `tokenguard.revocation_changes`: every revocation written in this process adds
+/// one, after writing the shared data. Reading it costs a request far less than reading
+/// the revocation versions from shared data (no lock, no copy into the VM), and Envoy's
+/// gauges are one per process, like shared data. A gauge Envoy does not keep (its stats
+/// matcher may reject it) reads 0 after the increment here: then there is none, and every
+/// request reads the versions.
+pub fn define_change_gauge() -> Option<u32> {
+    let id = hostcalls::define_metric(MetricType::Gauge, "tokenguard.revocation_changes").ok()?;
+    hostcalls::increment_metric(id, 1).ok()?;
+    (hostcalls::get_metric(id).ok()? > 0).then_some(id)
 }
 
 /// The two counters every accepted request bumps, added up in the worker and published on
@@ -90,6 +104,16 @@ impl SharedData for EnvoyHost<'_> {
             Ok(()) => Ok(()),
             Err(Status::CasMismatch) => Err(WriteError::CasMismatch),
             Err(_) => Err(WriteError::Failed),
+        }
+    }
+
+    fn change_count(&self) -> Option<u64> {
+        hostcalls::get_metric(self.changes?).ok()
+    }
+
+    fn note_change(&self) {
+        if let Some(id) = self.changes {
+            let _ = hostcalls::increment_metric(id, 1);
         }
     }
 }

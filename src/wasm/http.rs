@@ -337,7 +337,7 @@ impl HttpContext for Http {
         let outcome = take(&shared.outcomes, self.id);
         let Some(Outcome { expires_in, swap }) = outcome else { return Action::Continue };
         for (name, value) in gate::credential::response_headers(&shared.cfg, expires_in, swap) {
-            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, &name, Some(&value));
+            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(&value));
         }
         Action::Continue
     }

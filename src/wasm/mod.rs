@@ -137,13 +137,15 @@ pub(crate) struct Shared {
     pub egress_gauge: Option<u32>,
     /// The gauge for how long the last registry sweep step took, in microseconds.
     pub sweep_gauge: Option<u32>,
+    /// The process-wide revocation change count (`host::define_change_gauge`).
+    pub change_gauge: Option<u32>,
     /// The key-set age gauge of each provider with remote keys, by provider index.
     pub keys_gauges: Vec<Option<u32>>,
 }
 
 impl Shared {
     pub fn host(&self) -> EnvoyHost<'_> {
-        EnvoyHost { metric_ids: &self.metric_ids, batched: &self.batched }
+        EnvoyHost { metric_ids: &self.metric_ids, batched: &self.batched, changes: self.change_gauge }
     }
 }
 
@@ -223,7 +225,7 @@ impl Context for Root {
 impl RootContext for Root {
     fn on_vm_start(&mut self, _size: usize) -> bool {
         let batched = host::Batched::default();
-        crate::version::announce(&EnvoyHost { metric_ids: &[], batched: &batched });
+        crate::version::announce(&EnvoyHost { metric_ids: &[], batched: &batched, changes: None });
         true
     }
 
@@ -282,6 +284,7 @@ impl RootContext for Root {
                 "tokenguard.registry.sweep_step_microseconds",
             )
             .ok(),
+            change_gauge: host::define_change_gauge(),
             keys_gauges: Vec::new(),
         };
         shared.keys_gauges = keys::define_gauges(&shared.cfg);
@@ -303,6 +306,9 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         let Some(shared) = self.shared.clone() else { return };
         shared.batched.flush(&shared.metric_ids);
+        if let Ok(mut cache) = shared.worker.revocations.try_borrow_mut() {
+            cache.read_again();
+        }
         let host = shared.host();
         let now = crate::host::Clock::now(&host);
         let started = now_micros();

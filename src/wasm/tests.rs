@@ -308,6 +308,55 @@ fn a_public_route_needs_no_token_and_claim_headers_are_never_the_clients() {
     );
 }
 
+/// A worker answering a token from its hot path sees a revocation another worker just made
+/// on its very next request (no tick between), through the process-wide change count.
+#[test]
+fn a_revocation_on_one_worker_ends_the_hot_path_on_another_at_once() {
+    for gauge_kept in [true, false] {
+        let process = Process::new(NOW, &[]);
+        if !gauge_kept {
+            process.reject_stat("tokenguard.revocation_changes");
+        }
+        let cfg = config_json(json!({"admin": {"path_prefix": "/tokenguard/", "token": ADMIN}}));
+        let token = mint("RS256", json!({"jti": "stolen"}));
+        // Worker A starts first (starting counts as a change), then waits for its turn.
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel::<()>();
+        let (p, c) = (process.clone(), cfg.clone());
+        let a = std::thread::spawn(move || {
+            let mut a = start(&p, &c);
+            ready_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            let revoke = [
+                (":method", "POST".into()),
+                (":path", "/tokenguard/revoke?jti=stolen".into()),
+                (":authority", "api".into()),
+                ("x-admin-token", ADMIN.to_string()),
+            ];
+            let (id, _) = send(&mut a, &revoke);
+            assert_eq!(a.reply(id).map(|r| r.status), Some(200));
+        });
+        ready.recv().unwrap();
+        let mut b = start(&process, &cfg);
+        for _ in 0..3 {
+            let (id, action) = send(&mut b, &get("/", Some(&bearer(&token))));
+            assert_eq!(action, Action::Continue);
+            b.end(id);
+        }
+        let _ = super::double::take_host_calls();
+        let (id, _) = send(&mut b, &get("/", Some(&bearer(&token))));
+        b.end(id);
+        let reads = super::double::take_host_calls();
+        let epoch_read = if gauge_kept { "proxy_get_metric" } else { "proxy_get_shared_data" };
+        assert!(reads.iter().any(|(call, _)| *call == epoch_read), "{gauge_kept}: {reads:?}");
+        go.send(()).unwrap();
+        a.join().unwrap();
+        let (id, action) = send(&mut b, &get("/", Some(&bearer(&token))));
+        assert_eq!(action, Action::Pause, "gauge kept: {gauge_kept}");
+        assert_eq!(b.reply(id).map(|r| r.json()["error"].clone()), Some(json!("token_revoked")));
+    }
+}
+
 /// The hot path's host calls, counted: what a token accepted a moment ago costs besides the
 /// filter's own work. Each one is a crossing of the Wasm boundary (see docs/architecture.md).
 #[test]
@@ -327,12 +376,13 @@ fn the_hot_path_makes_few_host_calls() {
     let request = super::double::take_host_calls();
     vm.respond(id, &[(":status", "200")]);
     let response = super::double::take_host_calls();
-    // The clock (expiry), the credential, and the revocation epoch (a revocation made on
-    // another worker or replica must be seen at once); then the seconds-left header.
+    // The clock (expiry), the credential, and the revocation change count (a revocation
+    // made on another worker or replica must be seen at once: a gauge read, not the shared
+    // versions); then the seconds-left header.
     let want = [
         ("proxy_get_current_time_nanoseconds", 1),
         ("proxy_get_header_map_value", 1),
-        ("proxy_get_shared_data", 1),
+        ("proxy_get_metric", 1),
     ];
     assert_eq!(request, want);
     assert_eq!(response, [("proxy_replace_header_map_value", 1)]);
@@ -369,7 +419,7 @@ fn the_hot_path_with_routes_and_claim_headers_adds_only_those_host_calls() {
     let want = [
         ("proxy_get_current_time_nanoseconds", 1),
         ("proxy_get_header_map_value", 2), // the credential, and :path for the rules
-        ("proxy_get_shared_data", 1),
+        ("proxy_get_metric", 1),
         ("proxy_replace_header_map_value", 3), // one per claim header
     ];
     assert_eq!(calls, want);

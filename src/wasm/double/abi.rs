@@ -316,10 +316,14 @@ unsafe extern "C" fn proxy_define_metric(
 
 fn metric(id: u32, f: impl FnOnce(&mut (String, MetricType, u64))) -> Status {
     let p = process();
+    let rejected = p.rejected_stats.lock().unwrap().clone();
     let mut metrics = p.metrics.lock().unwrap();
     match metrics.get_mut(id as usize) {
         Some(m) => {
             f(m);
+            if rejected.contains(&m.0) {
+                m.2 = 0;
+            }
             Status::Ok
         }
         None => Status::NotFound,

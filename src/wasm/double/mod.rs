@@ -34,6 +34,8 @@ pub struct Process {
     metrics: Mutex<Vec<(String, MetricType, u64)>>,
     clock_ns: AtomicU64,
     clusters: Vec<String>,
+    /// Stats Envoy's stats matcher rejects: writes to them are lost and they read 0.
+    rejected_stats: Mutex<Vec<String>>,
 }
 
 impl Process {
@@ -45,7 +47,14 @@ impl Process {
             metrics: Mutex::new(Vec::new()),
             clock_ns: AtomicU64::new(now * 1_000_000_000),
             clusters: clusters.iter().map(|c| c.to_string()).collect(),
+            rejected_stats: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Makes a stat one Envoy does not keep (`stats_config.stats_matcher`), before any
+    /// worker starts.
+    pub fn reject_stat(&self, name: &str) {
+        self.rejected_stats.lock().unwrap().push(name.to_string());
     }
 
     pub fn advance_ms(&self, ms: u64) {
