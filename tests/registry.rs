@@ -32,7 +32,13 @@ fn revoke(s: &Stack, key: &str, value: &str) -> Value {
 #[test]
 fn revocation_by_each_key_is_enforced_by_every_worker() {
     let s = Stack::start(admin_config(json!({})));
+    let changes = || s.envoy.stat("wasmcustom.tokenguard.revocation_changes").unwrap_or(0);
+    let before = changes();
+    // Each worker adds one at start: Envoy keeps the gauge, once per process.
+    assert!(before >= 2, "{before}");
     registry::revocation_by_each_key_is_enforced_by_every_worker(&s.target(), &s.profile);
+    // What the hot path reads to learn of a revocation made on another worker.
+    assert_eq!(changes(), before + 4, "one change per revocation, process-wide");
     let revoked = s.envoy.audit_records().into_iter().filter(|a| a["event"] == "token_revoked").count();
     assert_eq!(revoked, 4);
     assert_eq!(stats(&s)["revocations"], 4);
