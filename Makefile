@@ -22,7 +22,7 @@ LOCAL_ENVOY_IMAGE := tokenguard/envoy:$(ENVOY_VERSION)-local
 export ENVOY_VERSION LOCAL_ENVOY_IMAGE
 compose-images compose-up compose-test: export ENVOY_IMAGE ?= $(LOCAL_ENVOY_IMAGE)
 
-.PHONY: all run test unit e2e wasm envoy target lint clean bench harness \
+.PHONY: all run test unit e2e wasm envoy target lint clean bench bench-hot harness \
 	compose-images compose-up compose-down compose-test fuzz fuzz-smoke soak bench-verify bench-fleet \
 	dist oci oci-test etcd
 
@@ -111,6 +111,13 @@ bench: wasm envoy
 	$(CARGO) build --release -p tokenguard-harness --bins
 	cd bench/floor && CARGO_TARGET_DIR=$(abspath target/bench-floor) $(CARGO) build --release --target wasm32-wasip1
 	$(VENV)/bin/python bench/run.py
+
+## bench-hot: the hot path inside V8 without Envoy: time per request in the filter's own
+## code, host calls per request, and the functions that take the time (bench/results/hot-v8.md)
+bench-hot: wasm
+	$(CARGO) build --release -p tokenguard-harness --bin tg-issuer
+	cd bench/floor && CARGO_TARGET_DIR=$(abspath target/bench-floor) $(CARGO) build --release --target wasm32-wasip1
+	$(VENV)/bin/python bench/hot/compare.py
 
 ## bench-fleet: propagation of etcd revocations to two Envoy replicas (one at a time and in a
 ## storm of 1000/s), a fresh replica loading 100,000 of them, bytes per revocation
