@@ -30,6 +30,9 @@ pub struct EtcdConfig {
     pub max_staleness_seconds: Option<u64>,
     /// How long a request on a fresh process may wait for the first full list before a 503.
     pub startup_wait_ms: u64,
+    /// Which store this is (cluster, authority and prefix, hashed): the process keeps its
+    /// follow state per store, so a configuration naming another one lists it afresh.
+    pub id: u64,
 }
 
 impl EtcdConfig {
@@ -104,9 +107,13 @@ impl RawStore {
             .transpose()?;
         let startup_wait_ms =
             bounded(&field("startup_wait_ms"), e.startup_wait_ms.unwrap_or(3000), 0, MAX_STARTUP_WAIT_MS)?;
+        let named = format!("{}\n{}\n{}", e.cluster, e.authority.as_deref().unwrap_or_default(), prefix);
+        let digest = hmac_sha256::Hash::hash(named.as_bytes());
+        let id = digest.iter().take(8).fold(0u64, |id, b| (id << 8) | u64::from(*b));
         Ok(EtcdConfig {
             cluster: e.cluster,
             authority: e.authority,
+            id,
             prefix,
             timeout_ms,
             credentials,

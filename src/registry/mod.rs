@@ -37,7 +37,10 @@ pub const SWEEP_BUCKETS_PER_TICK: u32 = 64;
 
 pub(crate) const KEY_EPOCH: &str = "tokenguard/r/epoch";
 pub(crate) const KEY_REFRESH_FAILURES: &str = "tokenguard/refresh/failures";
-pub(crate) const KEY_STORE: &str = "tokenguard/store/state";
+/// The follow state of one revocation store, by its id (`Layout::store_id`).
+pub(crate) fn store_key(store_id: u64) -> String {
+    format!("tokenguard/store/state/{store_id:016x}")
+}
 /// This Envoy process's identity towards the fleet (its etcd refresh claims).
 pub(crate) const KEY_PROCESS: &str = "tokenguard/process/id";
 const KEY_SWEEP_LEASE: &str = "tokenguard/lease/sweep";
@@ -63,6 +66,9 @@ pub struct Layout {
     /// How long past `exp` a record is kept (the clock-skew leeway: until then the token
     /// can still be accepted).
     pub retain_s: u64,
+    /// The revocation store followed (`EtcdConfig::id`; 0 without one): its follow state is
+    /// kept apart from another store's.
+    pub store_id: u64,
 }
 
 impl Layout {
@@ -70,12 +76,13 @@ impl Layout {
         let buckets = (capacity / SLOTS_PER_BUCKET).clamp(1, u32::MAX as usize) as u32;
         let slots = if capacity < SLOTS_PER_BUCKET { capacity.max(1) } else { SLOTS_PER_BUCKET };
         let revocation_slots = (max_revocations / REVOCATION_BUCKETS as usize).max(1);
-        Layout { buckets, slots, revocation_slots, retain_s }
+        Layout { buckets, slots, revocation_slots, retain_s, store_id: 0 }
     }
 
     /// The layout a configuration asks for.
     pub fn of(cfg: &crate::config::Config) -> Layout {
-        Layout::new(cfg.registry.capacity, cfg.registry.max_revocations, cfg.clock_skew_seconds)
+        let layout = Layout::new(cfg.registry.capacity, cfg.registry.max_revocations, cfg.clock_skew_seconds);
+        Layout { store_id: cfg.revocation_store.as_ref().map_or(0, |s| s.id), ..layout }
     }
 
     /// The most records the registry can hold (at most the configured capacity).

@@ -1,9 +1,10 @@
-//! The revocation store's process-wide state, in one shared-data key: which worker holds the
+//! The revocation store's process-wide state, in one shared-data key per store (a
+//! configuration naming another cluster or prefix starts from nothing): which worker holds the
 //! watch on etcd (a lease renewed by its ticks), whether the first full list is applied, and
 //! when etcd last answered. Stored by the registry, driven by `crate::etcd::follow`.
 
 use super::codec::{Reader, Writer};
-use super::{update, Conflict, Registry, KEY_PROCESS, KEY_STORE};
+use super::{store_key, update, Conflict, Registry, KEY_PROCESS};
 use crate::host::SharedData;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,14 +57,14 @@ impl StoreState {
 
 impl<S: SharedData> Registry<'_, S> {
     pub fn store_state(&self) -> StoreState {
-        StoreState::decode(self.store.get(KEY_STORE).0.as_deref().unwrap_or_default())
+        StoreState::decode(self.store.get(&store_key(self.layout.store_id)).0.as_deref().unwrap_or_default())
     }
 
     /// Takes or renews the lease on following etcd for `holder` until `until`; whether
     /// `holder` has it now. A lease that is still long enough is not written again.
     pub fn store_lease(&self, holder: u64, now: u64, until: u64) -> Result<bool, Conflict> {
         let mut held = false;
-        update(self.store, KEY_STORE, |bytes| {
+        update(self.store, &store_key(self.layout.store_id), |bytes| {
             let mut st = StoreState::decode(bytes);
             let ours = st.holder == holder;
             held = ours || st.lease_until <= now;
@@ -80,7 +81,7 @@ impl<S: SharedData> Registry<'_, S> {
     /// etcd answered: records the contact (and the revision applied, and whether the first
     /// list is complete). Returns the state before, so the caller can tell a recovery.
     pub fn store_contact(&self, now: u64, listed: bool, revision: i64) -> Result<StoreState, Conflict> {
-        let out = update(self.store, KEY_STORE, |bytes| {
+        let out = update(self.store, &store_key(self.layout.store_id), |bytes| {
             let before = StoreState::decode(bytes);
             let mut st = before.clone();
             st.last_contact = now;
@@ -111,7 +112,7 @@ impl<S: SharedData> Registry<'_, S> {
 
     /// A call to etcd failed; returns the failures since the last answer.
     pub fn store_failed(&self) -> Result<u32, Conflict> {
-        let out = update(self.store, KEY_STORE, |bytes| {
+        let out = update(self.store, &store_key(self.layout.store_id), |bytes| {
             let mut st = StoreState::decode(bytes);
             st.failures = st.failures.saturating_add(1);
             Some((st.encode(), st.failures))
@@ -151,6 +152,22 @@ mod tests {
         assert_eq!(reg.store_lease(1, 101, 105), Ok(true), "renewing needs no write");
         assert_eq!(reg.store_lease(2, 105, 110), Ok(true), "lapsed: worker 2 takes over");
         assert_eq!(reg.store_lease(1, 106, 111), Ok(false));
+    }
+
+    /// A configuration that names another store (cluster, authority or prefix) must list it
+    /// and hold requests until then, not inherit the first store's "synced" and revision.
+    #[test]
+    fn each_store_has_its_own_state() {
+        let store = FakeShared::default();
+        let a = crate::testkit::etcd_store("/a/");
+        let b = crate::testkit::etcd_store("/b/");
+        assert_ne!(a.id, b.id);
+        assert_eq!(a.id, crate::testkit::etcd_store("/a/").id, "the same store, the same id");
+        let on = |id| Registry::new(&store, Layout { store_id: id, ..Layout::new(16, 160, 0) });
+        on(a.id).store_contact(100, true, 42).unwrap();
+        assert!(on(a.id).store_state().synced);
+        assert_eq!(on(b.id).store_state(), StoreState::default(), "another store starts from nothing");
+        assert_eq!(on(b.id).store_lease(9, 100, 105), Ok(true), "nor is its lease held");
     }
 
     #[test]
