@@ -81,13 +81,19 @@ impl Key {
 }
 
 /// `a == b`, taking the same time whatever the bytes are (but not whatever the lengths are:
-/// those are public here). Every byte pair is XORed and the differences ORed together, with
-/// no branch on the data; `black_box` keeps the optimiser from turning the loop back into an
-/// early-exit comparison.
+/// those are public here). Every pair of eight-byte words (then of the last bytes) is XORed
+/// and the differences ORed together, with no branch on the data; `black_box` keeps the
+/// optimiser from turning the loop back into an early-exit comparison. Words, not bytes:
+/// the hot path compares whole tokens with it, and byte by byte an 800-byte token cost
+/// about 0.45 µs in V8.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| std::hint::black_box(acc | (x ^ y)));
+    let word = |c: &[u8]| <[u8; 8]>::try_from(c).map_or(0, u64::from_ne_bytes);
+    let (wa, wb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail = wa.remainder().iter().zip(wb.remainder());
+    let diff = tail.fold(0u64, |acc, (x, y)| std::hint::black_box(acc | u64::from(x ^ y)));
+    let diff = wa.zip(wb).fold(diff, |acc, (x, y)| std::hint::black_box(acc | (word(x) ^ word(y))));
     diff == 0
 }

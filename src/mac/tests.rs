@@ -172,3 +172,15 @@ fn key_policy() {
         }
     }
 }
+
+#[test]
+fn constant_time_eq_compares_every_byte_of_word_and_tail() {
+    let a: Vec<u8> = (0..803u32).map(|i| (i % 251) as u8).collect();
+    assert!(constant_time_eq(&a, &a.clone()) && constant_time_eq(b"", b""));
+    for i in [0, 7, 8, 400, 799, 800, 802] {
+        let mut b = a.clone();
+        b[i] ^= 0x01;
+        assert!(!constant_time_eq(&a, &b), "a difference at byte {i}");
+    }
+    assert!(!constant_time_eq(&a, &a[..802]) && !constant_time_eq(b"ab", b"abc"));
+}
