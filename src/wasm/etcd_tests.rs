@@ -177,13 +177,7 @@ fn an_unknown_cluster_is_logged_and_never_called_with_grpc() {
 }
 
 fn revoke(vm: &mut Vm) -> u32 {
-    let headers = [
-        (":method", "POST".to_string()),
-        (":path", "/tokenguard/revoke?sub=alice".to_string()),
-        (":authority", "api".into()),
-        ("x-admin-token", ADMIN.to_string()),
-    ];
-    send(vm, &headers).0
+    send(vm, &super::tests::admin_revoke("sub=alice")).0
 }
 
 #[test]

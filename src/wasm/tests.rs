@@ -12,6 +12,16 @@ pub(super) fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
+/// An admin revocation (`query`: `jti=...`, `sub=...`), with the admin token.
+pub(super) fn admin_revoke(query: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (":method", "POST".into()),
+        (":path", format!("/tokenguard/revoke?{query}")),
+        (":authority", "api".into()),
+        ("x-admin-token", ADMIN.into()),
+    ]
+}
+
 pub(super) fn get(path: &str, authorization: Option<&str>) -> Vec<(&'static str, String)> {
     let mut h =
         vec![(":method", "GET".to_string()), (":path", path.to_string()), (":authority", "api".into())];
@@ -100,13 +110,7 @@ fn an_admin_revocation_on_one_worker_holds_on_another_and_the_admin_token_never_
         let (id, action) = send(&mut a, &h);
         assert_eq!(action, Action::Continue);
         assert_eq!(a.upstream_header(id, "x-admin-token"), None);
-        let revoke = [
-            (":method", "POST".into()),
-            (":path", "/tokenguard/revoke?jti=stolen".into()),
-            (":authority", "api".into()),
-            ("x-admin-token", ADMIN.to_string()),
-        ];
-        let (id, action) = send(&mut a, &revoke);
+        let (id, action) = send(&mut a, &admin_revoke("jti=stolen"));
         assert_eq!(action, Action::Pause, "an admin request never goes upstream");
         assert_eq!(a.reply(id).map(|r| r.status), Some(200));
     })
@@ -327,13 +331,7 @@ fn a_revocation_on_one_worker_ends_the_hot_path_on_another_at_once() {
             let mut a = start(&p, &c);
             ready_tx.send(()).unwrap();
             go_rx.recv().unwrap();
-            let revoke = [
-                (":method", "POST".into()),
-                (":path", "/tokenguard/revoke?jti=stolen".into()),
-                (":authority", "api".into()),
-                ("x-admin-token", ADMIN.to_string()),
-            ];
-            let (id, _) = send(&mut a, &revoke);
+            let (id, _) = send(&mut a, &admin_revoke("jti=stolen"));
             assert_eq!(a.reply(id).map(|r| r.status), Some(200));
         });
         ready.recv().unwrap();
