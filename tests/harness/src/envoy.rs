@@ -147,6 +147,13 @@ fn listener(opts: &Options, wasm: &Path, port: u16) -> Value {
     json!({
                 "name": "ingress",
                 "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+                // One socket shared by the workers, never SO_REUSEPORT: two test Envoys can then
+                // never listen on the same port and take each other's connections (a port
+                // probed free and bound later by `start_dynamic` fails to bind instead).
+                // Exact balance hands fresh connections to the least-loaded worker, so a few
+                // fresh connections reach both workers.
+                "enable_reuse_port": false,
+                "connection_balance_config": {"exact_balance": {}},
                 "filter_chains": [{"filters": [{
                     "name": "envoy.filters.network.http_connection_manager",
                     "typed_config": {
@@ -241,20 +248,30 @@ impl Envoy {
 
     /// Starts Envoy with its listener from a file (LDS) on a fixed free port, so
     /// `update_plugin_config` can change the plugin configuration while it runs.
+    /// The port is probed free and bound by Envoy later; should another process take it in
+    /// between, the listener fails to bind (no SO_REUSEPORT, see `listener`) and a fresh
+    /// port is tried.
     pub fn start_dynamic(opts: &Options) -> Envoy {
-        let dir = scratch_dir();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let lds = dir.join("lds.json");
-        std::fs::write(&lds, lds_document(opts, &wasm_path(), port).to_string()).expect("write lds");
-        let config = dir.join("envoy.json");
-        std::fs::write(&config, bootstrap_with_lds(opts, &lds).to_string()).expect("write config");
-        let mut envoy = Self::start_file(&config, dir, opts.concurrency)
-            .unwrap_or_else(|log| panic!("Envoy did not start:\n{log}"));
-        envoy.lds = Some(lds);
-        envoy
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let dir = scratch_dir();
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("free port");
+            let lds = dir.join("lds.json");
+            std::fs::write(&lds, lds_document(opts, &wasm_path(), port).to_string()).expect("write lds");
+            let config = dir.join("envoy.json");
+            std::fs::write(&config, bootstrap_with_lds(opts, &lds).to_string()).expect("write config");
+            match Self::start_file(&config, dir, opts.concurrency) {
+                Ok(mut envoy) => {
+                    envoy.lds = Some(lds);
+                    return envoy;
+                }
+                Err(log) => failures.push(log),
+            }
+        }
+        panic!("Envoy did not start in three tries:\n{}", failures.join("\n----\n"))
     }
 
     /// Replaces the listener (same port, new plugin configuration) and waits until Envoy
@@ -314,6 +331,21 @@ impl Envoy {
                     l["listener_statuses"][0]["local_address"]["socket_address"]["port_value"].as_u64();
                 if let Some(port) = port {
                     break port as u16;
+                }
+                // A listener from LDS that failed (its port taken) leaves Envoy running
+                // without it: say so now rather than at the deadline.
+                let rejected = client
+                    .get(
+                        &format!(
+                            "http://127.0.0.1:{admin_port}/stats?format=json&filter=^listener_manager\\.lds\\.update_rejected$"
+                        ),
+                        &[],
+                    )
+                    .json();
+                if rejected["stats"][0]["value"].as_u64().is_some_and(|n| n > 0) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!("its listener was rejected\n{}", read_log(&log_path)));
                 }
             }
             std::thread::sleep(Duration::from_millis(50));
