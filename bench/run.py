@@ -50,7 +50,7 @@ PROBES = [
     ("shared-data read", ["shared"]),
     ("gauge read", ["metric"]),
     ("response header", ["response"]),
-    ("clock, shared-data read, response header (the hot path's calls)", ["clock", "shared", "response"]),
+    ("clock, gauge read, response header (the hot path's calls)", ["clock", "metric", "response"]),
     (":path, 3 header writes (the route row's calls)", ["path", "set", "set", "set"]),
     (":path, header removal (the admin API's calls)", ["path", "remove"]),
 ]
