@@ -3,7 +3,7 @@
 //! PS384, PS512) shares the public-key operation and is in `pss`.
 //!
 //! jwt-simple's pure-Rust RSA costs milliseconds per signature in 32-bit Wasm; this does
-//! the one public-key operation with 32-bit limbs (see `montgomery`) and nothing else.
+//! the one public-key operation (see `montgomery`) and nothing else.
 //!
 //! Verification never parses the decrypted block, which is where PKCS#1 v1.5 forgeries
 //! live (Bleichenbacher 2006 and its many descendants): it computes m = s^e mod n, builds
@@ -17,6 +17,7 @@
 //! Everything here is public data (key, signature, message), so none of it is constant
 //! time, deliberately.
 
+mod columns;
 mod montgomery;
 mod pss;
 #[cfg(test)]
