@@ -2,8 +2,8 @@
 //! Montgomery form over twelve 32-bit limbs, with `u64` intermediate products.
 //!
 //! Why not p384's field element: its generic Montgomery code (crypto-bigint) costs ~300 ns
-//! per multiplication in V8; this, the same CIOS loop as `crate::rsa`'s modular
-//! multiplication fixed at 12 limbs, ~140 ns (bench/verify's V8 figures). The table points
+//! per multiplication in V8; this, a CIOS loop (coarsely integrated operand scanning) fixed
+//! at 12 limbs, ~140 ns (bench/verify's V8 figures). The table points
 //! are still computed by p384 and only converted here (`from_be_bytes`).
 //!
 //! Only what the verification's point formulas use: +, −, negation, ×, squaring, doubling,
@@ -151,7 +151,8 @@ impl Neg for Fe {
 
 impl Mul for Fe {
     type Output = Fe;
-    /// a · b · R⁻¹ mod p by CIOS (see `crate::rsa`'s `Modulus::mul` for the method). p ≡ −1
+    /// a · b · R⁻¹ mod p by CIOS (Koç, Acar & Kaliski 1996): per limb b_i of b, one pass adds
+    /// a · b_i and m · p, m chosen to zero the lowest limb, and shifts down a limb. p ≡ −1
     /// mod 2^32, so −p⁻¹ mod 2^32 is 1 and each round's m is the low limb itself. For a, b,
     /// c, d < 2^32, a·b + c + d < 2^64: no `u64` below overflows.
     fn mul(self, rhs: Fe) -> Fe {
