@@ -124,10 +124,11 @@ fn decide<H: Host>(
     optional: bool,
 ) -> Step<Verdict> {
     let now = host.now();
-    let mut ctx = Ctx { cfg, host, req, now, fingerprint: None };
+    let mut ctx = Ctx { cfg, host, req, now, changes: None, fingerprint: None };
     let token = credential(&ctx, optional)?;
+    ctx.changes = follow_changes(cfg, host, worker);
     let registry = Registry::new(host, Layout::of(cfg));
-    if let Some(verdict) = accepted_again(cfg, host, worker, &registry, token, now, req, rule) {
+    if let Some(verdict) = accepted_again(&ctx, worker, &registry, token, rule) {
         return Ok(verdict);
     }
     let fingerprint = Fingerprint::of(token);
@@ -171,6 +172,20 @@ fn decide<H: Host>(
         swap: None,
         headers,
     })
+}
+
+/// Reads the process-wide change count (one host call, before anything shared is read, so
+/// every later read sees at least what it announced) and brings this worker's remote key
+/// sets up to it: a key withdrawn by another worker's fetch stops verifying here, hot path
+/// included, from this request on.
+fn follow_changes(cfg: &Config, host: &impl Host, worker: &Worker) -> Option<u64> {
+    let changes = host.change_count();
+    if cfg.has_remote_keys() {
+        if let Ok(mut keys) = worker.keys.try_borrow_mut() {
+            keys.follow(cfg, host, changes);
+        }
+    }
+    changes
 }
 
 /// Read the credential: the token, or the request ends (no token: forwarded on an optional
@@ -240,7 +255,7 @@ fn not_revoked<H: Host>(
     claims: &Claims,
 ) -> Step<()> {
     let revoked = known.is_some_and(|r| r.state == State::Revoked);
-    match is_revoked(ctx.host, worker, registry, facts, targets, ctx.now) {
+    match is_revoked(ctx.host, worker, registry, ctx.changes, facts, targets, ctx.now) {
         Some(false) if !revoked => Ok(()),
         Some(_) => {
             Err(ctx.reject(Rejection::new(RejectCode::TokenRevoked, "token has been revoked"), Some(claims)))
@@ -290,6 +305,8 @@ pub(super) struct Ctx<'a, H: Host> {
     host: &'a H,
     req: &'a Request<'a>,
     now: u64,
+    /// The process-wide change count, read once per request before any shared data.
+    changes: Option<u64>,
     fingerprint: Option<Fingerprint>,
 }
 
@@ -399,15 +416,19 @@ pub(super) fn store_gate(
 
 /// Whether a revocation covers the token. `None` when the shared revocation set cannot be
 /// read (logged here): the caller must then refuse, with `unavailable()`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn is_revoked(
     host: &impl Host,
     worker: &Worker,
     registry: &Registry<'_, impl Host>,
+    changes: Option<u64>,
     facts: &TokenFacts,
     targets: &[Target],
     now: u64,
 ) -> Option<bool> {
-    match worker.revocations.try_borrow_mut().map(|mut c| c.check(registry, targets, facts, now)) {
+    let check =
+        |mut c: std::cell::RefMut<RevocationCache>| c.check_at(registry, changes, targets, facts, now);
+    match worker.revocations.try_borrow_mut().map(check) {
         Ok(Ok(found)) => Some(found.is_some()),
         Ok(Err(_)) | Err(_) => {
             host.log(crate::host::Level::Error, "tokenguard: revocation state unreadable; refusing requests");

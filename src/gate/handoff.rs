@@ -78,7 +78,7 @@ fn handoff_check(
     let new_fp = Fingerprint::of(&h.access_token);
     let facts = TokenFacts::of(&new_fp.0, c);
     let targets = Revocation::targets_of(&facts);
-    match is_revoked(host, worker, registry, &facts, &targets, now) {
+    match is_revoked(host, worker, registry, host.change_count(), &facts, &targets, now) {
         Some(false) => {}
         Some(true) => return Err(replaced("has been revoked")),
         None => return Err(None),

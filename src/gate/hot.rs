@@ -12,23 +12,20 @@ use crate::token::{Claims, Fingerprint};
 use crate::verdict::Verdict;
 use crate::verify;
 
-use super::{accepted, is_revoked, request_path, store_gate, unavailable, Request, Worker};
+use super::{accepted, is_revoked, request_path, store_gate, unavailable, Ctx, Worker};
 use crate::header::Edits;
 
 /// The hot path: a token this worker accepted a moment ago, when nothing that could change
 /// the answer has changed (see `accepted`). `None` sends the request down the full path,
 /// which also produces every refusal (a route's requirements unmet included).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn accepted_again(
-    cfg: &Config,
-    host: &impl Host,
+pub(super) fn accepted_again<H: Host>(
+    ctx: &Ctx<'_, H>,
     worker: &Worker,
-    registry: &Registry<'_, impl Host>,
+    registry: &Registry<'_, H>,
     token: &str,
-    now: u64,
-    req: &Request,
     rule: Option<&Rule>,
 ) -> Option<Verdict> {
+    let (cfg, host, now, req) = (ctx.cfg, ctx.host, ctx.now, ctx.req);
     let cache = worker.accepted.try_borrow().ok()?;
     let entry = cache.get(token)?;
     if let Some(rule) = rule {
@@ -39,10 +36,11 @@ pub(super) fn accepted_again(
     }
     // Unreadable revocations refuse here as on the full path; a revoked token goes there for
     // its refusal and audit line.
-    let not_revoked = match is_revoked(host, worker, registry, &entry.facts(), &entry.targets, now) {
-        Some(revoked) => !revoked,
-        None => return Some(unavailable()),
-    };
+    let not_revoked =
+        match is_revoked(host, worker, registry, ctx.changes, &entry.facts(), &entry.targets, now) {
+            Some(revoked) => !revoked,
+            None => return Some(unavailable()),
+        };
     let epoch = worker.revocations.try_borrow().ok().and_then(|r| r.epoch());
     if !not_revoked || !epoch.is_some_and(|e| entry.fresh(cfg.cache_generation(), now, e)) {
         drop(cache);

@@ -265,7 +265,15 @@ fn old_token_now(
         sid: plan.sid.as_deref(),
         iat: plan.iat,
     };
-    match super::is_revoked(host, worker, registry, &facts, &Revocation::targets_of(&facts), now) {
+    match super::is_revoked(
+        host,
+        worker,
+        registry,
+        host.change_count(),
+        &facts,
+        &Revocation::targets_of(&facts),
+        now,
+    ) {
         Some(false) => {}
         Some(true) => return deny(RejectCode::TokenRevoked, "token has been revoked"),
         None => return super::unavailable(),

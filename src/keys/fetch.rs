@@ -167,6 +167,11 @@ fn swap(
     if written.is_err() {
         host.count(Counter::RegistryConflict);
     }
+    if changed && !removed.is_empty() && written.is_ok() {
+        // Every worker's hot path must drop what it verified under a withdrawn key before
+        // its next request, not at its next tick (`WorkerKeys::follow`).
+        host.note_change();
+    }
     if fetched.skipped > 0 {
         host.log(
             Level::Warn,

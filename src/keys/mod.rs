@@ -36,6 +36,8 @@ pub struct Installed {
 #[derive(Default)]
 pub struct WorkerKeys {
     sets: Vec<(String, Installed)>,
+    /// The process-wide change count when this worker last synced for it (`follow`).
+    seen_changes: Option<u64>,
 }
 
 impl WorkerKeys {
@@ -54,6 +56,17 @@ impl WorkerKeys {
         let epoch = self.sets.iter().fold(0u32, |a, (_, s)| a.wrapping_add(s.removals));
         cfg.key_epoch.store(epoch, std::sync::atomic::Ordering::Relaxed);
         states
+    }
+
+    /// Syncs when the process-wide change count moved since the last time: a fetch that
+    /// withdraws a key announces it (`fetch::swap`), so a token this worker verified under
+    /// that key, and remembered, is refused from the very next request here, not from this
+    /// worker's next tick. Without a count (`None`) the tick's sync is all there is.
+    pub fn follow(&mut self, cfg: &Config, store: &impl SharedData, changes: Option<u64>) {
+        if changes.is_some() && changes != self.seen_changes {
+            self.sync(cfg, store);
+            self.seen_changes = changes;
+        }
     }
 
     fn sync_one(&mut self, provider: &Provider, store: &impl SharedData) -> KeysState {

@@ -190,6 +190,36 @@ fn a_removed_key_stops_verifying_even_when_cached() {
 }
 
 #[test]
+fn a_key_withdrawn_by_another_workers_fetch_is_refused_on_every_worker_at_once() {
+    let (cfg, host) = (cfg(), FakeHost::at(NOW));
+    let (a, b) = (Worker::default(), Worker::default());
+    let (old, old_jwk) = new_key("old");
+    let mut set = keys().public_jwks();
+    set["keys"].as_array_mut().unwrap().push(old_jwk);
+    fetch(&cfg, &host, jwks_answer(&set, None));
+    let token = sign(&old);
+    for _ in 0..3 {
+        assert_eq!(status(&ask(&cfg, &host, &b, &token)), 200, "verified, recorded, then b's hot path");
+    }
+    assert_eq!(b.accepted.borrow().len(), 1, "b remembers it");
+    // The issuer withdraws "old" and signs with "new": worker a meets the new kid, the
+    // refetch brings the set without "old", and a syncs as the fetch's answer does.
+    let (new, new_jwk) = new_key("new");
+    let mut next = keys().public_jwks();
+    next["keys"].as_array_mut().unwrap().push(new_jwk);
+    let fresh = sign(&new);
+    assert!(matches!(ask(&cfg, &host, &a, &fresh), Verdict::Hold { reason: HoldReason::KeyRefetch, .. }));
+    assert!(fetch(&cfg, &host, jwks_answer(&next, None)));
+    a.keys.borrow_mut().sync(&cfg, &host);
+    assert_eq!(status(&ask(&cfg, &host, &a, &fresh)), 200);
+    // No tick on b since: its next request still must not take the old key's word.
+    let before = host.value(Counter::Rejected(crate::reject::RejectCode::InvalidSignature)).unwrap_or(0);
+    assert_eq!(status(&ask(&cfg, &host, &b, &token)), 401, "refused on b, hot path and registry alike");
+    assert_eq!(host.value(Counter::Rejected(crate::reject::RejectCode::InvalidSignature)), Some(before + 1));
+    assert_eq!(status(&ask(&cfg, &host, &b, &fresh)), 200, "b verifies under the new set");
+}
+
+#[test]
 fn failures_keep_the_keys_back_off_and_go_stale_then_unavailable() {
     let (cfg, host) = (
         cfg_with(json!({"cluster": "idp", "uri": "http://idp/jwks", "max_stale_seconds": 100})),

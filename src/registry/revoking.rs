@@ -159,7 +159,19 @@ impl RevocationCache {
         now: u64,
     ) -> Result<Option<Revocation>, Unreadable> {
         // Read before the versions: a change announced after this read moves the count.
-        let changes = registry.store.change_count();
+        self.check_at(registry, registry.store.change_count(), targets, facts, now)
+    }
+
+    /// `check`, given the change count the caller read for this request (before anything
+    /// else it reads), so one request reads the count once.
+    pub fn check_at<S: SharedData>(
+        &mut self,
+        registry: &Registry<S>,
+        changes: Option<u64>,
+        targets: &[Target],
+        facts: &TokenFacts,
+        now: u64,
+    ) -> Result<Option<Revocation>, Unreadable> {
         if changes.is_none() || changes != self.seen_changes || self.versions.is_none() {
             let versions = registry.revocation_versions();
             // Word by word: comparing the arrays whole links wasm32's byte-wise memcmp, which
