@@ -42,7 +42,7 @@ ISS = "https://issuer.test"
 ALGS = ["HS256", "RS256", "PS256", "ES256", "ES384", "EdDSA"]
 # Distinct tokens per cold run: more than the requests one run makes, so no token repeats
 # (a repeat would be a registry hit). Checked after every run.
-POOL = {"HS256": 120_000, "RS256": 30_000, "PS256": 30_000, "ES256": 30_000, "ES384": 15_000, "EdDSA": 40_000}
+POOL = {"HS256": 150_000, "RS256": 45_000, "PS256": 45_000, "ES256": 45_000, "ES384": 25_000, "EdDSA": 45_000}
 ADMIN = "bench-admin-token-0123456789"
 # The floor's probe rows: each adds host calls tokenguard makes (bench/floor/src/lib.rs).
 PROBES = [
