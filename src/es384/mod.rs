@@ -17,7 +17,7 @@
 //!
 //! Per-key tables, as for ES256 (see `fixed_base`): p384's own verifier (what jwt-simple
 //! called) computes u1·G + u2·Q with ~384 doublings and costs ~2.8 ms in V8; with a table
-//! for G (one per process) and one per key, a check is 384/GW + 384/W mixed additions. Those run
+//! for G (one per process) and one per key, a check is ~2·384/W mixed additions. Those run
 //! on `field` (p384's own field multiplication is twice as slow in V8); the tables' points,
 //! the key's validation and the scalar arithmetic mod n are p384's. The verdicts are p384's
 //! verifier's, checked against it in the tests. Everything here is public, so variable time
@@ -37,22 +37,21 @@ mod tests;
 use field::Fe;
 use fixed_base::{Jacobian, Table};
 
-/// Window width in bits of a key's table. W = 6: 65 windows, 65 additions per check for the
-/// key's half, 2080 points (195 KiB) per key. W = 7 saves ~15% of those additions for 3520
-/// points (330 KiB) and 1.7x the build time per key; every worker holds every key's table,
-/// so the key side stays at 6.
+/// Window width in bits. W = 6: 65 windows, ~130 additions per check, 2080 points (195 KiB)
+/// per key. W = 7 saves ~15% per check (1.23 M against 1.43 M native instructions, measured
+/// with p384's field) for 3520 points (330 KiB) and 1.7x the build time per key; ES384 is
+/// rare and every worker holds every key's table, so that does not pay. Nor did a wider
+/// table for the generator alone (W = 8, 588 KiB once per worker): 16 additions fewer per
+/// check, ~20% less in bench/verify, where one token is verified again and again and its
+/// table entries stay in cache; but nothing in Envoy (`make bench`, 179.1 against 178.8 µs
+/// added), where every token is new and a larger table only misses the cache more.
 const W: usize = 6;
-/// The generator's window width: its table is built once per process (Wasm VM) whatever the
-/// keys, so it can afford to be wider. W = 8: 49 windows instead of 65, so 16 additions fewer
-/// per check (about 12%), for 6272 points (588 KiB) once per worker.
-const GW: usize = 8;
 /// Scalar bits.
 const BITS: usize = 384;
-/// Points per key table: (384 / W + 1) windows of 2^(W-1); 96 bytes each.
+/// Points per table: (384 / W + 1) windows of 2^(W-1); 96 bytes each.
 pub const TABLE_POINTS: usize = (BITS / W + 1) << (W - 1);
 
 type P384Table = Table<W>;
-type GeneratorTable = Table<GW>;
 
 /// A signature's length: r and s, 48 bytes each.
 pub const SIGNATURE_BYTES: usize = 96;
@@ -63,13 +62,13 @@ pub struct BadSignature;
 
 /// A P-384 public key with its multiplication table.
 pub struct PublicKey {
-    g: &'static GeneratorTable,
+    g: &'static P384Table,
     table: P384Table,
 }
 
 /// The generator's table, built once per process (Wasm VM) by the first key.
-fn generator_table() -> Option<&'static GeneratorTable> {
-    static G: OnceLock<Option<GeneratorTable>> = OnceLock::new();
+fn generator_table() -> Option<&'static P384Table> {
+    static G: OnceLock<Option<P384Table>> = OnceLock::new();
     G.get_or_init(|| Table::new(ProjectivePoint::GENERATOR, BITS)).as_ref()
 }
 
