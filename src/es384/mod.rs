@@ -43,8 +43,9 @@ use fixed_base::{Jacobian, Table};
 /// rare and every worker holds every key's table, so that does not pay. Nor did a wider
 /// table for the generator alone (W = 8, 588 KiB once per worker): 16 additions fewer per
 /// check, ~20% less in bench/verify, where one token is verified again and again and its
-/// table entries stay in cache; but nothing in Envoy (`make bench`, 179.1 against 178.8 µs
-/// added), where every token is new and a larger table only misses the cache more.
+/// table entries stay in cache; but in Envoy, where every token is new and a larger table
+/// misses the cache more, within the noise between runs (`make bench`, quiet: 179.1 µs added
+/// with it, 178.8 and 192.1 without).
 const W: usize = 6;
 /// Scalar bits.
 const BITS: usize = 384;
