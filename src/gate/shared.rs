@@ -73,8 +73,7 @@ pub(super) fn is_revoked(
     targets: &[Target],
     now: u64,
 ) -> Option<bool> {
-    let check =
-        |mut c: std::cell::RefMut<RevocationCache>| c.check_at(registry, changes, targets, facts, now);
+    let check = |mut c: std::cell::RefMut<RevocationCache>| c.check(registry, changes, targets, facts, now);
     match worker.revocations.try_borrow_mut().map(check) {
         Ok(Ok(found)) => Some(found.is_some()),
         Ok(Err(_)) | Err(_) => {

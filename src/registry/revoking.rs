@@ -149,22 +149,11 @@ impl RevocationCache {
     }
 
     /// The revocation covering this token, if any, given its facts and what a revocation of
-    /// it would name (`Revocation::targets_of`, hashed once by the caller). `Err` when the
-    /// shared set could not be read: the caller must fail closed.
+    /// it would name (`Revocation::targets_of`, hashed once by the caller). `changes` is the
+    /// host's change count as the caller read it for this request, before anything else it
+    /// read: a change announced after that read moves the count. `Err` when the shared set
+    /// could not be read: the caller must fail closed.
     pub fn check<S: SharedData>(
-        &mut self,
-        registry: &Registry<S>,
-        targets: &[Target],
-        facts: &TokenFacts,
-        now: u64,
-    ) -> Result<Option<Revocation>, Unreadable> {
-        // Read before the versions: a change announced after this read moves the count.
-        self.check_at(registry, registry.store.change_count(), targets, facts, now)
-    }
-
-    /// `check`, given the change count the caller read for this request (before anything
-    /// else it reads), so one request reads the count once.
-    pub fn check_at<S: SharedData>(
         &mut self,
         registry: &Registry<S>,
         changes: Option<u64>,

@@ -167,14 +167,26 @@ fn revocations_reach_every_worker_cache() {
     let fp = [7u8; 32];
     let facts = TokenFacts { fp: &fp, jti: Some("j1"), sub: Some("alice"), sid: Some("s1"), iat: Some(50) };
     let (mut w1, mut w2) = (RevocationCache::default(), RevocationCache::default());
-    assert_eq!(w1.check(&reg, &Revocation::targets_of(&facts), &facts, 60), Ok(None));
-    assert_eq!(w2.check(&reg, &Revocation::targets_of(&facts), &facts, 60), Ok(None));
+    assert_eq!(
+        w1.check(&reg, reg.store.change_count(), &Revocation::targets_of(&facts), &facts, 60),
+        Ok(None)
+    );
+    assert_eq!(
+        w2.check(&reg, reg.store.change_count(), &Revocation::targets_of(&facts), &facts, 60),
+        Ok(None)
+    );
     let rev = Revocation { target: Target::new(Kind::Sid, "s1"), revoked_at: 60, until: 500 };
     reg.revoke(rev, 60).unwrap();
-    assert_eq!(w1.check(&reg, &Revocation::targets_of(&facts), &facts, 61), Ok(Some(rev)));
-    assert_eq!(w2.check(&reg, &Revocation::targets_of(&facts), &facts, 61), Ok(Some(rev)));
     assert_eq!(
-        w1.check(&reg, &Revocation::targets_of(&facts), &facts, 500),
+        w1.check(&reg, reg.store.change_count(), &Revocation::targets_of(&facts), &facts, 61),
+        Ok(Some(rev))
+    );
+    assert_eq!(
+        w2.check(&reg, reg.store.change_count(), &Revocation::targets_of(&facts), &facts, 61),
+        Ok(Some(rev))
+    );
+    assert_eq!(
+        w1.check(&reg, reg.store.change_count(), &Revocation::targets_of(&facts), &facts, 500),
         Ok(None),
         "entry retired at its end"
     );
@@ -183,8 +195,14 @@ fn revocations_reach_every_worker_cache() {
         .unwrap();
     let old = TokenFacts { fp: &fp, jti: None, sub: Some("bob"), sid: None, iat: Some(99) };
     let new = TokenFacts { fp: &fp, jti: None, sub: Some("bob"), sid: None, iat: Some(101) };
-    assert!(w1.check(&reg, &Revocation::targets_of(&old), &old, 120).unwrap().is_some());
-    assert!(w1.check(&reg, &Revocation::targets_of(&new), &new, 120).unwrap().is_none());
+    assert!(w1
+        .check(&reg, reg.store.change_count(), &Revocation::targets_of(&old), &old, 120)
+        .unwrap()
+        .is_some());
+    assert!(w1
+        .check(&reg, reg.store.change_count(), &Revocation::targets_of(&new), &new, 120)
+        .unwrap()
+        .is_none());
     assert_eq!(reg.census(120).revocations, 2);
 }
 
@@ -199,26 +217,42 @@ fn the_change_count_spares_the_versions_read_but_never_a_revocation() {
     let facts = TokenFacts { fp: &fp, jti: Some("j1"), sub: None, sid: None, iat: Some(50) };
     let targets = Revocation::targets_of(&facts);
     let mut w = RevocationCache::default();
-    assert_eq!(w.check(&reg, &targets, &facts, 60), Ok(None));
+    assert_eq!(w.check(&reg, reg.store.change_count(), &targets, &facts, 60), Ok(None));
     let rev = |j: &str| Revocation { target: Target::new(Kind::Jti, j), revoked_at: 60, until: 500 };
     reg.revoke(rev("j1"), 60).unwrap();
-    assert_eq!(w.check(&reg, &targets, &facts, 61), Ok(Some(rev("j1"))), "announced: read at once");
+    assert_eq!(
+        w.check(&reg, reg.store.change_count(), &targets, &facts, 61),
+        Ok(Some(rev("j1"))),
+        "announced: read at once"
+    );
 
     // Proof that reads are skipped: a change nobody announces stays unseen...
     let other = TokenFacts { jti: Some("j2"), ..facts };
     store.silent_changes.set(true);
     reg.revoke(rev("j2"), 61).unwrap();
-    assert_eq!(w.check(&reg, &Revocation::targets_of(&other), &other, 62), Ok(None));
+    assert_eq!(
+        w.check(&reg, reg.store.change_count(), &Revocation::targets_of(&other), &other, 62),
+        Ok(None)
+    );
     // ...until the tick's read_again, the bound on a count that fails to move.
     w.read_again();
-    assert_eq!(w.check(&reg, &Revocation::targets_of(&other), &other, 62), Ok(Some(rev("j2"))));
+    assert_eq!(
+        w.check(&reg, reg.store.change_count(), &Revocation::targets_of(&other), &other, 62),
+        Ok(Some(rev("j2")))
+    );
 
     // A host without the count reads the versions on every check.
     let third = TokenFacts { jti: Some("j3"), ..facts };
     store.no_change_count.set(true);
-    assert_eq!(w.check(&reg, &Revocation::targets_of(&third), &third, 62), Ok(None));
+    assert_eq!(
+        w.check(&reg, reg.store.change_count(), &Revocation::targets_of(&third), &third, 62),
+        Ok(None)
+    );
     reg.revoke(rev("j3"), 62).unwrap();
-    assert_eq!(w.check(&reg, &Revocation::targets_of(&third), &third, 63), Ok(Some(rev("j3"))));
+    assert_eq!(
+        w.check(&reg, reg.store.change_count(), &Revocation::targets_of(&third), &third, 63),
+        Ok(Some(rev("j3")))
+    );
 }
 
 #[test]
@@ -244,7 +278,9 @@ fn a_corrupt_revocation_set_fails_closed() {
     assert!(reg.load_revocations(1).is_none());
     let fp = [1u8; 32];
     let facts = TokenFacts { fp: &fp, jti: None, sub: None, sid: None, iat: None };
-    assert!(RevocationCache::default().check(&reg, &Revocation::targets_of(&facts), &facts, 1).is_err());
+    assert!(RevocationCache::default()
+        .check(&reg, reg.store.change_count(), &Revocation::targets_of(&facts), &facts, 1)
+        .is_err());
 }
 
 #[test]
@@ -283,9 +319,9 @@ fn a_new_revocation_reloads_only_its_bucket() {
     let mut cache = RevocationCache::default();
     let facts = |fp| TokenFacts { fp, jti: Some("j0"), sub: None, sid: None, iat: None };
     let fp = [0u8; 32];
-    assert!(cache.check(&reg, &[first.target], &facts(&fp), 2).unwrap().is_some());
+    assert!(cache.check(&reg, reg.store.change_count(), &[first.target], &facts(&fp), 2).unwrap().is_some());
     store.set(&revocation_key(bucket(&other)), &[9, 9, 9], None).unwrap();
     reg.revoke(same, 1).unwrap();
-    let found = cache.check(&reg, &[same.target], &facts(&fp), 2);
+    let found = cache.check(&reg, reg.store.change_count(), &[same.target], &facts(&fp), 2);
     assert!(found.is_ok_and(|r| r.is_some()), "only the bucket written was read again");
 }
