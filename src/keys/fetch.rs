@@ -145,12 +145,13 @@ fn swap(
     if changed && host.set(&keys.set, &state::encode_set(version, &fetched.body), None).is_err() {
         return host.count(Counter::RegistryConflict);
     }
+    let withdrawn = changed && !removed.is_empty();
     let mut before = KeysState::default();
     let written = update(host, &keys.state, |bytes| {
         let mut st = KeysState::decode(bytes);
         before = st.clone();
         st.version = version;
-        if changed && !removed.is_empty() {
+        if withdrawn {
             st.removals = st.removals.wrapping_add(1);
         }
         st.fetched_at = now;
@@ -167,7 +168,7 @@ fn swap(
     if written.is_err() {
         host.count(Counter::RegistryConflict);
     }
-    if changed && !removed.is_empty() && written.is_ok() {
+    if withdrawn && written.is_ok() {
         // Every worker's hot path must drop what it verified under a withdrawn key before
         // its next request, not at its next tick (`WorkerKeys::follow`).
         host.note_change();

@@ -36,6 +36,13 @@ fn new_key(kid: &str) -> (ES256KeyPair, Value) {
     (key, json!({"kty": "EC", "kid": kid, "crv": "P-256", "x": B64.encode(x), "y": B64.encode(y)}))
 }
 
+/// The demo key set with `jwk` added.
+fn demo_set_with(jwk: Value) -> Value {
+    let mut set = keys().public_jwks();
+    set["keys"].as_array_mut().unwrap().push(jwk);
+    set
+}
+
 fn sign(key: &ES256KeyPair) -> String {
     let c = claims(json!({}));
     let mut jc = jwt_simple::claims::Claims::with_custom_claims(json!({}), Duration::from_secs(300));
@@ -173,9 +180,7 @@ fn a_removed_key_stops_verifying_even_when_cached() {
     let (cfg, host) = (cfg(), FakeHost::at(NOW));
     let worker = Worker::default();
     let (key, jwk) = new_key("old");
-    let mut set = keys().public_jwks();
-    set["keys"].as_array_mut().unwrap().push(jwk);
-    fetch(&cfg, &host, jwks_answer(&set, None));
+    fetch(&cfg, &host, jwks_answer(&demo_set_with(jwk), None));
     let token = sign(&key);
     for _ in 0..3 {
         assert_eq!(status(&ask(&cfg, &host, &worker, &token)), 200, "verified, recorded, hot");
@@ -194,9 +199,7 @@ fn a_key_withdrawn_by_another_workers_fetch_is_refused_on_every_worker_at_once()
     let (cfg, host) = (cfg(), FakeHost::at(NOW));
     let (a, b) = (Worker::default(), Worker::default());
     let (old, old_jwk) = new_key("old");
-    let mut set = keys().public_jwks();
-    set["keys"].as_array_mut().unwrap().push(old_jwk);
-    fetch(&cfg, &host, jwks_answer(&set, None));
+    fetch(&cfg, &host, jwks_answer(&demo_set_with(old_jwk), None));
     let token = sign(&old);
     for _ in 0..3 {
         assert_eq!(status(&ask(&cfg, &host, &b, &token)), 200, "verified, recorded, then b's hot path");
@@ -205,11 +208,9 @@ fn a_key_withdrawn_by_another_workers_fetch_is_refused_on_every_worker_at_once()
     // The issuer withdraws "old" and signs with "new": worker a meets the new kid, the
     // refetch brings the set without "old", and a syncs as the fetch's answer does.
     let (new, new_jwk) = new_key("new");
-    let mut next = keys().public_jwks();
-    next["keys"].as_array_mut().unwrap().push(new_jwk);
     let fresh = sign(&new);
     assert!(matches!(ask(&cfg, &host, &a, &fresh), Verdict::Hold { reason: HoldReason::KeyRefetch, .. }));
-    assert!(fetch(&cfg, &host, jwks_answer(&next, None)));
+    assert!(fetch(&cfg, &host, jwks_answer(&demo_set_with(new_jwk), None)));
     a.keys.borrow_mut().sync(&cfg, &host);
     assert_eq!(status(&ask(&cfg, &host, &a, &fresh)), 200);
     // No tick on b since: its next request still must not take the old key's word.
